@@ -1,0 +1,31 @@
+# Two commands set a fresh clone up: `make run` (the main job) and `make test` (the test suite).
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: setup run train test lint bench
+
+setup: $(VENV)/.installed
+
+# torch is pinned by constraints.txt to the local CPU wheel (2.13.0); nothing may pull another torch.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+run: setup
+	$(BIN)/tdlab reproduce --quick
+
+train: setup
+	$(BIN)/tdlab train examples/mnist1d-mlp.yaml
+
+test: setup
+	$(BIN)/python -m pytest -n 2
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup
+	for f in benchmarks/bench_*.py; do $(BIN)/python $$f; done

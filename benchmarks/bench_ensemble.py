@@ -1,0 +1,70 @@
+"""Ensemble throughput: N members trained at once through vmap against N sequential runs of the same configs.
+
+A small MLP (40-64-64-10, ReLU) on mnist1d, SGD with momentum, mini-batches of 64, no probes, each member with its
+own seed and learning rate. Sequential time for N runs is N times the median time of one run (3 runs timed);
+both sides write their run directories.
+
+    python benchmarks/bench_ensemble.py [--steps 500] [--members 8 32 128] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from tdlab.ensemble import train_ensemble
+from tdlab.train import TrainConfig, train
+
+
+def config(seed: int, steps: int, device: str) -> TrainConfig:
+    return TrainConfig.model_validate(
+        {
+            "seed": seed,
+            "device": device,
+            "steps": steps,
+            "batch_size": 64,
+            "checkpoint_every": steps,
+            "data": {"name": "mnist1d", "n_train": 4000, "n_test": 1000},
+            "model": {"name": "mlp", "width": 64, "depth": 2, "activation": "relu"},
+            "optimizer": {"name": "sgd", "lr": 0.01 * (1 + seed % 5), "momentum": 0.9},
+            "probes": [],
+        }
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--members", type=int, nargs="+", default=[8, 32, 128])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as out:
+        train(config(0, 10, args.device), out=out)  # warm-up: data generation, imports
+        singles = []
+        for seed in range(3):
+            began = time.perf_counter()
+            train(config(seed, args.steps, args.device), out=out)
+            singles.append(time.perf_counter() - began)
+        one = statistics.median(singles)
+        table = Table(title=f"ensemble vs sequential, {args.steps} steps, {torch.get_num_threads()} threads")
+        for column in ("members N", "sequential N runs (s)", "ensemble (s)", "speed-up", "target"):
+            table.add_column(column)
+        for n in args.members:
+            began = time.perf_counter()
+            train_ensemble([config(seed, args.steps, args.device) for seed in range(n)], out=out)
+            together = time.perf_counter() - began
+            table.add_row(str(n), f"{n * one:.1f}", f"{together:.1f}", f"{n * one / together:.1f}x", ">= 8x at N = 32")
+        Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

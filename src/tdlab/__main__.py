@@ -1,0 +1,3 @@
+from tdlab.cli import app
+
+app(prog_name="tdlab")

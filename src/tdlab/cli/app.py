@@ -1,0 +1,422 @@
+"""The `tdlab` command line: a thin shell over tdlab.train, tdlab.store, tdlab.experiments and tdlab.report."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from tdlab.cli.errors import bad_input_exits
+
+app = typer.Typer(
+    help="tdlab: a laboratory for the training dynamics of deep networks.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+)
+console = Console()
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config field: `key=value` (dotted keys, YAML values). Repeatable."),
+]
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="The store: a folder of run directories.")]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=False,
+    )
+
+
+def _train_progress(label: str):
+    @contextlib.contextmanager
+    def factory(start: int, total: int) -> Iterator[Any]:
+        with _progress() as bar:
+            task = bar.add_task(label, total=total, completed=start, info="")
+            yield lambda step, info: bar.update(task, completed=step, info=info)
+
+    return factory
+
+
+def _tracker(bar: Progress):
+    def track(iterable: Iterable[Any], description: str = "", total: int | None = None) -> Iterator[Any]:
+        if total is None and hasattr(iterable, "__len__"):
+            total = len(iterable)  # type: ignore[arg-type]
+        task = bar.add_task(f"  {description}", total=total, info="")
+        for item in iterable:
+            yield item
+            bar.advance(task)
+        bar.remove_task(task)
+
+    return track
+
+
+def _overrides(items: list[str] | None) -> dict[str, Any]:
+    from tdlab.train.config import apply_override
+
+    raw: dict[str, Any] = {}
+    for item in items or []:
+        apply_override(raw, item)
+    return raw
+
+
+def _find_run(out: Path, run: str):
+    from tdlab.store import Run
+
+    path = Path(run)
+    if not (path / "config.json").is_file():
+        path = out / run
+    if not (path / "config.json").is_file():
+        raise ValueError(f"run: no run directory {run!r} (looked in . and {out})")
+    return Run.open(path)
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Argument(help="A YAML training config (see examples/).")] = None,
+    set_: SetOption = None,
+    out: OutOption = Path("runs"),
+    resume: Annotated[str | None, typer.Option(help="Continue this run from its last checkpoint.")] = None,
+    run_id: Annotated[str | None, typer.Option("--id", help="Name the run directory.")] = None,
+    tensorboard: Annotated[bool, typer.Option(help="Stream probes to RUN/tensorboard (scalars, histograms).")] = False,
+) -> None:
+    """Train a model with probes and record the run.
+
+    Examples:
+
+        tdlab train examples/mnist1d-mlp.yaml
+
+        tdlab train examples/mnist1d-mlp.yaml --set optimizer.lr=0.1 --set steps=500
+
+        tdlab train --resume runs/train-20261123-101500-ab12cd
+    """
+    from tdlab import train as training
+
+    with bad_input_exits():
+        if resume is not None:
+            run = _find_run(out, resume)
+            run = training.resume(run.path, progress=_train_progress(f"resume {run.id}"), tensorboard=tensorboard)
+        else:
+            if config is None:
+                raise ValueError("config: give a YAML config, or --resume RUN")
+            cfg = training.load_config(config, set_)
+            run = training.train(
+                cfg, out=out, run_id=run_id, progress=_train_progress(cfg.name), tensorboard=tensorboard
+            )
+    figure = _draw_run(run)
+    console.print(f"run: [bold]{run.path}[/bold]  status: {run.status}")
+    console.print(f"figure: {figure}")
+    if run.status == "diverged":
+        console.print(f"[yellow]diverged at step {run.meta.get('diverged_step')}[/yellow]")
+
+
+def _draw_run(run) -> Path:
+    import matplotlib.pyplot as plt
+
+    from tdlab.report import plot_metrics
+
+    figure = plot_metrics(run.metrics_wide(), title=f"{run.id} ({run.status})")
+    path = run.figure_path("metrics", "png")
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+@app.command()
+def runs(
+    where: Annotated[
+        str | None, typer.Option(help='SQL filter on config columns, e.g. "\\"optimizer.lr\\" > 0.01".')
+    ] = None,
+    out: OutOption = Path("runs"),
+) -> None:
+    """List the runs of a store.
+
+    Examples:
+
+        tdlab runs
+
+        tdlab runs --where "status = 'done' AND \\"optimizer.name\\" = 'adam'"
+    """
+    from tdlab.store import Store
+
+    with bad_input_exits():
+        frame = Store(out).runs(where=where)
+    table = Table(title=f"runs in {out}")
+    columns = [c for c in ("id", "kind", "status", "created", "duration_s") if c in frame.columns]
+    for column in columns:
+        table.add_column(column)
+    for _, row in frame.iterrows():
+        table.add_row(*[_cell(row[c]) for c in columns])
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+@app.command()
+def show(
+    run: Annotated[str, typer.Argument(help="A run id (in --out) or a run directory.")],
+    out: OutOption = Path("runs"),
+) -> None:
+    """Summarise a run: status, config, a table of its metrics and a PNG figure of them.
+
+    Example:
+
+        tdlab show train-20261123-101500-ab12cd
+    """
+    with bad_input_exits():
+        record = _find_run(out, run)
+    console.print(f"[bold]{record.id}[/bold]  kind: {record.meta.get('kind')}  status: {record.status}")
+    console.print(yaml.safe_dump(record.config, sort_keys=False).rstrip())
+    metrics = record.metrics()
+    if metrics.empty:
+        console.print("no metrics recorded")
+        return
+    table = Table(title="metrics")
+    for column in ("name", "rows", "first", "last", "min", "max"):
+        table.add_column(column, justify="left" if column == "name" else "right")
+    for name, group in metrics.groupby("name", sort=True):
+        values = group.sort_values("step")["value"]
+        table.add_row(
+            str(name),
+            str(len(values)),
+            *[_cell(float(v)) for v in (values.iloc[0], values.iloc[-1], values.min(), values.max())],
+        )
+    console.print(table)
+    checks = record.checks()
+    if checks:
+        _print_checks(checks)
+    if record.meta.get("kind") == "train":
+        console.print(f"figure: {_draw_run(record)}")
+    else:
+        for png in sorted((record.path / "figures").glob("*.png")):
+            console.print(f"figure: {png}")
+
+
+def _print_checks(checks: list[dict], title: str = "checks") -> None:
+    table = Table(title=title)
+    for column in ("check", "measured", "theory", "tolerance", "verdict"):
+        table.add_column(column, justify="left" if column == "check" else "right")
+    for check in checks:
+        verdict = "[green]PASS[/green]" if check["passed"] else "[red]FAIL[/red]"
+        theory = "" if check.get("theory") is None else _cell(float(check["theory"]))
+        tolerance = check["kind"] if check.get("tolerance") is None else f"{check['tolerance']:.3g} ({check['kind']})"
+        table.add_row(check["name"], _cell(float(check["measured"])), theory, tolerance, verdict)
+    console.print(table)
+
+
+@app.command()
+def catalog() -> None:
+    """List the catalogue's experiments, each with its claim."""
+    from tdlab.experiments import experiments
+
+    table = Table(title="the catalogue")
+    table.add_column("experiment")
+    table.add_column("part")
+    table.add_column("claim")
+    for name, experiment in experiments().items():
+        table.add_row(name, experiment.part, experiment.claim)
+    console.print(table)
+
+
+@app.command("run")
+def run_experiment(
+    name: Annotated[str, typer.Argument(help="An experiment of `tdlab catalog`.")],
+    set_: SetOption = None,
+    preset: Annotated[str | None, typer.Option(help="A named config, e.g. `full` for the paper-scale run.")] = None,
+    out: OutOption = Path("runs"),
+) -> None:
+    """Run one experiment of the catalogue and print its checks against theory.
+
+    Examples:
+
+        tdlab run quadratic-step-size
+
+        tdlab run edge-of-stability --preset full
+
+        tdlab run momentum --set seed=3
+    """
+    from tdlab.experiments import run
+
+    with bad_input_exits(), _progress() as bar:
+        outcome = run(name, preset=preset, out=out, track=_tracker(bar), **_overrides(set_))
+    _print_checks([c.model_dump() for c in outcome.result.checks], title=f"{name}: checks")
+    console.print(f"run: [bold]{outcome.run.path}[/bold] ({outcome.duration_s:.1f} s)")
+    for png in sorted((outcome.run.path / "figures").glob("*.png")):
+        console.print(f"figure: {png}")
+    if not outcome.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def reproduce(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Quick configs (the defaults); otherwise the `full` presets.")
+    ] = False,
+    out: OutOption = Path("runs"),
+    report: Annotated[Path, typer.Option(help="Folder of the HTML report.")] = Path("report"),
+    only: Annotated[list[str] | None, typer.Option(help="Run only these experiments (repeatable).")] = None,
+) -> None:
+    """Run the whole catalogue and write `report/index.html` (claim, figures, checks, config, run time).
+
+    Examples:
+
+        tdlab reproduce --quick
+
+        tdlab reproduce --only momentum --only taylor-step --quick
+    """
+    from tdlab.experiments import experiments, get, run
+    from tdlab.report import write_report
+
+    with bad_input_exits():
+        names = [get(name).name for name in only] if only else list(experiments())
+    outcomes = []
+    began = time.perf_counter()
+    with _progress() as bar:
+        overall = bar.add_task("catalogue", total=len(names), info="")
+        for name in names:
+            bar.update(overall, info=name)
+            experiment = get(name)
+            preset = None if quick or "full" not in experiment.presets else "full"
+            try:
+                outcomes.append(run(name, preset=preset, out=out, track=_tracker(bar)))
+            except Exception as error:  # a broken experiment is reported, the others still run
+                console.print(f"[red]{name} failed:[/red] {error}")
+            bar.advance(overall)
+    table = Table(title=f"checks ({'quick' if quick else 'full'})")
+    for column in ("experiment", "check", "measured", "theory", "verdict"):
+        table.add_column(column)
+    for outcome in outcomes:
+        for check in outcome.result.checks:
+            theory = "" if check.theory is None else _cell(check.theory)
+            table.add_row(
+                outcome.experiment.name,
+                check.name,
+                _cell(check.measured),
+                theory,
+                "[green]PASS[/green]" if check.passed else "[red]FAIL[/red]",
+            )
+    console.print(table)
+    page = write_report([o.run for o in outcomes], report)
+    passed = sum(c.passed for o in outcomes for c in o.result.checks)
+    total = sum(len(o.result.checks) for o in outcomes)
+    console.print(
+        f"{len(outcomes)}/{len(names)} experiments ran, {passed}/{total} checks pass, "
+        f"{time.perf_counter() - began:.0f} s; report: [bold]{page}[/bold]"
+    )
+    if len(outcomes) < len(names) or passed < total:
+        raise typer.Exit(1)
+
+
+@app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="A sweep spec (YAML): base config, grid, zip, seeds.")],
+    workers: Annotated[int, typer.Option(help="Processes (or Ray workers) running points at once.")] = 1,
+    backend: Annotated[str, typer.Option(help="`local` (processes) or `ray`.")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address; a local Ray when omitted.")] = None,
+    out: OutOption = Path("runs"),
+) -> None:
+    """Run a sweep: every point of the grid times the seeds, resumably (a rerun skips finished runs and resumes
+    partial ones from their checkpoints).
+
+    Examples:
+
+        tdlab sweep examples/sweep-lr.yaml --workers 2
+
+        tdlab sweep examples/sweep-lr.yaml --backend ray --address ray://head:10001
+    """
+    from tdlab.sweep import expand, load_spec, run_sweep
+
+    with bad_input_exits():
+        parsed, base = load_spec(spec)
+        points = expand(parsed, base)
+        with _progress() as bar:
+            task = bar.add_task(f"sweep {parsed.name}", total=len(points), info="")
+
+            def report(counts, running) -> None:
+                finished = sum(counts.values())
+                info = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f", {running} running"
+                bar.update(task, completed=finished, info=info)
+
+            summary = run_sweep(parsed, points, out, workers=workers, backend=backend, address=address, report=report)
+    console.print(
+        f"sweep {parsed.name}: "
+        + ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))
+        + f"; runs in {summary.folder}"
+    )
+    if summary.counts.get("failed"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="DuckDB SQL over the views `runs`, `metrics` and `results`.")],
+    out: OutOption = Path("runs"),
+    csv: Annotated[Path | None, typer.Option(help="Also write the result to this CSV file.")] = None,
+) -> None:
+    """Query all runs of a store with SQL (metrics are joined with flattened config columns).
+
+    Examples:
+
+        tdlab query "SELECT \\"optimizer.lr\\", avg(value) FROM metrics WHERE name = 'test/accuracy' GROUP BY 1"
+
+        tdlab query "SELECT kind, status, count(*) FROM runs GROUP BY ALL" --out runs/lr-sweep
+    """
+    from tdlab.store import Store
+
+    with bad_input_exits():
+        frame = Store(out).query(sql)
+    table = Table()
+    for column in frame.columns:
+        table.add_column(str(column))
+    for _, row in frame.head(200).iterrows():
+        table.add_row(*[_cell(v) for v in row])
+    console.print(table)
+    if len(frame) > 200:
+        console.print(f"... {len(frame)} rows in all")
+    if csv is not None:
+        frame.to_csv(csv, index=False)
+
+
+@app.command()
+def report(
+    sweep_folder: Annotated[Path, typer.Argument(help="A sweep's folder (`<out>/<sweep name>`).")],
+    path: Annotated[Path | None, typer.Option("--to", help="Folder of the page; default SWEEP/report.")] = None,
+) -> None:
+    """Write an HTML page of a sweep: each metric against the swept fields, mean and spread over seeds.
+
+    Example:
+
+        tdlab report runs/lr-sweep
+    """
+    from tdlab.report.sweep import write_sweep_report
+
+    with bad_input_exits():
+        page = write_sweep_report(sweep_folder, path)
+    console.print(f"report: [bold]{page}[/bold]")

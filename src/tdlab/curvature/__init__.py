@@ -1,0 +1,33 @@
+"""Curvature of the loss: Hessian and Gauss-Newton matrices as linear operators, their extreme eigenpairs
+(Lanczos, power iteration), trace (Hutchinson, Hutch++), spectral density (stochastic Lanczos quadrature), and
+dense matrices of small models as the test oracle."""
+
+from tdlab.curvature.density import SpectralDensity, hessian_density
+from tdlab.curvature.exact import exact_ggn, exact_hessian
+from tdlab.curvature.lanczos import EigResult, hessian_eigs
+from tdlab.curvature.operators import (
+    GGNOperator,
+    HessianOperator,
+    LinearOperator,
+    MatrixOperator,
+    as_operator,
+)
+from tdlab.curvature.power import power_iteration
+from tdlab.curvature.trace import TraceResult, hessian_trace
+
+__all__ = [
+    "EigResult",
+    "GGNOperator",
+    "HessianOperator",
+    "LinearOperator",
+    "MatrixOperator",
+    "SpectralDensity",
+    "TraceResult",
+    "as_operator",
+    "exact_ggn",
+    "exact_hessian",
+    "hessian_density",
+    "hessian_eigs",
+    "hessian_trace",
+    "power_iteration",
+]

@@ -1,0 +1,25 @@
+"""Data: the Dataset container, mnist1d (generated locally), scikit-learn digits, synthetic teacher-student
+regression, label noise, standardisation, and the loss / accuracy of a task."""
+
+from tdlab.data.dataset import TASKS, Dataset
+from tdlab.data.loaders import digits, mnist1d
+from tdlab.data.metrics import accuracy, loss_for
+from tdlab.data.registry import DATASETS, load_dataset
+from tdlab.data.synthetic import TEACHERS, gaussian_linear, synthetic_regression
+from tdlab.data.transforms import standardize, with_label_noise
+
+__all__ = [
+    "DATASETS",
+    "TASKS",
+    "TEACHERS",
+    "Dataset",
+    "accuracy",
+    "digits",
+    "gaussian_linear",
+    "load_dataset",
+    "loss_for",
+    "mnist1d",
+    "standardize",
+    "synthetic_regression",
+    "with_label_noise",
+]

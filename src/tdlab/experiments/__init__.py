@@ -1,0 +1,24 @@
+"""The catalogue of experiments: each lecture claim measured, compared with its theory, and drawn.
+
+Example:
+    >>> import tdlab.experiments as ex
+    >>> sorted(ex.experiments())  # doctest: +SKIP
+    >>> outcome = ex.run("quadratic-step-size", out="/tmp/runs")  # doctest: +SKIP
+"""
+
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, resolve_device
+from tdlab.experiments.registry import experiments, get
+from tdlab.experiments.runner import ExperimentRun, run
+
+__all__ = [
+    "Check",
+    "Context",
+    "Experiment",
+    "ExperimentConfig",
+    "ExperimentRun",
+    "Result",
+    "experiments",
+    "get",
+    "resolve_device",
+    "run",
+]

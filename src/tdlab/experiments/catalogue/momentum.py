@@ -1,0 +1,739 @@
+"""Momentum on ill-conditioned quadratics, and the noise floor of SGD with a constant step.
+
+Every run is `torch.optim.SGD` in float64. Parameter mapping: `SGD(lr=eta, momentum=beta)` keeps
+b_t = beta b_{t-1} + g_t and steps w_{t+1} = w_t - eta b_t, which is Polyak's heavy ball
+w_{t+1} = w_t - eta g_t + beta (w_t - w_{t-1}) (velocity v_t = -eta b_t); with `nesterov=True` it steps
+w_{t+1} = w_t - eta (g_t + beta b_t), Nesterov's method (Sutskever et al. 2013 form) written for the look-ahead
+point y_t = x_t + beta (x_t - x_{t-1}), whose recursion `tdlab.theory.momentum.nesterov_matrix` states. Many
+step sizes run as rows of one tensor (`SGD(lr=1)` on eta_r f_r, the same iterates; see
+`quadratic_step_size.descend`), and the Robbins-Monro schedule eta_t = eta_0 t_0/(t + t_0) is
+`torch.optim.lr_scheduler.LambdaLR`.
+
+Parts: (1) tuned heavy ball and Nesterov reach the rates (sqrt(kappa) - 1)/(sqrt(kappa) + 1) and
+1 - 1/sqrt(kappa); (2) each eigen-direction is a 2x2 linear system whose spectral radius is the measured rate;
+(3) under a constant gradient the step tends to -eta g/(1 - beta); (4) heavy ball is stable iff
+eta lambda < 2 (1 + beta), Nesterov iff eta lambda < 2 (1 + beta)/(1 + 2 beta); (5) with additive gradient noise
+the iterates settle to the stationary variances of `tdlab.theory.sgd_noise`, smaller with momentum at the same
+effective step eta/(1 - beta) and with iterate averaging; (6) per-example SGD on least squares converges with
+a constant step only when the model interpolates; otherwise it plateaus, and eta_t ~ 1/t brings the error
+down as 1/t.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from numpy.typing import NDArray
+from pydantic import Field, model_validator
+
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.catalogue.quadratic_step_size import (
+    QuadraticRun,
+    descend,
+    edge_of_stability,
+    fitted_rate,
+    rotated_quadratics,
+    spectrum,
+)
+from tdlab.theory import momentum as theory
+from tdlab.theory import quadratic as gd_theory
+from tdlab.theory import sgd_noise
+
+Kappa = Annotated[float, Field(gt=1.0)]
+Beta = Annotated[float, Field(gt=0.0, lt=1.0)]
+Positive = Annotated[float, Field(gt=0.0)]
+Rows = list[dict[str, float | str]]
+METHODS = ("heavy ball", "nesterov")
+
+
+class MomentumConfig(ExperimentConfig):
+    """Quadratics with eigenvalues evenly spaced in [1/kappa, 1] (L = 1); noise and least-squares settings."""
+
+    dim: int = Field(8, ge=2, description="dimension of the quadratics of the tuned-rate runs")
+    kappas: tuple[Kappa, ...] = Field((10.0, 100.0, 1000.0), min_length=1, description="condition numbers")
+    curve_kappa: Kappa = Field(100.0, description="the condition number of the error-curve figure (in kappas)")
+    steps: int = Field(1500, ge=10, description="steps per rate measurement")
+    warmup: int = Field(500, ge=0, description="steps discarded before fitting a rate")
+    betas: tuple[Beta, ...] = Field((0.3, 0.6, 0.9), min_length=1, description="momenta of the 2x2 rate grid")
+    h_points: int = Field(24, ge=2, description="values of eta lambda per (method, beta) in the rate grid")
+    h_overshoot: float = Field(1.15, gt=1.0, le=2.0, description="the grid of eta lambda ends at this x the edge")
+    edge_steps: int = Field(400, ge=10, description="steps per probe when locating the edge of stability")
+    edge_rounds: int = Field(3, ge=1, le=10, description="rounds of multisection of the bracket [0, 8]")
+    edge_points: int = Field(31, ge=1, le=256, description="step sizes probed per round (1: bisection)")
+    velocity_betas: tuple[Annotated[float, Field(ge=0.0, lt=1.0)], ...] = Field(
+        (0.0, 0.5, 0.9, 0.99), min_length=1, description="momenta of the constant-gradient runs"
+    )
+    velocity_lr: Positive = Field(0.1, description="step size of the constant-gradient runs")
+    velocity_steps: int = Field(3000, ge=10, description="steps of the constant-gradient runs")
+    noise_eigenvalues: tuple[Positive, ...] = Field(
+        (1.0, 0.5, 0.2, 0.1), min_length=1, description="spectrum of the noisy quadratic"
+    )
+    noise_std: Positive = Field(1.0, description="s: gradient noise xi ~ N(0, s^2 I)")
+    noise_etas: tuple[Positive, ...] = Field(
+        (0.25, 0.75, 1.25, 1.75), min_length=1, description="effective steps eta/(1 - beta), below 2/max lambda"
+    )
+    noise_beta: Beta = Field(0.9, description="momentum of the noisy heavy-ball chains")
+    chains: int = Field(500, ge=2, description="independent noisy chains per step size")
+    burn_in: int = Field(500, ge=0, description="noisy steps discarded before measuring")
+    noise_steps: int = Field(2000, ge=10, description="noisy steps measured after the burn-in")
+    average_window: int = Field(100, ge=1, description="K: iterates per average (tail averaging)")
+    ls_examples: int = Field(32, ge=2, description="n: examples of the least-squares problem")
+    ls_dim: int = Field(4, ge=1, description="d: parameters of the least-squares problem (< n)")
+    label_noise: Positive = Field(0.5, description="std of the label noise of the non-interpolating problem")
+    ls_eta: Positive = Field(0.05, description="constant step of per-example SGD on least squares")
+    ls_steps: int = Field(4000, ge=100, description="per-example SGD steps")
+    ls_chains: int = Field(2000, ge=100, description="independent per-example SGD chains (a multiple of 10)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MomentumConfig:
+        if self.warmup >= self.steps - 1:
+            raise ValueError(f"warmup: expected fewer than steps - 1 = {self.steps - 1}, got {self.warmup}")
+        if self.curve_kappa not in self.kappas:
+            raise ValueError(f"curve_kappa: expected one of kappas {list(self.kappas)}, got {self.curve_kappa}")
+        if max(self.noise_etas) * max(self.noise_eigenvalues) >= 2.0:
+            raise ValueError(
+                f"noise_etas: expected below 2/max(noise_eigenvalues) = {2 / max(self.noise_eigenvalues):g} "
+                f"(SGD must be stable), got {list(self.noise_etas)}"
+            )
+        if self.ls_chains % 10:
+            raise ValueError(f"ls_chains: expected a multiple of 10 (ten batches for error bars), got {self.ls_chains}")
+        if self.average_window > self.noise_steps:
+            raise ValueError(
+                f"average_window: expected at most noise_steps = {self.noise_steps}, got {self.average_window}"
+            )
+        if self.ls_dim >= self.ls_examples:
+            raise ValueError(f"ls_dim: expected fewer than ls_examples = {self.ls_examples}, got {self.ls_dim}")
+        return self
+
+
+def run(config: MomentumConfig, context: Context) -> Result:
+    """Measure tuned and grid rates, terminal velocities, edges, stationary variances and SGD error curves."""
+    rows: Rows = []
+    checks: list[Check] = []
+    generator = torch.Generator().manual_seed(config.seed)
+    tuned = _tuned_rates(config, context, generator, rows, checks)
+    grid = _rate_grid(config, context, rows, checks)
+    velocity = _terminal_velocity(config, context, generator, rows, checks)
+    _edges(config, context, rows, checks)
+    variance = _stationary_variance(config, context, generator, rows, checks)
+    least_squares = _least_squares(config, context, generator, rows, checks)
+    figures = {
+        "error_curves": _error_figure(config, tuned),
+        "rates": _rates_figure(config, tuned, grid),
+        "sgd_error": _sgd_figure(config, least_squares),
+        "stationary_variance": _variance_figure(config, variance),
+        "terminal_velocity": _velocity_figure(config, velocity),
+    }
+    return Result(metrics=pd.DataFrame(rows), checks=checks, figures=figures)
+
+
+# ----------------------------------------------------------------------------------- deterministic parts
+def _tuned_rates(
+    config: MomentumConfig, context: Context, generator: torch.Generator, rows: Rows, checks: list[Check]
+) -> dict[str, Any]:
+    """GD at 2/(L + mu), heavy ball with Polyak's tuning, Nesterov with (1/L, (sqrt k - 1)/(sqrt k + 1))."""
+    device, dtype = context.device, torch.float64
+    kappas = np.array(config.kappas)
+    A, _ = rotated_quadratics(torch.stack([spectrum(k, config.dim) for k in kappas]), generator)
+    start = torch.randn(len(kappas), config.dim, generator=generator, dtype=dtype)
+    A, start = A.to(device), start.to(device)
+    gd_steps = torch.tensor([gd_theory.gd_best_step(1 / k, 1.0) for k in kappas], dtype=dtype, device=device)
+    runs = [QuadraticRun(A, start, gd_steps)]
+    for j, kappa in enumerate(kappas):
+        for method, parameters in (("heavy ball", theory.polyak_parameters), ("nesterov", theory.nesterov_parameters)):
+            eta, beta = parameters(1 / kappa, 1.0)
+            runs.append(QuadraticRun(A[j : j + 1], start[j : j + 1], eta, beta, nesterov=method == "nesterov"))
+    paths = descend(runs, config.steps)
+    measured = {"gd": fitted_rate(paths[0].log_error(), config.warmup)}
+    measured["heavy ball"] = np.array([fitted_rate(p.log_error(), config.warmup)[0] for p in paths[1::2]])
+    measured["nesterov"] = np.array([fitted_rate(p.log_error(), config.warmup)[0] for p in paths[2::2]])
+    predicted = {
+        "gd": gd_theory.gd_best_rate(kappas),
+        "heavy ball": theory.polyak_rate(kappas),
+        "nesterov": theory.nesterov_tuned_rate(kappas),
+    }
+    for method in predicted:
+        for kappa, m, p in zip(kappas, measured[method], predicted[method], strict=True):
+            rows += [
+                {"name": "tuned_rate", "method": method, "kappa": kappa, "value": m},
+                {"name": "tuned_rate_theory", "method": method, "kappa": kappa, "value": p},
+            ]
+    fit = f"rate = exp(least-squares slope of log||w_t||, t in [{config.warmup}, {config.steps}]), d = {config.dim}"
+    for method, formula in (("heavy ball", "(sqrt k - 1)/(sqrt k + 1)"), ("nesterov", "1 - 1/sqrt k")):
+        for kappa, m, p in zip(kappas, measured[method], predicted[method], strict=True):
+            checks.append(
+                Check.relative(
+                    f"tuned {method} rate vs {formula} (kappa = {kappa:g})",
+                    float(m),
+                    float(p),
+                    0.02,
+                    detail=f"{fit}; relative error of 1 - rate {abs((1 - m) / (1 - p) - 1):.2g} (double roots "
+                    "at the extreme modes make the error ~ t rho^t, biasing a finite fit)",
+                )
+            )
+    j = config.kappas.index(config.curve_kappa)
+    curves = {
+        name: (path.log_error()[:, row] - path.log_error()[0, row]).cpu().numpy()
+        for name, path, row in (
+            ("gd", paths[0], j),
+            ("heavy ball", paths[1 + 2 * j], 0),
+            ("nesterov", paths[2 + 2 * j], 0),
+        )
+    }
+    return {"kappas": kappas, "measured": measured, "predicted": predicted, "curves": curves}
+
+
+def _rate_grid(
+    config: MomentumConfig, context: Context, rows: Rows, checks: list[Check]
+) -> dict[tuple[str, float], tuple[NDArray[np.float64], ...]]:
+    """One-dimensional problems (lambda = 1) over a grid of h = eta lambda: measured rate vs the 2x2 radius."""
+    device, dtype = context.device, torch.float64
+    grids, runs = {}, []
+    for method in METHODS:
+        edge = theory.heavy_ball_stability_threshold if method == "heavy ball" else theory.nesterov_stability_threshold
+        for beta in config.betas:
+            h = np.linspace(1, config.h_points, config.h_points) * config.h_overshoot * edge(beta) / config.h_points
+            grids[method, beta] = h
+            ones = torch.ones(len(h), 1, dtype=dtype, device=device)
+            runs.append(
+                QuadraticRun(ones.unsqueeze(-1), ones, torch.as_tensor(h, device=device), beta, method == "nesterov")
+            )
+    paths = descend(runs, config.steps)
+    result: dict[tuple[str, float], tuple[NDArray[np.float64], ...]] = {}
+    for (method, beta), path in zip(grids, paths, strict=True):
+        h = grids[method, beta]
+        rate = theory.heavy_ball_rate if method == "heavy ball" else theory.nesterov_rate
+        measured, predicted = fitted_rate(path.log_error(), config.warmup), rate(1.0, beta, h)
+        result[method, beta] = (h, measured, predicted)
+        rows += [
+            {"name": "rate", "method": method, "beta": beta, "eta_lambda": x, "value": m}
+            for x, m in zip(h, measured, strict=True)
+        ] + [
+            {"name": "rate_theory", "method": method, "beta": beta, "eta_lambda": x, "value": p}
+            for x, p in zip(h, predicted, strict=True)
+        ]
+    for method in METHODS:
+        # relative error; a point where the theory rate is exactly 0 (Nesterov at eta lambda = 1) must measure 0
+        errors = np.concatenate(
+            [np.abs(m - p) / np.where(p > 0, p, 1.0) for (k, _), (_, m, p) in result.items() if k == method]
+        )
+        progress = np.concatenate(
+            [np.abs((1 - m) / (1 - p) - 1)[p < 1] for (k, _), (_, m, p) in result.items() if k == method]
+        )
+        checks.append(
+            Check.at_most(
+                f"{method}: measured rate vs spectral radius of the 2x2 matrix, worst relative error",
+                float(errors.max()),
+                0.02,
+                detail=f"betas {list(config.betas)} x {config.h_points} values of eta lambda up to "
+                f"{config.h_overshoot:g} x the edge (divergent ones included); worst relative error of 1 - rate "
+                f"over the converging points {progress.max():.2g}",
+            )
+        )
+    return result
+
+
+def _terminal_velocity(
+    config: MomentumConfig, context: Context, generator: torch.Generator, rows: Rows, checks: list[Check]
+) -> dict[str, NDArray[np.float64]]:
+    """Heavy ball under a constant gradient g: the step w_{t+1} - w_t tends to -eta g/(1 - beta)."""
+    device, dtype = context.device, torch.float64
+    g = torch.randn(3, generator=generator, dtype=dtype).to(device)
+    params = [torch.zeros(3, dtype=dtype, device=device) for _ in config.velocity_betas]
+    optimizer = torch.optim.SGD(
+        [{"params": [p], "momentum": beta} for p, beta in zip(params, config.velocity_betas, strict=True)],
+        lr=config.velocity_lr,
+    )
+    for p in params:
+        p.grad = g.clone()
+    steps = np.empty((config.velocity_steps, len(params), 3))
+    with torch.no_grad():
+        previous = [p.clone() for p in params]
+        for t in range(config.velocity_steps):
+            optimizer.step()
+            for k, p in enumerate(params):
+                steps[t, k] = (p - previous[k]).cpu().numpy()
+                previous[k].copy_(p)
+    g_ = g.cpu().numpy()
+    errors = []
+    for k, beta in enumerate(config.velocity_betas):
+        expected = theory.terminal_velocity(config.velocity_lr, beta, g_)
+        errors.append(np.abs(steps[-1, k] - expected).max())
+        rows.append({"name": "terminal_velocity_error", "beta": beta, "value": errors[-1]})
+    checks.append(
+        Check.at_most(
+            "step under a constant gradient vs -eta g/(1 - beta), worst absolute error",
+            float(max(errors)),
+            1e-6,
+            detail=f"eta = {config.velocity_lr:g}, betas {list(config.velocity_betas)}, after {config.velocity_steps} "
+            f"steps (transient beta^t = {max(config.velocity_betas) ** config.velocity_steps:.1e} of it left)",
+        )
+    )
+    return {"steps": steps @ g_ / (config.velocity_lr * g_ @ g_)}  # in units of eta |g|, along -g
+
+
+def _edges(config: MomentumConfig, context: Context, rows: Rows, checks: list[Check]) -> None:
+    """The largest stable eta lambda of heavy ball and Nesterov for each beta, located on the measured growth."""
+    device, dtype = context.device, torch.float64
+    one = torch.ones(1, 1, dtype=dtype, device=device)
+    runs = [
+        QuadraticRun(one.unsqueeze(-1), one, 1.0, beta, method == "nesterov")
+        for method in METHODS
+        for beta in config.betas
+    ]
+    edges = edge_of_stability(runs, 0.0, 8.0, config.edge_steps, config.edge_rounds, config.edge_points)
+    width = 8.0 / (config.edge_points + 1) ** config.edge_rounds
+    for run_, (edge,) in zip(runs, edges, strict=True):
+        method = "nesterov" if run_.nesterov else "heavy ball"
+        if run_.nesterov:
+            predicted, formula = theory.nesterov_stability_threshold(run_.momentum), "2(1 + beta)/(1 + 2 beta)"
+        else:
+            predicted, formula = theory.heavy_ball_stability_threshold(run_.momentum), "2(1 + beta)"
+        rows.append({"name": "stability_edge", "method": method, "beta": run_.momentum, "value": edge})
+        checks.append(
+            Check.relative(
+                f"{method} edge of stability eta lambda vs {formula} (beta = {run_.momentum:g})",
+                float(edge),
+                predicted,
+                0.01,
+                detail=f"{config.edge_rounds} rounds x {config.edge_points} step sizes in [0, 8]; unstable when the "
+                f"rate fitted over the last {config.edge_steps - config.edge_steps // 2} of {config.edge_steps} steps "
+                f"exceeds 1; bracket width {width:.1e}",
+            )
+        )
+
+
+# ---------------------------------------------------------------------------------------------- noise
+def _stationary_variance(
+    config: MomentumConfig, context: Context, generator: torch.Generator, rows: Rows, checks: list[Check]
+) -> dict[str, NDArray[np.float64]]:
+    """Chains of SGD and heavy ball (same effective step) with additive gradient noise, started at the minimum.
+
+    The quadratic is diagonal, f(w) = 1/2 sum_i lambda_i w_i^2, so its eigen-directions are the coordinates; with
+    isotropic noise N(0, s^2 I) any rotation of it gives the same law along each eigen-direction.
+    """
+    device, dtype = context.device, torch.float64
+    lam = np.array(config.noise_eigenvalues)
+    curvature = torch.as_tensor(lam, dtype=dtype, device=device)
+    etas, beta, chains, d = np.array(config.noise_etas), config.noise_beta, config.chains, len(lam)
+    # SGD(lr=1) on eta f: rows carry their own steps, eta (SGD) and (1 - beta) eta (heavy ball)
+    lr = torch.as_tensor(etas, dtype=dtype, device=device).repeat_interleave(chains).unsqueeze(-1)
+    lr = torch.stack([lr, (1 - beta) * lr])
+    W = torch.zeros(2, len(etas) * chains, d, dtype=dtype, device=device)
+    sgd, heavy = W  # views: SGD chains and heavy-ball chains
+    gradient = torch.zeros_like(W)
+    sgd.grad, heavy.grad = gradient
+    optimizer = torch.optim.SGD([{"params": [sgd]}, {"params": [heavy], "momentum": beta}], lr=1.0)
+    noise = torch.Generator(device=device).manual_seed(config.seed + 1)
+    total = config.burn_in + config.noise_steps
+    xi = torch.empty(min(total, 100), *W.shape, dtype=dtype, device=device)  # noise drawn 100 steps at a time
+    second = {"sgd": torch.zeros_like(sgd), "heavy": torch.zeros_like(sgd), "average": torch.zeros_like(sgd)}
+    block = torch.zeros_like(sgd)
+    K = config.average_window
+    blocks = config.noise_steps // K
+    with torch.no_grad():
+        for t in context.track(range(total), "noisy chains"):
+            if t % len(xi) == 0:
+                torch.randn(xi.shape, generator=noise, dtype=dtype, device=device, out=xi)
+            torch.mul(lr, W * curvature + config.noise_std * xi[t % len(xi)], out=gradient)
+            optimizer.step()
+            if t < config.burn_in:
+                continue
+            second["sgd"] += sgd**2
+            second["heavy"] += heavy**2
+            if t - config.burn_in < blocks * K:
+                block += sgd
+                if (t - config.burn_in + 1) % K == 0:
+                    second["average"] += (block / K) ** 2
+                    block.zero_()
+    counts = {"sgd": config.noise_steps, "heavy": config.noise_steps, "average": blocks}
+    result: dict[str, NDArray[np.float64]] = {"eta": etas, "eigenvalues": lam}
+    for key, total in second.items():
+        per_chain = (total / counts[key]).view(len(etas), chains, d).cpu().numpy()
+        result[key] = per_chain.mean(axis=1)  # (etas, modes)
+        result[key + "_se"] = per_chain.std(axis=1, ddof=1) / np.sqrt(chains)
+    s2 = config.noise_std**2
+    result["sgd_theory"] = np.stack([sgd_noise.sgd_stationary_variance(e, lam, s2) for e in etas])
+    result["heavy_theory"] = np.stack(
+        [sgd_noise.heavy_ball_stationary_variance((1 - beta) * e, beta, lam, s2) for e in etas]
+    )
+    result["average_theory"] = np.stack([sgd_noise.averaged_iterate_variance(e, lam, s2, K) for e in etas])
+    labels = {
+        "sgd": ("SGD stationary variance vs eta s^2/(lambda (2 - eta lambda))", f"{config.noise_steps} steps"),
+        "heavy": (
+            f"heavy ball (beta = {beta:g}, eta = (1 - beta) eta_eff) stationary variance vs "
+            "eta s^2 (1 + beta)/(lambda (1 - beta)(2(1 + beta) - eta lambda))",
+            f"{config.noise_steps} steps; the AR(2) variance, equal to the 2x2 Lyapunov solution",
+        ),
+        "average": (
+            f"variance of the mean of K = {K} SGD iterates vs the AR(1) formula",
+            f"{blocks} consecutive blocks of K per chain",
+        ),
+    }
+    for key, (name, how) in labels.items():
+        relative = np.abs(result[key] / result[key + "_theory"] - 1)
+        standard_error = result[key + "_se"] / result[key + "_theory"]
+        for i, e in enumerate(etas):
+            for k, v in enumerate(lam):
+                rows += [
+                    {"name": f"{key}_variance", "eta": e, "eigenvalue": v, "value": result[key][i, k]},
+                    {
+                        "name": f"{key}_variance_theory",
+                        "eta": e,
+                        "eigenvalue": v,
+                        "value": result[key + "_theory"][i, k],
+                    },
+                ]
+        checks.append(
+            Check.at_most(
+                f"{name}, worst relative error",
+                float(relative.max()),
+                0.10,
+                detail=f"{len(etas)} effective steps x {len(lam)} eigen-directions, {chains} chains started at the "
+                f"minimum, {config.burn_in} burn-in steps, {how}; Monte Carlo standard error (spread across chains) "
+                f"at most {standard_error.max():.1%} of the theory",
+            )
+        )
+    ratio = result["heavy_theory"] / result["sgd_theory"]
+    clear = ratio < 0.9
+    checks.append(
+        Check.holds(
+            "at the same effective step eta/(1 - beta), momentum shrinks the stationary variance",
+            bool(np.all(result["heavy"][clear] < result["sgd"][clear])),
+            detail=f"measured heavy ball < SGD at the {clear.sum()} (eta, lambda) with theory ratio < 0.9 (ratios "
+            f"{ratio[clear].min():.2f}..{ratio[clear].max():.2f}); at the same raw eta it grows ~(1 + beta)/(1 - beta)",
+        )
+    )
+    checks.append(
+        Check.holds(
+            "averaging K iterates shrinks the variance",
+            bool(np.all(result["average"] < result["sgd"])),
+            detail=f"measured at all {result['sgd'].size} (eta, lambda); the theory tends to s^2/(lambda^2 K)",
+        )
+    )
+    return result
+
+
+def _least_squares(
+    config: MomentumConfig, context: Context, generator: torch.Generator, rows: Rows, checks: list[Check]
+) -> dict[str, NDArray[np.float64]]:
+    """Per-example SGD on least squares: constant step (noisy labels), eta_t ~ 1/t (noisy), constant (clean)."""
+    device, dtype = context.device, torch.float64
+    n, d, chains = config.ls_examples, config.ls_dim, config.ls_chains
+    X = torch.randn(n, d, generator=generator, dtype=dtype)
+    w_true = torch.randn(d, generator=generator, dtype=dtype)
+    y_clean = X @ w_true
+    y_noisy = y_clean + config.label_noise * torch.randn(n, generator=generator, dtype=dtype)
+    w_ls = torch.linalg.lstsq(X, y_noisy.unsqueeze(-1)).solution.squeeze(-1)
+    lam_min = float(torch.linalg.eigvalsh(X.T @ X / n)[0])
+    scale = 2.0 / lam_min  # eta_t = scale/(t + t0): 2 scale lambda_min = 4 > 1, so the 1/t term dominates
+    t0 = scale / config.ls_eta
+    targets = torch.stack([y_noisy, y_noisy, y_clean]).to(device)
+    optimum = torch.stack([w_ls, w_ls, w_true]).to(device).unsqueeze(1)
+    X_ = X.to(device)
+    W = torch.zeros(3, chains, d, dtype=dtype, device=device)
+    gradient = torch.zeros_like(W)
+    params = list(W)  # views: one parameter group per regime, updated in place in W
+    for p, g in zip(params, gradient, strict=True):
+        p.grad = g
+    optimizer = torch.optim.SGD([{"params": [p]} for p in params], lr=config.ls_eta)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, [lambda t: 1.0, lambda t: t0 / (t + t0), lambda t: 1.0])
+    sampler = torch.Generator(device=device).manual_seed(config.seed + 2)
+    mse = torch.empty(config.ls_steps + 1, 3, 10, dtype=dtype, device=device)  # ten batches of chains
+    tail = torch.zeros(chains, dtype=dtype, device=device)  # per-chain sum of ||e_t||^2, constant step, second half
+
+    def record(t: int) -> None:
+        squared = ((W - optimum) ** 2).sum(-1)
+        mse[t] = squared.view(3, 10, chains // 10).mean(-1)
+        if t > config.ls_steps // 2:
+            tail.add_(squared[0])
+
+    with torch.no_grad():
+        record(0)
+        for t in context.track(range(config.ls_steps), "per-example SGD"):
+            index = torch.randint(n, (3, chains), generator=sampler, device=device)
+            x = X_.index_select(0, index.ravel()).view(3, chains, d)
+            gradient.copy_(x * ((x * W).sum(-1) - targets.gather(1, index)).unsqueeze(-1))
+            optimizer.step()
+            schedule.step()
+            record(t + 1)
+    batches = mse.cpu().numpy()
+    measured = batches.mean(axis=2)  # (steps + 1, regimes)
+    X_np, w0 = X.numpy(), np.zeros(d)
+    steps_rm = scale / (np.arange(config.ls_steps) + t0)
+    exact = np.stack(
+        [
+            sgd_noise.least_squares_sgd_mse(X_np, y_noisy.numpy(), w0, np.full(config.ls_steps, config.ls_eta)),
+            sgd_noise.least_squares_sgd_mse(X_np, y_noisy.numpy(), w0, steps_rm),
+            sgd_noise.least_squares_sgd_mse(X_np, y_clean.numpy(), w0, np.full(config.ls_steps, config.ls_eta)),
+        ],
+        axis=1,
+    )
+    regimes = ("constant step", "1/t step", "constant step, interpolating")
+    for k, regime in enumerate(regimes):
+        rows += [{"name": "mse", "regime": regime, "step": t, "value": v} for t, v in enumerate(measured[:, k])]
+        rows += [{"name": "mse_theory", "regime": regime, "step": t, "value": v} for t, v in enumerate(exact[:, k])]
+
+    # plateau of the constant step
+    plateau = sgd_noise.least_squares_sgd_stationary_mse(X_np, y_noisy.numpy(), config.ls_eta)
+    half = config.ls_steps - config.ls_steps // 2
+    per_chain = tail.cpu().numpy() / half
+    checks.append(
+        Check.relative(
+            "constant step: plateau of E||w_t - w_LS||^2 vs the exact stationary second moment",
+            float(per_chain.mean()),
+            plateau,
+            0.10,
+            detail=f"eta = {config.ls_eta:g}, n = {n}, d = {d}, label noise {config.label_noise:g}; mean over "
+            f"{chains} chains and the last {half} steps; Monte Carlo standard error "
+            f"{per_chain.std(ddof=1) / np.sqrt(chains) / plateau:.1%}",
+        )
+    )
+    # 1/t decay
+    t = np.arange(config.ls_steps + 1)
+    window = t >= config.ls_steps // 10
+    x_fit = np.log(t[window] + t0)
+    slope = float(np.polyfit(x_fit, np.log(measured[window, 1]), 1)[0])
+    exact_slope = float(np.polyfit(x_fit, np.log(exact[window, 1]), 1)[0])
+    batch_slopes = [np.polyfit(x_fit, np.log(batches[window, 1, b]), 1)[0] for b in range(10)]
+    slope_se = float(np.std(batch_slopes, ddof=1) / np.sqrt(10))
+    checks.append(
+        Check.absolute(
+            "eta_t ~ 1/t: log-log slope of E||w_t - w_LS||^2 against t + t0",
+            slope,
+            -1.0,
+            0.05,
+            detail=f"eta_t = {scale:.3g}/(t + {t0:.3g}), fit over t in [{config.ls_steps // 10}, {config.ls_steps}]; "
+            f"tolerance 0.05 = room for the finite-t correction O(eta_t lambda) of the exact moment recursion (its "
+            f"slope over this window: {exact_slope:.3f}) and the Monte Carlo standard error of the fit "
+            f"({slope_se:.3f}, from ten batches of chains)",
+        )
+    )
+    late = slice(config.ls_steps - config.ls_steps // 10, None)
+    level, level_exact = measured[late, 1].mean(), exact[late, 1].mean()
+    level_se = batches[late, 1].mean(axis=0).std(ddof=1) / np.sqrt(10)
+    checks.append(
+        Check.relative(
+            "eta_t ~ 1/t: E||w_t - w_LS||^2 over the last tenth of the run vs the exact moment recursion",
+            float(level),
+            float(level_exact),
+            0.10,
+            detail=f"Monte Carlo standard error {level_se / level_exact:.1%} (ten batches of {chains // 10} chains)",
+        )
+    )
+    checks.append(
+        Check.holds(
+            "eta_t ~ 1/t keeps falling below the constant step's plateau",
+            bool(measured[-1, 1] < 0.5 * plateau and measured[-1, 1] < measured[config.ls_steps // 2, 1]),
+            detail=f"E||e||^2 at t = {config.ls_steps}: {measured[-1, 1]:.3g} (1/t step) vs plateau {plateau:.3g}",
+        )
+    )
+    # interpolation: linear convergence of the mean square error at the rate of the second-moment operator
+    contraction = sgd_noise.least_squares_sgd_contraction(X_np, config.ls_eta)
+    floor = measured[:, 2] > 1e-20 * measured[0, 2]
+    end = int(np.argmin(floor)) if not floor.all() else config.ls_steps + 1
+    begin = end // 4
+    rate = float(np.exp(np.polyfit(t[begin:end], np.log(measured[begin:end, 2]), 1)[0]))
+    checks.append(
+        Check.relative(
+            "interpolating: per-step factor of E||w_t - w*||^2 vs the second-moment operator's spectral radius",
+            rate,
+            contraction,
+            0.02,
+            detail=f"constant eta = {config.ls_eta:g}, fit over t in [{begin}, {end}) (until E||e||^2 < 1e-20 of "
+            f"its start); E||e||^2 at t = {config.ls_steps}: {measured[-1, 2]:.1e} of its start "
+            f"{measured[0, 2]:.3g}",
+        )
+    )
+    return {"measured": measured, "exact": exact, "plateau": np.array(plateau), "t0": np.array(t0)}
+
+
+# -------------------------------------------------------------------------------------------- figures
+def _error_figure(config: MomentumConfig, tuned: dict[str, Any]) -> Figure:
+    kappa = config.curve_kappa
+    j = config.kappas.index(kappa)
+    horizon = int(min(config.steps, np.ceil(np.log(1e-12) / np.log(theory.polyak_rate(kappa)))))
+    t = np.arange(horizon + 1)
+    fig = Figure(figsize=(7.0, 4.5), layout="constrained")
+    ax = fig.subplots()
+    every = max(1, horizon // 60)
+    labels = {"gd": "GD, $\\eta = 2/(L+\\mu)$", "heavy ball": "heavy ball (Polyak)", "nesterov": "Nesterov"}
+    for i, method in enumerate(("gd", "heavy ball", "nesterov")):
+        curve = np.exp(tuned["curves"][method][: horizon + 1])
+        rho = float(tuned["predicted"][method][j])
+        ax.semilogy(
+            t[::every], curve[::every], "o", color=f"C{i}", ms=3, mfc="none", label=f"{labels[method]}: measured"
+        )
+        anchor = min(config.warmup, horizon) // 2
+        ax.semilogy(
+            t, curve[anchor] * rho ** (t - anchor), "-", color=f"C{i}", lw=1.0, label=f"theory slope: rate {rho:.3f}"
+        )
+    ax.set_ylim(1e-13, 3.0)
+    ax.set_xlabel("step t")
+    ax.set_ylabel(r"$\|w_t - w^*\| / \|w_0 - w^*\|$")
+    ax.set_title(
+        rf"Quadratic with $\kappa = {kappa:g}$ (d = {config.dim}): momentum turns $\kappa$ into $\sqrt{{\kappa}}$"
+    )
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _rates_figure(
+    config: MomentumConfig, tuned: dict[str, Any], grid: dict[tuple[str, float], tuple[NDArray[np.float64], ...]]
+) -> Figure:
+    fig = Figure(figsize=(15.0, 4.6), layout="constrained")
+    axes = fig.subplots(1, 3)
+    for ax, method in zip(axes[:2], METHODS, strict=True):
+        rate = theory.heavy_ball_rate if method == "heavy ball" else theory.nesterov_rate
+        edge = theory.heavy_ball_stability_threshold if method == "heavy ball" else theory.nesterov_stability_threshold
+        for i, beta in enumerate(config.betas):
+            h, measured, _ = grid[method, beta]
+            fine = np.linspace(h[0] / 4, h[-1], 800)
+            ax.plot(fine, rate(1.0, beta, fine), "-", color=f"C{i}", lw=1.0)
+            ax.plot(h, measured, "o", color=f"C{i}", ms=4, mfc="none", label=rf"$\beta = {beta:g}$")
+            ax.axvline(edge(beta), color=f"C{i}", ls=":", lw=1.0)
+        ax.axhline(1.0, color="0.6", lw=0.8)
+        ax.set_ylim(0.0, 1.6)
+        ax.set_xlabel(r"$\eta\lambda$")
+        ax.set_ylabel("rate per step (markers measured)")
+        formula = r"2(1+\beta)" if method == "heavy ball" else r"2(1+\beta)/(1+2\beta)"
+        ax.plot([], [], "-", color="0.3", lw=1.0, label="spectral radius of the 2x2 matrix")
+        ax.plot([], [], ":", color="0.3", lw=1.0, label=f"edge $\\eta\\lambda = {formula}$")
+        ax.set_title(f"{method}: one eigen-direction")
+        ax.legend(fontsize=8, loc="lower right")
+    ax = axes[2]
+    kappas = tuned["kappas"]
+    fine = np.geomspace(kappas.min() / 2, kappas.max() * 2, 200)
+    curves = {
+        "gd": (gd_theory.gd_best_rate, r"GD $2/(\kappa+1)$"),
+        "heavy ball": (theory.polyak_rate, r"heavy ball $2/(\sqrt{\kappa}+1)$"),
+        "nesterov": (theory.nesterov_tuned_rate, r"Nesterov $1/\sqrt{\kappa}$"),
+    }
+    for i, (method, (formula, label)) in enumerate(curves.items()):
+        ax.loglog(fine, 1 - formula(fine), "-", color=f"C{i}", lw=1.0, label=label)
+        ax.loglog(kappas, 1 - tuned["measured"][method], "o", color=f"C{i}", mfc="none")
+    ax.set_xlabel(r"condition number $\kappa$")
+    ax.set_ylabel("1 - rate (progress per step)")
+    ax.set_title(f"tuned methods, d = {config.dim}")
+    fig.suptitle("Rates of momentum methods on quadratics: markers measured (torch.optim.SGD), lines theory")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _sgd_figure(config: MomentumConfig, ls: dict[str, NDArray[np.float64]]) -> Figure:
+    measured, exact = ls["measured"], ls["exact"]
+    t = np.arange(len(measured))
+    marks = np.unique(np.geomspace(1, len(t) - 1, 60).astype(int))
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    ax = fig.subplots()
+    names = ("constant step", r"$\eta_t \propto 1/t$", "constant step, interpolating (no label noise)")
+    for k, name in enumerate(names):
+        keep = measured[marks, k] > 0
+        ax.loglog(t[1:], exact[1:, k], "-", color=f"C{k}", lw=1.0)
+        ax.loglog(marks[keep], measured[marks, k][keep], "o", color=f"C{k}", ms=4, mfc="none", label=f"{name}")
+    ax.axhline(float(ls["plateau"]), color="C0", ls=":", lw=1.0, label="stationary level (theory)")
+    reference = exact[-1, 1] * (len(t) - 1 + ls["t0"]) / (t[1:] + ls["t0"])
+    ax.loglog(t[1:], reference, "--", color="0.5", lw=0.8, label=r"slope $-1$")
+    ax.set_ylim(max(1e-12, measured[:, 2][measured[:, 2] > 0].min() / 10), measured[0].max() * 3)
+    ax.set_xlabel("step t")
+    ax.set_ylabel(r"$E\|w_t - w^*\|^2$ (markers measured, lines exact recursion)")
+    ax.set_title(f"Per-example SGD on least squares (n = {config.ls_examples}, d = {config.ls_dim})")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _variance_figure(config: MomentumConfig, v: dict[str, NDArray[np.float64]]) -> Figure:
+    lam, etas, beta, K = v["eigenvalues"], v["eta"], config.noise_beta, config.average_window
+    s2 = config.noise_std**2
+    h = etas[:, None] * lam[None, :]  # effective eta lambda
+    fine = np.geomspace(h.min() / 1.5, 1.95, 300)
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    ax = fig.subplots()
+    normalise = lam[None, :] / (etas[:, None] * s2)  # V lambda/(eta s^2): a function of eta lambda only
+    ax.loglog(fine, 1 / (2 - fine), "-", color="C0", lw=1.0)
+    ax.loglog(h.ravel(), (v["sgd"] * normalise).ravel(), "o", color="C0", mfc="none", label="SGD")
+    ax.loglog(fine, (1 + beta) / (2 * (1 + beta) - (1 - beta) * fine), "-", color="C1", lw=1.0)
+    ax.loglog(
+        h.ravel(),
+        (v["heavy"] * normalise).ravel(),
+        "s",
+        color="C1",
+        mfc="none",
+        label=rf"heavy ball $\beta = {beta:g}$, $\eta = (1-\beta)\eta_{{eff}}$",
+    )
+    averaged = sgd_noise.averaged_iterate_variance(1.0, fine, s2, K) * fine  # V lambda/(eta s^2) at lambda = h
+    ax.loglog(fine, averaged, "-", color="C2", lw=1.0)
+    ax.loglog(
+        h.ravel(),
+        (v["average"] * normalise).ravel(),
+        "^",
+        color="C2",
+        mfc="none",
+        label=f"SGD, mean of K = {K} iterates",
+    )
+    ax.set_xlabel(r"effective step $\eta_{eff}\lambda$ ($\eta_{eff} = \eta/(1-\beta)$)")
+    ax.set_ylabel(r"stationary variance $\times \lambda/(\eta_{eff} s^2)$")
+    ax.set_title("Noise floor of constant-step SGD (markers measured, lines theory)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _velocity_figure(config: MomentumConfig, velocity: dict[str, NDArray[np.float64]]) -> Figure:
+    steps = -velocity["steps"]  # along -g, in units of eta |g|
+    t = np.arange(1, len(steps) + 1)
+    marks = np.unique(np.geomspace(1, len(t), 50).astype(int)) - 1
+    fig = Figure(figsize=(7.0, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for k, beta in enumerate(config.velocity_betas):
+        ax.semilogx(t, (1 - beta**t) / (1 - beta), "-", color=f"C{k}", lw=1.0)
+        ax.semilogx(t[marks], steps[marks, k], "o", color=f"C{k}", ms=3, mfc="none", label=rf"$\beta = {beta:g}$")
+        ax.axhline(1 / (1 - beta), color=f"C{k}", ls=":", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("step t")
+    ax.set_ylabel(r"step $|w_{t} - w_{t-1}|$ in units of $\eta |g|$")
+    ax.set_title(r"Constant gradient: the step grows to $\eta g/(1-\beta)$ (lines $(1-\beta^t)/(1-\beta)$)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+EXPERIMENT = Experiment(
+    name="momentum",
+    claim="Heavy ball with Polyak's tuning converges at (sqrt(kappa) - 1)/(sqrt(kappa) + 1), each eigen-direction "
+    "following a 2x2 linear system, stable iff eta lambda < 2(1 + beta); with gradient noise a constant step "
+    "leaves a stationary variance eta s^2/(lambda (2 - eta lambda)), so SGD converges with a constant step only "
+    "when the model interpolates and otherwise needs eta_t ~ 1/t.",
+    config=MomentumConfig,
+    run=run,
+    presets={
+        "full": {
+            "dim": 20,
+            "kappas": (10.0, 100.0, 1000.0, 10000.0),
+            "steps": 6000,
+            "warmup": 2000,
+            "betas": (0.1, 0.3, 0.5, 0.7, 0.9, 0.99),
+            "h_points": 80,
+            "edge_steps": 2000,
+            "edge_rounds": 4,
+            "noise_etas": (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 1.9),
+            "chains": 4000,
+            "burn_in": 2000,
+            "noise_steps": 8000,
+            "average_window": 400,
+            "ls_steps": 40000,
+        }
+    },
+    references=(
+        "Polyak (1964), Some methods of speeding up the convergence of iteration methods",
+        "Nesterov (1983), A method for solving the convex programming problem with convergence rate O(1/k^2)",
+        "Sutskever, Martens, Dahl & Hinton (2013), On the importance of initialization and momentum in deep learning",
+        "Goh (2017), Why Momentum Really Works, Distill",
+        "Robbins & Monro (1951), A stochastic approximation method",
+        "Polyak & Juditsky (1992), Acceleration of stochastic approximation by averaging",
+        "Ma, Bassily & Belkin (2018), The power of interpolation",
+    ),
+    part="optimisation",
+)

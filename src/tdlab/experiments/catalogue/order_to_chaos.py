@@ -1,0 +1,457 @@
+"""order-to-chaos: tanh networks at initialisation over (sigma_w^2, sigma_b^2), after Poole et al. (2016) and
+Schoenholz et al. (2017).
+
+Theory (`tdlab.theory.mean_field`, Gaussian expectations by Gauss-Hermite quadrature): the fixed point q* of the
+length map, chi_1 = sigma_w^2 E[phi'(sqrt(q*) z)^2] and the critical line chi_1 = 1 that separates the ordered
+phase (all inputs become alike, c* = 1) from the chaotic one (c* < 1), and the correlation depth scale
+xi_c = -1/log(chi_c): |c^l - c*| ~ exp(-l / xi_c).
+
+Measurement: tanh MLPs (`tdlab.models.MLP`, `init="he"` with `init_scale` sqrt(sigma_w^2 / 2), so that
+Var W = sigma_w^2 / fan_in, and `bias_init_std` sigma_b) of `width` units, fed pairs of inputs scaled so that
+the first pre-activations have variance q* and correlation c^1. The correlation c^l of the pre-activations of
+each pair is read layer by layer and averaged over pairs and seeds. The deviation from the fixed point
+
+    ordered phase:  D_l = 1 - c^l,                        pairs started at c^1 = 1 - delta;
+    chaotic phase:  D_l = (c^l_+ - c^l_-) / 2,            pairs started at c^1 = c* + delta and c* - delta,
+
+decays like exp(-l / xi_c). In the chaotic phase the two pairs share their first input and direction, so their
+finite-width fluctuations largely cancel in the difference, and so do the even-order terms of the map around c*
+(D_l stays in the linear regime). The measured xi is -1/slope of a least-squares fit of log D_l against l,
+each layer weighted by D_l / (its standard error over seeds). Check (the issue's): measured xi within 10% of
+xi_c at three points off criticality.
+
+The `full` preset adds the trainability heat map of Schoenholz et al. (2017, fig. 5): tanh networks of many depths
+and sigma_w^2 trained by SGD on MNIST-1D (`tdlab.data.mnist1d`), their training accuracy drawn against depth and
+sigma_w^2 together with the curve 6 xi_c beyond which signals no longer propagate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from numpy.typing import NDArray
+from pydantic import Field, model_validator
+from torch import Tensor, nn
+
+from tdlab.data import accuracy, mnist1d
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.models import MLP
+from tdlab.theory import mean_field
+
+XI_TOLERANCE = 0.10  # the issue's relative tolerance on the measured depth scale
+TRAINABLE_DEPTHS = 6.0  # Schoenholz et al. (2017): networks deeper than ~6 xi_c do not train
+
+
+class OrderToChaosConfig(ExperimentConfig):
+    """Quick defaults: three points off criticality at sigma_b^2 = 0.05, width 128, 48 seeds, 20 layers; no heat
+    map (the `full` preset draws it)."""
+
+    sigma_b2: float = Field(0.05, ge=0, description="bias variance sigma_b^2")
+    sigma_w2_points: tuple[float, ...] = Field(
+        (1.2, 3.0, 5.0), min_length=1, description="sigma_w^2 at which xi_c is measured (off criticality)"
+    )
+    width: int = Field(128, ge=8, description="hidden units per layer")
+    depth: int = Field(20, ge=3, description="layers over which the convergence rate is fitted")
+    seeds: int = Field(48, ge=2, description="initialisations averaged over")
+    pairs: int = Field(32, ge=1, description="input pairs per network")
+    in_features: int = Field(64, ge=2, description="input dimension")
+    delta: float = Field(0.15, gt=0, lt=0.5, description="initial distance of the pairs' correlation from c*")
+    curve_points: int = Field(40, ge=5, description="sigma_w^2 values of the theory curves")
+    sigma_w2_range: tuple[float, float] = Field((0.5, 5.0), description="range of the theory curves and heat map")
+    heatmap_depths: tuple[int, ...] = Field((), description="depths of the trainability heat map (empty: none)")
+    heatmap_sigma_w2: tuple[float, ...] = Field((), description="sigma_w^2 values of the heat map")
+    heatmap_width: int = Field(256, ge=4, description="width of the trained networks")
+    heatmap_steps: int = Field(300, ge=1, description="SGD steps per trained network")
+    heatmap_lr: float = Field(1e-3, gt=0, description="SGD step size (Schoenholz et al. 2017 used 1e-3)")
+    heatmap_batch: int = Field(128, ge=1, description="SGD batch size")
+    heatmap_n_train: int = Field(4000, ge=10, le=4000, description="MNIST-1D training examples")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OrderToChaosConfig:
+        low, high = self.sigma_w2_range
+        if not 0 < low < high:
+            raise ValueError(f"sigma_w2_range: expected 0 < low < high, got {self.sigma_w2_range}")
+        if any(s <= 0 for s in (*self.sigma_w2_points, *self.heatmap_sigma_w2)):
+            raise ValueError("sigma_w2_points, heatmap_sigma_w2: expected positive values")
+        if bool(self.heatmap_depths) != bool(self.heatmap_sigma_w2):
+            raise ValueError("heatmap_depths, heatmap_sigma_w2: give both (a heat map) or neither")
+        if any(d < 1 for d in self.heatmap_depths):
+            raise ValueError(f"heatmap_depths: expected positive depths, got {self.heatmap_depths}")
+        return self
+
+
+def tanh_network(
+    in_features: int,
+    out_features: int,
+    width: int,
+    depth: int,
+    sigma_w2: float,
+    sigma_b2: float,
+    generator: torch.Generator,
+) -> MLP:
+    """A tanh MLP with W_ij ~ N(0, sigma_w^2 / fan_in) and b_i ~ N(0, sigma_b^2) in every layer.
+
+    Example:
+        >>> net = tanh_network(100, 1, 400, 2, 2.5, 0.1, torch.Generator().manual_seed(0))
+        >>> round(float(net.hidden[1].linear.weight.detach().var() * 400), 1)  # sigma_w^2
+        2.5
+    """
+    return MLP(
+        in_features,
+        out_features,
+        width,
+        depth,
+        "tanh",
+        init="he",
+        init_scale=math.sqrt(sigma_w2 / 2.0),
+        bias_init_std=math.sqrt(sigma_b2),
+        seed=generator,
+    )
+
+
+def pair_inputs(
+    first_correlation: float,
+    q_star: float,
+    sigma_w2: float,
+    sigma_b2: float,
+    directions: tuple[Tensor, Tensor],
+) -> tuple[Tensor, Tensor]:
+    """Pairs (x_a, x_b) whose first-layer pre-activations have variance q* and correlation c^1:
+    |x|^2/d = (q* - sigma_b^2)/sigma_w^2 and x_a.x_b/d = (c^1 q* - sigma_b^2)/sigma_w^2, along the orthonormal
+    directions (u, v) given per pair, shapes (pairs, d).
+
+    Example:
+        >>> u, v = torch.eye(4)[:1], torch.eye(4)[1:2]
+        >>> xa, xb = pair_inputs(0.5, 1.0, 1.0, 0.0, (u, v))
+        >>> float((xa * xb).sum() / 4), float(xa.square().sum() / 4)
+        (0.5, 1.0)
+    """
+    d = directions[0].shape[1]
+    moment = (q_star - sigma_b2) / sigma_w2
+    cosine = (first_correlation * q_star - sigma_b2) / (sigma_w2 * moment)
+    if moment <= 0 or abs(cosine) > 1:
+        raise ValueError(f"first_correlation: {first_correlation} is not reachable with sigma_b2 = {sigma_b2}")
+    u, v = directions
+    scale = math.sqrt(d * moment)
+    return scale * u, scale * (cosine * u + math.sqrt(1.0 - cosine**2) * v)
+
+
+def pair_correlations(model: MLP, first: Tensor, second: Tensor) -> Tensor:
+    """Correlation <z_a, z_b> / (|z_a| |z_b|) of the pre-activations of each pair at every layer, (depth, pairs).
+
+    Example:
+        >>> net = tanh_network(3, 1, 16, 4, 1.5, 0.05, torch.Generator().manual_seed(0))
+        >>> x = torch.randn(2, 3)
+        >>> pair_correlations(net, x, x).round(decimals=5).unique().tolist()
+        [1.0]
+    """
+    captured: list[Tensor] = []
+    handles = [
+        layer.activation.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0].detach()))
+        for layer in model.hidden_layers()
+    ]
+    try:
+        with torch.no_grad():
+            model(torch.cat([first, second]))
+    finally:
+        for handle in handles:
+            handle.remove()
+    n = first.shape[0]
+    return torch.stack([nn.functional.cosine_similarity(z[:n], z[n:], dim=1) for z in captured])
+
+
+def fitted_depth_scale(deviation: NDArray, standard_error: NDArray) -> float:
+    """xi = -1/slope of the least-squares fit of log D_l against l = 1, 2, ..., weighting layer l by
+    D_l / se_l (the inverse standard error of log D_l); layers with D_l <= 0 are left out.
+
+    Example:
+        >>> layers = np.arange(1, 11)
+        >>> round(fitted_depth_scale(0.2 * np.exp(-layers / 4.0), np.full(10, 1e-3)), 6)
+        4.0
+    """
+    layers = np.arange(1, deviation.size + 1)
+    keep = (deviation > 0) & (standard_error > 0)
+    if keep.sum() < 2:
+        raise ValueError("deviation: fewer than two layers with a positive deviation to fit")
+    slope = np.polyfit(layers[keep], np.log(deviation[keep]), 1, w=(deviation / standard_error)[keep])[0]
+    return math.inf if slope >= 0 else -1.0 / float(slope)
+
+
+def run(config: OrderToChaosConfig, context: Context) -> Result:
+    """Theory curves, measured depth scales at the chosen points, and (optionally) the trainability heat map."""
+    generator = torch.Generator().manual_seed(config.seed)
+    device, sb2 = context.device, config.sigma_b2
+    rows: list[dict[str, float | int | str]] = []
+    checks: list[Check] = []
+
+    grid = np.linspace(*config.sigma_w2_range, config.curve_points)
+    curves = {
+        "q_star": np.array([mean_field.fixed_point_variance(s, sb2) for s in grid]),
+        "chi_1": np.array([mean_field.chi_1(s, sb2) for s in grid]),
+        "xi_c": np.array([mean_field.correlation_depth(s, sb2) for s in grid]),
+    }
+    critical = mean_field.critical_sigma_w2(sb2) if sb2 > 0 else 1.0
+    for name, values in curves.items():
+        rows += [
+            {"name": f"{name}_theory", "value": float(v), "sigma_w2": float(s), "sigma_b2": sb2}
+            for s, v in zip(grid, values, strict=True)
+        ]
+    rows.append({"name": "critical_sigma_w2", "value": critical, "sigma_b2": sb2})
+
+    measured: dict[float, tuple[float, float, NDArray]] = {}  # sigma_w^2 -> (xi theory, xi measured, D per seed)
+    for sw2 in context.track(config.sigma_w2_points, "order-to-chaos: points"):
+        q_star = mean_field.fixed_point_variance(sw2, sb2)
+        c_star = mean_field.fixed_point_correlation(sw2, sb2)
+        xi = mean_field.correlation_depth(sw2, sb2)
+        if not math.isfinite(xi):
+            raise ValueError(f"sigma_w2_points: {sw2} is on the critical line (xi_c infinite); choose points off it")
+        ordered = c_star == 1.0
+        starts = (1.0 - config.delta,) if ordered else (c_star + config.delta, c_star - config.delta)
+        deviation = np.empty((config.seeds, config.depth))
+        for s in range(config.seeds):
+            u = torch.randn(config.pairs, config.in_features, generator=generator)
+            u = u / u.norm(dim=1, keepdim=True)
+            v = torch.randn(config.pairs, config.in_features, generator=generator)
+            v = v - (v * u).sum(dim=1, keepdim=True) * u
+            v = v / v.norm(dim=1, keepdim=True)
+            pairs = [pair_inputs(c1, q_star, sw2, sb2, (u, v)) for c1 in starts]
+            first = torch.cat([p[0] for p in pairs]).to(device)
+            second = torch.cat([p[1] for p in pairs]).to(device)
+            model = tanh_network(config.in_features, 1, config.width, config.depth, sw2, sb2, generator).to(device)
+            c = pair_correlations(model, first, second).double().cpu().numpy()
+            if ordered:
+                deviation[s] = 1.0 - c.mean(axis=1)
+            else:
+                deviation[s] = (c[:, : config.pairs].mean(axis=1) - c[:, config.pairs :].mean(axis=1)) / 2.0
+        mean = deviation.mean(axis=0)
+        error = deviation.std(axis=0, ddof=1) / math.sqrt(config.seeds)
+        xi_measured = fitted_depth_scale(mean, error)
+        measured[sw2] = (xi, xi_measured, deviation)
+        phase = "ordered" if ordered else "chaotic"
+        rows += [
+            {
+                "name": "deviation",
+                "value": float(mean[l]),
+                "sigma_w2": sw2,
+                "sigma_b2": sb2,
+                "layer": l + 1,
+                "phase": phase,
+            }
+            for l in range(config.depth)
+        ]
+        rows += [
+            {"name": "xi_measured", "value": xi_measured, "sigma_w2": sw2, "sigma_b2": sb2, "phase": phase},
+            {"name": "xi_theory", "value": xi, "sigma_w2": sw2, "sigma_b2": sb2, "phase": phase},
+        ]
+        what = "1 - c^l from c^1 = 1 - delta" if ordered else "(c^l_+ - c^l_-)/2 from c^1 = c* +- delta"
+        checks.append(
+            Check.relative(
+                f"correlation depth scale at sigma_w^2 = {sw2:g}, sigma_b^2 = {sb2:g} ({phase})",
+                xi_measured,
+                xi,
+                XI_TOLERANCE,
+                detail=f"theory xi_c = -1/log chi_c = {xi:.3f} (q* = {q_star:.4f}, c* = {c_star:.4f}, critical "
+                f"sigma_w^2 = {critical:.4f}); measured: weighted log-linear fit of D_l = {what} (delta = "
+                f"{config.delta:g}) over layers 1..{config.depth}, width {config.width}, {config.seeds} seeds x "
+                f"{config.pairs} pairs; tolerance {XI_TOLERANCE:.0%} from the issue",
+            )
+        )
+
+    heat = None
+    if config.heatmap_depths:
+        heat = trainability(config, context, generator)
+        for (i, depth), (j, sw2) in (
+            (a, b) for a in enumerate(config.heatmap_depths) for b in enumerate(config.heatmap_sigma_w2)
+        ):
+            rows.append(
+                {
+                    "name": "train_accuracy",
+                    "value": float(heat[i, j]),
+                    "depth": depth,
+                    "sigma_w2": sw2,
+                    "sigma_b2": sb2,
+                }
+            )
+
+    figures = {
+        "phase_diagram": _phase_figure(config, grid, curves, critical, measured),
+        "correlation_decay": _decay_figure(config, measured),
+    }
+    if heat is not None:
+        figures["trainability"] = _heatmap_figure(config, heat)
+    return Result(metrics=pd.DataFrame(rows), checks=checks, figures=figures)
+
+
+def trainability(config: OrderToChaosConfig, context: Context, generator: torch.Generator) -> NDArray:
+    """Training accuracy on MNIST-1D after `heatmap_steps` SGD steps of a tanh network for every (depth,
+    sigma_w^2) of the heat map, shape (depths, sigma_w2s); nan where training diverged.
+
+    Example:
+        >>> config = OrderToChaosConfig(heatmap_depths=(2,), heatmap_sigma_w2=(1.5,), heatmap_width=8,
+        ...                             heatmap_steps=2, heatmap_n_train=20, heatmap_batch=10)
+        >>> trainability(config, Context(torch.device("cpu")), torch.Generator().manual_seed(0)).shape
+        (1, 1)
+    """
+    data = mnist1d(n_train=config.heatmap_n_train, n_test=10, seed=config.seed).to(context.device)
+    X, y = data.X_train, data.y_train
+    loss_fn = nn.CrossEntropyLoss()
+    grid = [(i, d, j, s) for i, d in enumerate(config.heatmap_depths) for j, s in enumerate(config.heatmap_sigma_w2)]
+    out = np.full((len(config.heatmap_depths), len(config.heatmap_sigma_w2)), np.nan)
+    for i, depth, j, sw2 in context.track(grid, "order-to-chaos: trainability"):
+        model = tanh_network(X.shape[1], 10, config.heatmap_width, depth, sw2, config.sigma_b2, generator)
+        model = model.to(context.device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.heatmap_lr)
+        for _ in range(config.heatmap_steps):
+            batch = torch.randint(X.shape[0], (config.heatmap_batch,), generator=generator).to(context.device)
+            optimizer.zero_grad()
+            loss = loss_fn(model(X[batch]), y[batch])
+            if not torch.isfinite(loss):
+                break
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            outputs = model(X)
+        if torch.isfinite(outputs).all():
+            out[i, j] = accuracy(outputs, y)
+    return out
+
+
+# -------------------------------------------------------------------------------------------- figures
+def _phase_figure(
+    config: OrderToChaosConfig,
+    grid: NDArray,
+    curves: dict[str, NDArray],
+    critical: float,
+    measured: dict[float, tuple[float, float, NDArray]],
+) -> Figure:
+    fig = Figure(figsize=(15.0, 4.5), layout="constrained")
+    left, middle, right = fig.subplots(1, 3)
+    sigma_b2 = np.linspace(0.0, math.sqrt(0.3), 30) ** 2
+    line = np.array([mean_field.critical_sigma_w2(s) for s in sigma_b2])
+    left.plot(line, sigma_b2, "-", color="k", lw=1.5, label=r"critical line $\chi_1 = 1$")
+    left.fill_betweenx(sigma_b2, config.sigma_w2_range[0], line, color="C0", alpha=0.15, label="ordered")
+    left.fill_betweenx(sigma_b2, line, 2 * config.sigma_w2_range[1], color="C3", alpha=0.15, label="chaotic")
+    left.plot(list(measured), [config.sigma_b2] * len(measured), "o", color="C1", label="measured points")
+    left.set_xlim(config.sigma_w2_range[0], max(config.sigma_w2_range[1], *measured) * 1.05)
+    left.set_xlabel(r"$\sigma_w^2$")
+    left.set_ylabel(r"$\sigma_b^2$")
+    left.set_title("Phase diagram of tanh networks")
+    left.legend(fontsize=8, loc="upper left")
+
+    middle.plot(grid, curves["q_star"], "-", color="C0", label=r"$q^*$")
+    middle.plot(grid, curves["chi_1"], "-", color="C3", label=r"$\chi_1$")
+    middle.axhline(1.0, color="0.5", ls=":", lw=1.0)
+    middle.axvline(critical, color="k", ls="--", lw=1.0, label=rf"critical $\sigma_w^2 = {critical:.3f}$")
+    middle.set_xlabel(r"$\sigma_w^2$")
+    middle.set_title(rf"Fixed point and $\chi_1$ at $\sigma_b^2 = {config.sigma_b2:g}$")
+    middle.legend(fontsize=8)
+
+    right.semilogy(grid, curves["xi_c"], "-", color="C0", label=r"theory $\xi_c = -1/\log\chi_c$")
+    points = np.array(list(measured))
+    xi_theory = np.array([measured[s][0] for s in points])
+    xi_measured = np.array([measured[s][1] for s in points])
+    right.errorbar(
+        points,
+        xi_theory,
+        yerr=XI_TOLERANCE * xi_theory,
+        fmt="none",
+        ecolor="C0",
+        capsize=4,
+        label=f"tolerance $\\pm${XI_TOLERANCE:.0%}",
+    )
+    right.plot(points, xi_measured, "o", color="C1", mfc="none", ms=7, label="measured")
+    right.axvline(critical, color="k", ls="--", lw=1.0)
+    right.set_xlabel(r"$\sigma_w^2$")
+    right.set_ylabel(r"correlation depth scale $\xi_c$ (layers)")
+    right.set_title("Depth scale diverges at the critical line")
+    right.legend(fontsize=8)
+    return fig
+
+
+def _decay_figure(config: OrderToChaosConfig, measured: dict[float, tuple[float, float, NDArray]]) -> Figure:
+    fig = Figure(figsize=(7.5, 5.0), layout="constrained")
+    ax = fig.subplots()
+    layers = np.arange(1, config.depth + 1)
+    for k, (sw2, (xi, xi_measured, deviation)) in enumerate(measured.items()):
+        mean = deviation.mean(axis=0)
+        error = deviation.std(axis=0, ddof=1) / math.sqrt(config.seeds)
+        ax.errorbar(
+            layers,
+            mean,
+            yerr=error,
+            fmt="o",
+            color=f"C{k}",
+            ms=4,
+            mfc="none",
+            elinewidth=0.8,
+            label=rf"$\sigma_w^2 = {sw2:g}$: measured $\xi = {xi_measured:.2f}$",
+        )
+        ax.semilogy(
+            layers,
+            mean[0] * np.exp(-(layers - 1) / xi),
+            "-",
+            color=f"C{k}",
+            lw=1.2,
+            label=rf"theory slope, $\xi_c = {xi:.2f}$",
+        )
+    ax.set_xlabel("layer $l$")
+    ax.set_ylabel(r"deviation from the fixed point $D_l$")
+    ax.set_title(r"Correlations approach their fixed point like $e^{-l/\xi_c}$")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _heatmap_figure(config: OrderToChaosConfig, heat: NDArray) -> Figure:
+    fig = Figure(figsize=(8.0, 5.5), layout="constrained")
+    ax = fig.subplots()
+    sw2 = np.array(config.heatmap_sigma_w2)
+    depths = np.array(config.heatmap_depths)
+    mesh = ax.pcolormesh(sw2, depths, heat, shading="nearest", cmap="viridis", vmin=0.0, vmax=1.0)
+    fig.colorbar(mesh, ax=ax, label="training accuracy")
+    fine = np.linspace(sw2.min(), sw2.max(), 200)
+    xi = np.array([mean_field.correlation_depth(s, config.sigma_b2) for s in fine])
+    curve = np.where(np.isfinite(xi), TRAINABLE_DEPTHS * xi, 1e6)  # the critical line: xi_c infinite
+    ax.plot(fine, curve, "-", color="w", lw=2.0, label=r"$6\,\xi_c$")
+    ax.set_ylim(depths.min() - 0.5, depths.max() + 0.5)
+    ax.set_xlabel(r"$\sigma_w^2$")
+    ax.set_ylabel("depth $L$")
+    ax.set_title(
+        f"Trainability after {config.heatmap_steps} SGD steps on MNIST-1D "
+        f"($\\sigma_b^2 = {config.sigma_b2:g}$, width {config.heatmap_width})"
+    )
+    ax.legend(loc="upper right")
+    return fig
+
+
+EXPERIMENT = Experiment(
+    name="order-to-chaos",
+    claim="Random tanh networks have an ordered and a chaotic phase separated by the critical line chi_1 = 1; "
+    "correlations between inputs approach their fixed point at the depth scale xi_c = -1/log chi_c, which "
+    "diverges at criticality, and only networks shallower than about 6 xi_c train.",
+    config=OrderToChaosConfig,
+    run=run,
+    presets={
+        "full": {
+            "width": 1000,
+            "seeds": 32,
+            "depth": 30,
+            "sigma_w2_points": (1.0, 1.2, 2.5, 3.0, 5.0),
+            "curve_points": 100,
+            "sigma_w2_range": (1.0, 4.0),
+            "heatmap_depths": (10, 20, 30, 40, 50, 60, 80, 100, 125, 150, 200),
+            "heatmap_sigma_w2": tuple(float(s) for s in np.round(np.linspace(1.0, 4.0, 16), 3)),
+            "heatmap_width": 256,
+            "heatmap_steps": 1000,
+        }
+    },
+    references=(
+        "Poole, Lahiri, Raghu, Sohl-Dickstein & Ganguli (2016), Exponential expressivity in deep neural networks "
+        "through transient chaos, NeurIPS",
+        "Schoenholz, Gilmer, Ganguli & Sohl-Dickstein (2017), Deep information propagation, ICLR",
+    ),
+    part="signal propagation",
+)

@@ -1,0 +1,65 @@
+"""The loss landscape as a function of the parameters: straight paths and barriers, 2-D slices with filter
+normalisation, the symmetries of networks and weight matching, and critical points classified by their index.
+
+Everything works on flat parameter vectors through `tdlab.Objective` (pure functions, the model is never
+modified), or on parameter dicts for the symmetries.
+"""
+
+from tdlab.landscape.critical import CriticalPoint, find_critical_point, hessian_index
+from tdlab.landscape.interpolation import (
+    PathProfile,
+    barrier_height,
+    directional_curvature,
+    interpolate,
+    is_monotone_decreasing,
+    largest_bump,
+    path_profile,
+    second_difference,
+)
+from tdlab.landscape.plane import (
+    PlaneSlice,
+    filter_normalize,
+    filter_normalized_direction,
+    filter_norms,
+    hessian_directions,
+    loss_plane,
+    random_direction,
+)
+from tdlab.landscape.symmetries import (
+    Chain,
+    mlp_chain,
+    permute_units,
+    random_permutations,
+    rescale_units,
+    weight_matching,
+)
+from tdlab.landscape.training import TrainingRun, train_flat
+
+__all__ = [
+    "Chain",
+    "CriticalPoint",
+    "PathProfile",
+    "PlaneSlice",
+    "TrainingRun",
+    "barrier_height",
+    "directional_curvature",
+    "filter_normalize",
+    "filter_normalized_direction",
+    "filter_norms",
+    "find_critical_point",
+    "hessian_directions",
+    "hessian_index",
+    "interpolate",
+    "is_monotone_decreasing",
+    "largest_bump",
+    "loss_plane",
+    "mlp_chain",
+    "path_profile",
+    "permute_units",
+    "random_direction",
+    "random_permutations",
+    "rescale_units",
+    "second_difference",
+    "train_flat",
+    "weight_matching",
+]

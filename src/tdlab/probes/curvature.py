@@ -1,0 +1,178 @@
+"""Curvature of the train loss during training: sharpness (top Hessian eigenvalues) and Hessian trace."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from tdlab.curvature import hessian_eigs, hessian_trace
+from tdlab.oracles import Objective
+from tdlab.probes.base import Probe, ProbeContext
+
+_TRACE_METHODS = {"hutchinson": 2, "hutch++": 6}  # method of `hessian_trace`: its smallest number of samples
+
+
+def _generator(seed: int, step: int) -> torch.Generator:
+    """A CPU generator with its own stream for each (seed, step): a resumed run draws the same vectors, and
+    the curvature routines draw on the CPU whatever the model's device, so CPU and GPU runs draw alike."""
+    state = np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def _train_objective(ctx: ProbeContext, subset: int | None, seed: int) -> Objective:
+    """The context's train objective, or the objective on `subset` train points drawn once with `seed`."""
+    inputs, targets = ctx.train
+    if subset is None or subset >= inputs.shape[0]:
+        return ctx.objective("train")
+    index = torch.randperm(inputs.shape[0], generator=torch.Generator().manual_seed(seed))[:subset]
+    index = index.to(inputs.device)
+    return Objective(ctx.model, ctx.loss_fn, (inputs[index], targets[index]), batch_size=ctx.batch_size)
+
+
+def _check_subset(subset: int | None) -> None:
+    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
+        raise ValueError(f"subset: expected a positive integer (train points) or None, got {subset!r}")
+
+
+class Sharpness(Probe):
+    """Sharpness: the top-k eigenvalues lambda_1 >= ... >= lambda_k of the Hessian of the train loss.
+
+    lambda_1 = max_{||v||=1} v^T H v with H = nabla^2 f(theta), computed by `tdlab.curvature.hessian_eigs`
+    (Lanczos). The step size eta is stable on a quadratic iff lambda_1 < 2/eta; full-batch GD drives lambda_1
+    to 2/eta, the edge of stability (Cohen et al., ICLR 2021). Each measurement starts from the sum of the
+    previous measurement's eigenvectors (warm start: the Hessian changes little between measurements), kept
+    in the probe's state to survive a resume; the first measurement starts from a random vector (`seed`).
+
+    Metrics: "sharpness" (lambda_1), "sharpness/2" .. "sharpness/k", "sharpness/matvecs".
+
+    Cost: "sharpness/matvecs" Hessian-vector products (each about two forward and two backward passes over the
+    train split, or over `subset` train points drawn once with `seed`); tens cold, a few warm.
+
+    Example:
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+        >>> ctx = ProbeContext(0, model, nn.MSELoss(), train=(torch.randn(32, 3), torch.randn(32, 1)))
+        >>> probe = Sharpness()
+        >>> probe.measure(ctx)["sharpness"] > 0
+        True
+    """
+
+    name = "sharpness"
+
+    def __init__(
+        self,
+        every: int = 1,
+        k: int = 1,
+        tol: float = 1e-6,
+        max_iter: int | None = None,
+        subset: int | None = None,
+        seed: int = 0,
+    ):
+        super().__init__(every)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k: expected a positive integer, got {k!r}")
+        if not tol > 0:
+            raise ValueError(f"tol: expected a positive number, got {tol!r}")
+        _check_subset(subset)
+        self.k = k
+        self.tol = tol
+        self.max_iter = max_iter
+        self.subset = subset
+        self.seed = seed
+        self.v0: Tensor | None = None
+
+    def measure(self, ctx: ProbeContext) -> dict[str, float]:
+        objective = _train_objective(ctx, self.subset, self.seed)
+        v0 = None
+        if self.v0 is not None:
+            if self.v0.shape != (objective.dim,):
+                raise ValueError(
+                    f"state: the warm-start vector has {self.v0.numel()} entries, "
+                    f"the model has {objective.dim} parameters"
+                )
+            v0 = self.v0.to(objective.device, objective.dtype)
+        result = hessian_eigs(
+            objective,
+            k=self.k,
+            which="LA",
+            tol=self.tol,
+            max_iter=self.max_iter,
+            v0=v0,
+            generator=_generator(self.seed, ctx.step),
+        )
+        self.v0 = result.eigenvectors.sum(dim=1).detach()
+        eigenvalues = result.eigenvalues.tolist()  # descending for which="LA"
+        metrics = {"sharpness": eigenvalues[0]}
+        metrics.update({f"sharpness/{i}": value for i, value in enumerate(eigenvalues[1:], start=2)})
+        metrics["sharpness/matvecs"] = float(result.num_matvecs)
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.v0 is None else {"v0": self.v0}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        unknown = set(state) - {"v0"}
+        if unknown:
+            raise ValueError(f"state: unknown keys {sorted(unknown)} for the sharpness probe (allowed: 'v0')")
+        v0 = state.get("v0")
+        if v0 is not None and (not isinstance(v0, Tensor) or v0.ndim != 1):
+            raise ValueError("state: 'v0' must be a 1-D tensor (the warm-start vector)")
+        self.v0 = v0
+
+
+class HessianTrace(Probe):
+    """Trace of the Hessian of the train loss, tr(H) = E_z[z^T H z] for Rademacher z (Hutchinson 1989).
+
+    Computed by `tdlab.curvature.hessian_trace` with `samples` products, by Hutchinson's estimator or by
+    Hutch++ (`method="hutch++"`, Meyer et al. 2021), the probes drawn from a stream seeded by (`seed`, step);
+    "hessian/trace_se" is the standard error of the estimate, std(z^T H z) / sqrt(number of probes).
+    tr(H) / dim is the mean curvature, a flatness measure complementary to lambda_1 (Keskar et al. 2017).
+
+    Metrics: "hessian/trace", "hessian/trace_se".
+
+    Cost: `samples` Hessian-vector products (each about two forward and two backward passes over the train
+    split, or over `subset` train points drawn once with `seed`).
+
+    Example:
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+        >>> ctx = ProbeContext(0, model, nn.MSELoss(), train=(torch.randn(32, 3), torch.randn(32, 1)))
+        >>> sorted(HessianTrace(samples=10).measure(ctx))
+        ['hessian/trace', 'hessian/trace_se']
+    """
+
+    name = "hessian-trace"
+
+    def __init__(
+        self,
+        every: int = 1,
+        samples: int = 100,
+        method: str = "hutchinson",
+        subset: int | None = None,
+        seed: int = 0,
+    ):
+        super().__init__(every)
+        if method not in _TRACE_METHODS:
+            raise ValueError(f"method: expected one of 'hutchinson', 'hutch++', got {method!r}")
+        smallest = _TRACE_METHODS[method]
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < smallest:
+            raise ValueError(f"samples: expected an integer >= {smallest} for {method!r}, got {samples!r}")
+        _check_subset(subset)
+        self.samples = samples
+        self.method = method
+        self.subset = subset
+        self.seed = seed
+
+    def measure(self, ctx: ProbeContext) -> dict[str, float]:
+        objective = _train_objective(ctx, self.subset, self.seed)
+        result = hessian_trace(
+            objective,
+            method=self.method,
+            samples=self.samples,
+            generator=_generator(self.seed, ctx.step),
+        )
+        return {"hessian/trace": float(result.estimate), "hessian/trace_se": float(result.std_error)}

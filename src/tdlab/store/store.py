@@ -1,0 +1,311 @@
+"""A store: a folder of run directories, queried as two SQL tables through DuckDB.
+
+    runs     one row per run: id, kind, status, created (UTC), duration_s, path, and the config flattened
+             into columns with dotted names ({"optimizer": {"lr": 0.1}} -> "optimizer.lr")
+    metrics  one row per logged value: run_id, step, name, value, the run's kind and status, and the same
+             config columns, so that "loss against step, coloured by optimizer.lr" is one query
+
+The metric chunks are read in place by DuckDB's `read_parquet` (nothing is copied or imported); the
+flattened configs are built in Python as an Arrow table, registered with DuckDB and joined in SQL. Runs whose
+configs have different fields still union: a field a run lacks is NULL there. A column whose values have
+different JSON types across runs becomes text (lists are always stored as their JSON text, e.g. '[64, 64]');
+integers mixed with floats become floats. A top-level config key that equals a fixed column name (id, kind,
+status, created, duration_s, path, run_id, step, name, value) is renamed "config.<key>".
+
+Every query opens a fresh in-memory DuckDB connection, so it sees the runs as they are on disk at that moment
+(rows still buffered in a live `Run` are not visible). Directories whose names start with "." and directories
+without meta.json are not runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from tdlab.store.run import Run, metric_chunks
+
+RUN_COLUMNS = ("id", "kind", "status", "created", "duration_s", "path")
+METRIC_COLUMNS = ("run_id", "step", "name", "value")
+_RESERVED = frozenset(RUN_COLUMNS + METRIC_COLUMNS)
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings into one level with dotted keys; lists and scalars are leaves.
+
+    Example:
+        >>> flatten_config({"optimizer": {"name": "sgd", "lr": 0.1}, "widths": [8, 8]})
+        {'optimizer.name': 'sgd', 'optimizer.lr': 0.1, 'widths': [8, 8]}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, prefix=f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _config_columns(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Flattened config with top-level keys that clash with a fixed column renamed to "config.<key>"."""
+    return {(f"config.{key}" if key in _RESERVED else key): value for key, value in flatten_config(config).items()}
+
+
+def _arrow_column(values: list[Any]) -> pa.Array:
+    """One typed column from the values of a config field over runs (None = field missing or null)."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return pa.array(values, pa.bool_())
+    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        if all(-(2**63) <= v < 2**63 for v in present):
+            return pa.array(values, pa.int64())
+    elif present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+        return pa.array([None if v is None else float(v) for v in values], pa.float64())
+    return pa.array(
+        [v if v is None or isinstance(v, str) else json.dumps(v) for v in values],
+        pa.string(),
+    )
+
+
+def _naive_utc(iso: str | None) -> datetime | None:
+    if iso is None:
+        return None
+    return datetime.fromisoformat(iso).astimezone(UTC).replace(tzinfo=None)
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+class Store:
+    """A folder of run directories (see the module docstring for the `runs` and `metrics` tables).
+
+    The folder need not exist: a missing or empty folder is an empty store.
+
+    Args:
+        path: the folder that `Run.create(root=path, ...)` writes runs into.
+
+    Example:
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> for lr in (0.1, 0.01):
+        ...     with Run.create(root, {"optimizer": {"lr": lr}}, kind="train") as run:
+        ...         run.log(0, {"loss": 1.0})
+        ...         run.log(1, {"loss": 1.0 - lr})
+        ...         run.set_status("done")
+        >>> store = Store(root)
+        >>> len(store), store.runs(where='"optimizer.lr" > 0.05')["optimizer.lr"].tolist()
+        (2, [0.1])
+        >>> store.metrics(where='step = 1').sort_values("optimizer.lr")["value"].tolist()
+        [0.99, 0.9]
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def _run_dirs(self) -> list[Path]:
+        if not self.path.is_dir():
+            return []
+        return sorted(p for p in self.path.iterdir() if not p.name.startswith(".") and (p / "meta.json").is_file())
+
+    def __len__(self) -> int:
+        return len(self._run_dirs())
+
+    def __iter__(self) -> Iterator[Run]:
+        for directory in self._run_dirs():
+            yield Run.open(directory)
+
+    def __contains__(self, run_id: object) -> bool:
+        return isinstance(run_id, str) and any(p.name == run_id for p in self._run_dirs())
+
+    def __repr__(self) -> str:
+        return f"Store(path={str(self.path)!r})"
+
+    def run(self, run_id: str) -> Run:
+        """Open the run `run_id`.
+
+        Example:
+            >>> import tempfile
+            >>> root = tempfile.mkdtemp()
+            >>> _ = Run.create(root, {}, kind="train", run_id="a")
+            >>> Store(root).run("a").status
+            'running'
+        """
+        if run_id not in self:
+            raise KeyError(f"run_id: no run {run_id!r} in {str(self.path)!r}")
+        return Run.open(self.path / run_id)
+
+    # ------------------------------------------------------------------ tables
+    def _runs_table(self, directories: list[Path]) -> pa.Table:
+        metas, configs, statuses = [], [], []
+        for directory in directories:
+            metas.append(json.loads((directory / "meta.json").read_text()))
+            config_file = directory / "config.json"
+            config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+            configs.append(_config_columns(config))
+            status_file = directory / "status"
+            statuses.append(status_file.read_text().strip() if status_file.is_file() else None)
+        columns: dict[str, pa.Array] = {
+            "id": pa.array([d.name for d in directories], pa.string()),
+            "kind": pa.array([m.get("kind") for m in metas], pa.string()),
+            "status": pa.array(statuses, pa.string()),
+            "created": pa.array([_naive_utc(m.get("created")) for m in metas], pa.timestamp("us")),
+            "duration_s": pa.array([m.get("duration_s") for m in metas], pa.float64()),
+            "path": pa.array([str(d) for d in directories], pa.string()),
+        }
+        names = sorted({name for config in configs for name in config})
+        for name in names:
+            columns[name] = _arrow_column([config.get(name) for config in configs])
+        return pa.table(columns)
+
+    def _connect(self, run_ids: list[str] | None = None) -> tuple[duckdb.DuckDBPyConnection, int]:
+        """A fresh connection with the views `runs` and `metrics`, and the number of runs in them."""
+        directories = self._run_dirs()
+        if run_ids is not None:
+            known = {d.name for d in directories}
+            unknown = [r for r in run_ids if r not in known]
+            if unknown:
+                raise ValueError(f"runs: expected ids of runs in {str(self.path)!r}, got unknown {unknown}")
+            wanted = set(run_ids)
+            directories = [d for d in directories if d.name in wanted]
+        files, owners = [], []
+        for directory in directories:
+            for chunk in metric_chunks(directory):
+                files.append(str(chunk))
+                owners.append(directory.name)
+        con = duckdb.connect()
+        con.register("runs", self._runs_table(directories))
+        if files:
+            con.register("chunk_owners", pa.table({"file": files, "run_id": owners}))
+            listing = ", ".join(_sql_string(f) for f in files)
+            rows = (
+                "SELECT o.run_id, p.step, p.name, p.value "
+                f"FROM read_parquet([{listing}], filename = true) AS p "
+                "JOIN chunk_owners AS o ON p.filename = o.file"
+            )
+        else:
+            rows = (
+                "SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS BIGINT) AS step, "
+                "CAST(NULL AS VARCHAR) AS name, CAST(NULL AS DOUBLE) AS value WHERE false"
+            )
+        results = [(d.name, d / "results.parquet") for d in directories if (d / "results.parquet").is_file()]
+        if results:
+            con.register(
+                "result_owners",
+                pa.table({"file": [str(f) for _, f in results], "run_id": [r for r, _ in results]}),
+            )
+            listing = ", ".join(_sql_string(str(f)) for _, f in results)
+            con.execute(
+                "CREATE VIEW results AS SELECT o.run_id, p.* EXCLUDE (filename) "
+                f"FROM read_parquet([{listing}], filename = true, union_by_name = true) AS p "
+                "JOIN result_owners AS o ON p.filename = o.file"
+            )
+        else:
+            con.execute(
+                "CREATE VIEW results AS SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS VARCHAR) AS name, "
+                "CAST(NULL AS DOUBLE) AS value WHERE false"
+            )
+        con.execute(
+            "CREATE VIEW metrics AS SELECT m.run_id, m.step, m.name, m.value, "
+            "r.* EXCLUDE (id, created, duration_s, path) "
+            f"FROM ({rows}) AS m JOIN runs AS r ON m.run_id = r.id"
+        )
+        return con, len(directories)
+
+    # ------------------------------------------------------------------ queries
+    def runs(self, where: str | None = None) -> pd.DataFrame:
+        """One row per run (fixed columns, then config columns), ordered by creation time.
+
+        Args:
+            where: a SQL boolean expression over the columns, dotted names double-quoted,
+                e.g. `"optimizer.lr" < 0.1 AND status = 'done'`. Not evaluated on an empty store.
+
+        Example:
+            >>> import tempfile
+            >>> Store(tempfile.mkdtemp()).runs().columns.tolist()
+            ['id', 'kind', 'status', 'created', 'duration_s', 'path']
+        """
+        return self._select("runs", where, "created, id")
+
+    def metrics(
+        self, names: list[str] | None = None, where: str | None = None, runs: list[str] | None = None
+    ) -> pd.DataFrame:
+        """Metric rows of all runs, joined with each run's kind, status and config columns.
+
+        Args:
+            names: keep only these metric names.
+            where: a SQL boolean expression over config columns and step, name, value,
+                e.g. `"optimizer.name" = 'sgd' AND step >= 100`. Not evaluated on an empty store.
+            runs: keep only these run ids (ValueError for an id not in the store).
+
+        Returns:
+            Columns run_id, step, name, value, kind, status, config columns; ordered by run_id, step, name.
+            NaN and inf values are kept. In DuckDB NaN compares above every number (`value > 1` keeps NaN
+            rows); use `isnan(value)` / `isfinite(value)` to select or drop them.
+
+        Example:
+            >>> import tempfile
+            >>> Store(tempfile.mkdtemp()).metrics(names=["loss"]).columns.tolist()
+            ['run_id', 'step', 'name', 'value', 'kind', 'status']
+        """
+        if names is not None and (isinstance(names, str) or not all(isinstance(n, str) for n in names)):
+            raise TypeError(f"names: expected a list of metric names, got {names!r}")
+        if runs is not None and (isinstance(runs, str) or not all(isinstance(r, str) for r in runs)):
+            raise TypeError(f"runs: expected a list of run ids, got {runs!r}")
+        return self._select("metrics", where, "run_id, step, name", names=names, run_ids=runs)
+
+    def _select(
+        self,
+        view: str,
+        where: str | None,
+        order: str,
+        names: list[str] | None = None,
+        run_ids: list[str] | None = None,
+    ) -> pd.DataFrame:
+        if where is not None and not isinstance(where, str):
+            raise TypeError(f"where: expected a SQL expression (str) or None, got {type(where).__name__}")
+        con, num_runs = self._connect(run_ids)
+        try:
+            conditions = [f"({where})"] if where is not None and num_runs > 0 else []
+            if names is not None:
+                listed = ", ".join(_sql_string(n) for n in names)
+                conditions.append(f"name IN ({listed})" if names else "false")
+            sql = f"SELECT * FROM {view}" + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+            try:
+                return con.execute(f"{sql} ORDER BY {order}").df()
+            except duckdb.Error as err:
+                raise ValueError(f"where: cannot evaluate {where!r}: {_first_line(err)}") from err
+        finally:
+            con.close()
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """Run raw SQL (DuckDB dialect) in which the views `runs`, `metrics` and `results` are defined.
+
+        `results` holds the tidy rows of catalogue experiments (run_id, name, value and their own columns).
+
+        Example:
+            >>> import tempfile
+            >>> Store(tempfile.mkdtemp()).query("SELECT count(*) AS n FROM metrics")["n"].tolist()
+            [0]
+        """
+        if not isinstance(sql, str):
+            raise TypeError(f"sql: expected a string, got {type(sql).__name__}")
+        con, _ = self._connect()
+        try:
+            return con.execute(sql).df()
+        except duckdb.Error as err:
+            raise ValueError(f"sql: cannot run the query: {_first_line(err)}") from err
+        finally:
+            con.close()

@@ -1,0 +1,6 @@
+"""Sweeps: grids over config fields times seeds, run resumably in local processes or on Ray."""
+
+from tdlab.sweep.executor import SweepSummary, run_point, run_sweep, validate
+from tdlab.sweep.spec import SweepPoint, SweepSpec, expand, load_spec
+
+__all__ = ["SweepPoint", "SweepSpec", "SweepSummary", "expand", "load_spec", "run_point", "run_sweep", "validate"]

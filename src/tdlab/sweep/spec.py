@@ -1,0 +1,133 @@
+"""Sweep specifications: a base config, a grid (and zipped lists) over any config field, times seeds.
+
+Example YAML (paths are relative to the spec file):
+
+    name: lr-width
+    kind: train                    # `train` (a tdlab train config) or a catalogue experiment's name
+    base: ../examples/mnist1d-mlp.yaml   # or `config: {...}` inline; both may be given (inline wins)
+    grid:                          # the Cartesian product of these lists
+      optimizer.lr: [0.01, 0.05, 0.1]
+      model.width: [64, 256]
+    zip:                           # lists that vary together (all of one length), crossed with the grid
+      model.depth: [2, 4]
+      steps: [400, 800]
+    seeds: [0, 1, 2]
+
+Each point gets a stable id, `<name>-<hash of its config>`, so a rerun of the same spec finds its runs again.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tdlab.train.config import apply_override
+
+
+class SweepSpec(BaseModel):
+    """A sweep: `kind` of run, its base config, the grid, zipped lists and seeds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.=,+@-]*$")
+    kind: str = "train"
+    base: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    zip: dict[str, list[Any]] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+
+    @field_validator("grid", "zip")
+    @classmethod
+    def _non_empty_lists(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in value.items():
+            if not values:
+                raise ValueError(f"{key}: expected a non-empty list of values")
+        return value
+
+    @model_validator(mode="after")
+    def _zip_lengths(self) -> SweepSpec:
+        lengths = {len(values) for values in self.zip.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"zip: all lists must have one length, got lengths {sorted(lengths)}")
+        if not self.seeds:
+            raise ValueError("seeds: expected at least one seed")
+        return self
+
+    def swept_fields(self) -> list[str]:
+        return [*self.grid, *self.zip]
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One run of a sweep: its id, the values of the swept fields, and the full config."""
+
+    run_id: str
+    values: dict[str, Any]
+    config: dict[str, Any]
+
+
+def load_spec(path: str | Path) -> tuple[SweepSpec, dict[str, Any]]:
+    """Read a spec and its base config (the base file's content updated by the inline `config`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"spec: no such file {str(path)!r}")
+    spec = SweepSpec.model_validate(yaml.safe_load(path.read_text()) or {})
+    base: dict[str, Any] = {}
+    if spec.base is not None:
+        base_path = (path.parent / spec.base).resolve()
+        if not base_path.is_file():
+            raise ValueError(f"base: no such file {str(base_path)!r}")
+        base = yaml.safe_load(base_path.read_text()) or {}
+    return spec, _merge(base, spec.config)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _set(config: dict[str, Any], dotted: str, value: Any) -> None:
+    apply_override(config, f"{dotted}={json.dumps(value)}")
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Eight hex digits of a SHA-256 of the canonical JSON of `config`."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def expand(spec: SweepSpec, base: dict[str, Any]) -> list[SweepPoint]:
+    """All points: grid product x zipped rows x seeds, in a stable order."""
+    grid_keys = list(spec.grid)
+    zip_keys = list(spec.zip)
+    zip_rows = list(zip(*spec.zip.values(), strict=True)) if zip_keys else [()]
+    points = []
+    for grid_values in itertools.product(*spec.grid.values()):
+        for zip_values in zip_rows:
+            for seed in spec.seeds:
+                values = {
+                    **dict(zip(grid_keys, grid_values, strict=True)),
+                    **dict(zip(zip_keys, zip_values, strict=True)),
+                }
+                config = copy.deepcopy(base)
+                for key, value in values.items():
+                    _set(config, key, value)
+                config["seed"] = seed
+                points.append(SweepPoint(f"{spec.name}-{config_hash(config)}", {**values, "seed": seed}, config))
+    ids = [p.run_id for p in points]
+    if len(set(ids)) != len(ids):
+        raise ValueError("grid: two points of the sweep have the same config (repeated values?)")
+    return points

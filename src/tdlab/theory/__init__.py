@@ -1,0 +1,1 @@
+"""Closed forms, pure NumPy (SciPy where it helps): one function per formula, each with its source."""

@@ -1,0 +1,124 @@
+"""double-descent-linear: the Marchenko-Pastur transform against numerical integration of the density, the ridge
+risk against its ridgeless and optimal limits, the exact finite-n risk against simulation, the solvers against
+the pseudo-inverse, config validation, and a quick run whose checks must all pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from pydantic import ValidationError
+from scipy.integrate import quad
+from scipy.optimize import minimize_scalar
+from threadpoolctl import threadpool_limits
+
+from tdlab.experiments.base import Context
+from tdlab.experiments.catalogue import double_descent_linear as ddl
+from tdlab.experiments.registry import get
+from tdlab.theory import random_matrix as theory
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(threads)
+
+
+def _mp_integral(gamma: float, lam: float, power: int) -> float:
+    """integral of (s + lambda)^-power under the Marchenko-Pastur law of ratio gamma (variance 1), with its atom
+    of mass 1 - 1/gamma at 0 when gamma > 1."""
+    lo, hi = (1 - np.sqrt(gamma)) ** 2, (1 + np.sqrt(gamma)) ** 2
+
+    def density(s: float) -> float:
+        return np.sqrt(max((hi - s) * (s - lo), 0.0)) / (2 * np.pi * gamma * s)
+
+    continuous = quad(lambda s: density(s) / (s + lam) ** power, lo, hi, limit=200)[0]
+    atom = max(1 - 1 / gamma, 0.0) / lam**power
+    return continuous + atom
+
+
+@pytest.mark.parametrize("gamma", [0.3, 0.9, 1.0, 2.5])
+@pytest.mark.parametrize("lam", [0.05, 1.0])
+def test_stieltjes_transform_and_derivative_against_the_density(gamma, lam):
+    assert float(theory.marchenko_pastur_stieltjes(gamma, lam)) == pytest.approx(_mp_integral(gamma, lam, 1), rel=1e-7)
+    assert float(theory.marchenko_pastur_stieltjes_derivative(gamma, lam)) == pytest.approx(
+        _mp_integral(gamma, lam, 2), rel=1e-6
+    )
+
+
+@pytest.mark.parametrize("gamma", [0.4, 2.0])
+def test_ridge_risk_tends_to_the_ridgeless_risk(gamma):
+    assert float(theory.ridge_risk(gamma, 1e-9, 1.0, 0.25)) == pytest.approx(
+        float(theory.ridgeless_risk(gamma, 1.0, 0.25)), rel=1e-5
+    )
+
+
+@pytest.mark.parametrize("gamma", [0.2, 1.0, 3.0])
+def test_optimal_penalty_minimises_the_ridge_risk(gamma):
+    best = minimize_scalar(
+        lambda lam: float(theory.ridge_risk(gamma, lam, 1.0, 0.3)),
+        bounds=(1e-4, 10.0),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
+    assert best.x == pytest.approx(float(theory.optimal_ridge_penalty(gamma, 1.0, 0.3)), rel=1e-4)
+    assert best.fun == pytest.approx(float(theory.optimal_ridge_risk(gamma, 1.0, 0.3)), rel=1e-9)
+
+
+def test_ridgeless_risk_by_hand_and_errors():
+    np.testing.assert_allclose(theory.ridgeless_risk([0.5, 2.0], 1.0, 1.0), [1.0, 1.5])
+    assert np.isinf(theory.ridgeless_risk(1.0, 1.0, 1.0))
+    assert np.all(np.diff(theory.optimal_ridge_risk(np.linspace(0.1, 5, 50), 1.0, 0.5)) > 0)
+    with pytest.raises(ValueError, match="gamma"):
+        theory.ridgeless_risk(-1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="noise_var"):
+        theory.ridgeless_risk(0.5, 1.0, -1.0)
+    with pytest.raises(ValueError, match="p"):
+        theory.ridgeless_risk_finite(10, [2.5], 1.0, 1.0)
+
+
+@pytest.mark.parametrize(("n", "p"), [(20, 8), (8, 20)])
+def test_finite_n_risk_against_simulation(n, p):
+    """E ||X^+ y - beta||^2 for Gaussian X and a fixed unit beta, by Monte Carlo over X and the noise."""
+    generator = torch.Generator().manual_seed(0)
+    draws, sigma = 4000, 0.5
+    X = torch.randn(draws, n, p, generator=generator, dtype=torch.float64)
+    beta = torch.zeros(p, 1, dtype=torch.float64)
+    beta[0] = 1.0
+    Y = X @ beta + sigma * torch.randn(draws, n, 1, generator=generator, dtype=torch.float64)
+    risks = (ddl.min_norm_least_squares(X, Y) - beta).square().sum(dim=(1, 2)).numpy()
+    expected = float(theory.ridgeless_risk_finite(n, p, 1.0, sigma**2))
+    assert abs(risks.mean() - expected) <= 4 * risks.std() / np.sqrt(draws)
+
+
+@pytest.mark.parametrize(("n", "p"), [(12, 5), (5, 12)])
+def test_solvers_against_pseudo_inverse_and_primal(n, p):
+    generator = torch.Generator().manual_seed(1)
+    X = torch.randn(3, n, p, generator=generator, dtype=torch.float64)
+    Y = torch.randn(3, n, 2, generator=generator, dtype=torch.float64)
+    torch.testing.assert_close(ddl.min_norm_least_squares(X, Y), torch.linalg.pinv(X) @ Y, rtol=0, atol=1e-10)
+    eye = torch.eye(p, dtype=torch.float64)
+    primal = torch.linalg.solve(X.mT @ X / n + 0.3 * eye, X.mT @ Y / n)
+    torch.testing.assert_close(ddl.ridge_regression(X, Y, 0.3), primal, rtol=0, atol=1e-10)
+
+
+def test_config_validation():
+    with pytest.raises(ValidationError, match="gammas"):
+        ddl.DoubleDescentLinearConfig(n=100, gammas=(0.5, 1.0, 2.0))
+    with pytest.raises(ValidationError, match="band"):
+        ddl.DoubleDescentLinearConfig(band=(1.1, 1.2))
+
+
+def test_quick_run_passes_every_check():
+    experiment = get("double-descent-linear")
+    result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
+    failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]
+    assert not failed, failed
+    assert len(result.checks) == 4
+    assert isinstance(result.figures["double_descent"], Figure)
+    risk = result.metrics[result.metrics["name"] == "min_norm_risk"].set_index("gamma")["value"]
+    assert risk.idxmax() in (0.95, 1.05)  # the peak sits at the interpolation threshold

@@ -1,0 +1,93 @@
+"""generalisation-measures: the KL and the PAC-Bayes bound against their definitions, the norm measures against
+NumPy, the path norm against an explicit sum over paths, margins, perturbed errors, and a quick run whose checks
+must all pass."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from pydantic import ValidationError
+
+from tdlab.experiments.base import Context
+from tdlab.experiments.catalogue import generalisation_measures as gm
+from tdlab.experiments.registry import get
+from tdlab.models import MLP
+from tdlab.theory.generalisation_bounds import gaussian_kl, pac_bayes_bound
+
+
+def test_gaussian_kl_against_torch_distributions():
+    w, w0 = torch.randn(7, dtype=torch.float64), torch.randn(7, dtype=torch.float64)
+    sigma = 0.3
+    expected = (
+        torch.distributions.kl_divergence(torch.distributions.Normal(w, sigma), torch.distributions.Normal(w0, sigma))
+        .sum()
+        .item()
+    )
+    assert float(gaussian_kl((w - w0).square().sum().item(), sigma)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_pac_bayes_bound_by_hand_and_validation():
+    # 0.05 + sqrt((12 + ln(2 sqrt(400) / 0.1)) / 800)
+    assert float(pac_bayes_bound(0.05, 12.0, 400, 0.1)) == pytest.approx(0.05 + math.sqrt((12 + math.log(400)) / 800))
+    with pytest.raises(ValueError, match="delta"):
+        pac_bayes_bound(0.1, 1.0, 10, 1.5)
+    with pytest.raises(ValueError, match="empirical_error"):
+        pac_bayes_bound(1.5, 1.0, 10)
+
+
+def test_norm_measures_against_numpy():
+    model = MLP(5, 3, width=6, depth=2, seed=0)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    weights = [v.numpy() for k, v in params.items() if k.endswith("weight")]
+    out = gm.norm_measures(params, margin=0.4)
+    assert out["spectral"] == pytest.approx(sum(2 * np.log(np.linalg.norm(w, 2)) for w in weights), rel=1e-5)
+    assert out["frobenius"] == pytest.approx(sum(2 * np.log(np.linalg.norm(w)) for w in weights), rel=1e-5)
+    assert out["spectral_over_margin"] == pytest.approx(out["spectral"] - 2 * np.log(0.4))
+
+
+def test_path_norm_is_the_sum_over_paths():
+    model = MLP(3, 2, width=4, depth=1, seed=1, bias_init_std=0.5).double()
+    p = {k: v.detach() for k, v in model.named_parameters()}
+    W1, b1, W2, b2 = p["hidden.0.linear.weight"], p["hidden.0.linear.bias"], p["readout.weight"], p["readout.bias"]
+    total = 0.0
+    for c in range(2):
+        total += b2[c] ** 2  # the path from the readout's bias
+        for j in range(4):
+            total += W2[c, j] ** 2 * b1[j] ** 2  # through hidden unit j from its bias
+            total += sum(W2[c, j] ** 2 * W1[j, k] ** 2 for k in range(3))  # from input k
+    assert gm.path_norm(model, p) == pytest.approx(math.log(total.item()), rel=1e-12)
+
+
+def test_margins_and_perturbed_errors():
+    outputs = torch.tensor([[2.0, 5.0, 1.0], [0.0, -1.0, 3.0]])
+    assert gm.margins(outputs, torch.tensor([1, 0])).tolist() == [3.0, -3.0]
+    model = MLP(4, 3, width=8, depth=1, seed=2).double()
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    X = torch.randn(50, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    labels = model(X).argmax(1)
+    errors = gm.perturbed_errors(model, params, X, labels, np.array([1e-9, 100.0]), 16, torch.Generator())
+    assert errors[0] == 0.0  # a negligible perturbation changes no prediction
+    assert errors[1] > 0.3  # a huge one scrambles them
+
+
+def test_config_validation():
+    with pytest.raises(ValidationError, match="sigma_grid"):
+        gm.GeneralisationMeasuresConfig(sigma_grid=(1.0, 0.1, 10))
+    with pytest.raises(ValidationError, match="noise_fractions"):
+        gm.GeneralisationMeasuresConfig(noise_fractions=(0.5, 1.0))
+
+
+def test_quick_run_passes_every_check():
+    experiment = get("generalisation-measures")
+    result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
+    failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]
+    assert not failed, failed
+    assert len(result.checks) == 10
+    assert set(result.figures) == {"measures_vs_gap", "pac_bayes_bound"}
+    assert all(isinstance(f, Figure) for f in result.figures.values())
+    taus = result.metrics[result.metrics["name"].str.startswith("kendall_tau_")]
+    assert len(taus) == len(gm.MEASURES) and taus["value"].between(-1, 1).all()

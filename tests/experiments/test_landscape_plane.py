@@ -1,0 +1,64 @@
+"""landscape-plane: the second-order plane model against a quadratic loss, config validation, and a quick run
+whose checks must all pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from pydantic import ValidationError
+from torch import nn
+
+from tdlab import Objective
+from tdlab.experiments.base import Context
+from tdlab.experiments.registry import get
+from tdlab.landscape import hessian_directions, loss_plane
+from tdlab.theory import landscape as theory
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_quadratic_plane_is_exact_on_least_squares():
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(30, 4, generator=g, dtype=torch.float64), torch.randn(30, 1, generator=g, dtype=torch.float64)
+    obj = Objective(nn.Linear(4, 1, bias=False).double(), nn.MSELoss(), (X, y))
+    theta = torch.randn(4, generator=g, dtype=torch.float64)
+    values, vectors = hessian_directions(obj, theta, k=2, tol=1e-12)
+    grad = obj.gradient(theta)
+    axis = torch.tensor([-0.7, 0.0, 0.4], dtype=torch.float64)
+    plane = loss_plane(obj, theta, vectors[:, 0], vectors[:, 1], axis, axis)
+    A, B = np.meshgrid(axis.numpy(), axis.numpy(), indexing="ij")
+    slopes = (float(grad @ vectors[:, 0]), float(grad @ vectors[:, 1]))
+    model = theory.quadratic_plane(A, B, float(obj.value(theta)), slopes, tuple(values.tolist()))
+    np.testing.assert_allclose(plane.loss.numpy(), model, rtol=1e-10)
+
+
+def test_config_rejects_bad_values():
+    experiment = get("landscape-plane")
+    with pytest.raises(ValidationError, match="odd"):
+        experiment.make_config(grid_points=12)
+    with pytest.raises(ValidationError, match="residuals"):
+        experiment.make_config(residuals=("none", "none"))
+    with pytest.raises(ValidationError, match="depth"):
+        experiment.make_config(depth=1)
+
+
+@pytest.mark.slow
+def test_quick_run_passes_its_checks():
+    experiment = get("landscape-plane")
+    config = experiment.make_config()
+    result = experiment.run(config, Context(torch.device("cpu")))
+    failed = [(c.name, c.measured, c.theory, c.detail) for c in result.checks if not c.passed]
+    assert not failed, failed
+    assert len(result.checks) == 5 * len(config.residuals)
+    assert set(result.figures) == {"contours", "surfaces", "eigen_plane"}
+    assert all(isinstance(f, Figure) for f in result.figures.values())
+    grid = result.metrics.query("name == 'plane_loss' and residual == 'plain'")
+    assert len(grid) == config.grid_points**2

@@ -1,0 +1,131 @@
+"""schedules-and-methods: its theory (ISTA's bounds, the ball-constrained quadratic minimiser, the Cauchy
+decrease), its config validation, and a quick run whose checks must all pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from pydantic import ValidationError
+from scipy.optimize import minimize
+
+from tdlab.experiments.base import Context
+from tdlab.experiments.registry import get
+from tdlab.optim import proximal_gradient_step
+from tdlab.theory.ista import ista_distance_bound, ista_objective_bound
+from tdlab.theory.trust_region_subproblem import ball_constrained_minimizer, cauchy_decrease_bound
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _spd(d: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    return Q @ np.diag(np.logspace(0, 1.5, d)) @ Q.T
+
+
+# ------------------------------------------------------------------------------------------ theory
+def test_ball_constrained_minimizer_against_slsqp_and_kkt():
+    for seed in range(4):
+        B = _spd(5, seed)
+        g = np.random.default_rng(seed + 10).standard_normal(5)
+        newton = -np.linalg.solve(B, g)
+        radius = 0.4 * np.linalg.norm(newton)
+        p = ball_constrained_minimizer(B, g, radius)
+        assert np.linalg.norm(p) == pytest.approx(radius, rel=1e-12)
+        # KKT: (B + lambda I) p = -g with one lambda > 0 in every coordinate
+        shifts = -(g + B @ p) / p
+        assert np.ptp(shifts) < 1e-8 * np.abs(shifts).max() and shifts.min() > 0
+        reference = minimize(
+            lambda q, g=g, B=B: g @ q + 0.5 * q @ B @ q,
+            np.zeros(5),
+            method="SLSQP",
+            tol=1e-14,
+            constraints=[{"type": "ineq", "fun": lambda q, r=radius: r**2 - q @ q}],
+        ).x
+        np.testing.assert_allclose(p, reference, atol=1e-6)
+        # the interior case is the Newton step
+        np.testing.assert_allclose(ball_constrained_minimizer(B, g, 2 * np.linalg.norm(newton)), newton, rtol=1e-12)
+    with pytest.raises(ValueError, match="B: expected a positive definite matrix"):
+        ball_constrained_minimizer(np.diag([1.0, -1.0]), [1.0, 1.0], 1.0)
+
+
+def test_cauchy_point_achieves_the_bound():
+    rng = np.random.default_rng(3)
+    for seed in range(10):
+        B, g = _spd(4, seed), rng.standard_normal(4)
+        for radius in (0.01, 0.1, 1.0, 10.0):
+            tau = min(radius / np.linalg.norm(g), (g @ g) / (g @ B @ g))
+            p = -tau * g
+            decrease = -(g @ p + 0.5 * p @ B @ p)
+            bound = cauchy_decrease_bound(np.linalg.norm(g), radius, np.linalg.norm(B, 2))
+            assert decrease >= bound - 1e-14
+
+
+def test_ista_bounds_hold_on_a_small_lasso():
+    rng = np.random.default_rng(0)
+    X, y, alpha = rng.standard_normal((40, 8)), rng.standard_normal(40), 0.05
+    L = np.linalg.eigvalsh(X.T @ X / 40).max()
+    mu = np.linalg.eigvalsh(X.T @ X / 40).min()
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    w = torch.zeros(8, dtype=torch.float64)
+    path = [w]
+    for _ in range(3000):
+        w = proximal_gradient_step(w, Xt.T @ (Xt @ w - yt) / 40, 1 / L, alpha)
+        path.append(w)
+    path = torch.stack(path).numpy()
+    w_star = path[-1]
+
+    def F(v: np.ndarray) -> float:
+        return 0.5 * np.mean((X @ v - y) ** 2) + alpha * np.abs(v).sum()
+
+    k = np.arange(1, 200)
+    gaps = np.array([F(p) for p in path[1:200]]) - F(w_star)
+    assert np.all(gaps <= ista_objective_bound(k, L, np.linalg.norm(w_star)) + 1e-15)
+    distances = np.linalg.norm(path[:200] - w_star, axis=1)
+    assert np.all(distances <= ista_distance_bound(np.arange(200), L, mu, np.linalg.norm(w_star)) + 1e-12)
+    assert ista_objective_bound([4], L=2.0, initial_distance=1.0).item() == 0.25
+    with pytest.raises(ValueError, match="mu"):
+        ista_distance_bound([1], L=1.0, mu=2.0, initial_distance=1.0)
+
+
+# ------------------------------------------------------------------------------------------ config
+def test_config_validation():
+    experiment = get("schedules-and-methods")
+    with pytest.raises(ValidationError, match="lasso_informative"):
+        experiment.make_config(lasso_features=4, lasso_informative=5)
+    with pytest.raises(ValidationError, match="milestones"):
+        experiment.make_config(milestones=(200, 100))
+    with pytest.raises(ValidationError, match="eta0"):
+        experiment.make_config(eta0=0.0)
+
+
+# ------------------------------------------------------------------------------------------ the experiment
+def test_same_seed_same_numbers():
+    experiment = get("schedules-and-methods")
+    small = {"schedule_steps": 20, "lasso_steps": 50, "projection_steps": 20, "trust_region_iterations": 20}
+    first = experiment.run(experiment.make_config(**small), Context(torch.device("cpu"))).metrics
+    second = experiment.run(experiment.make_config(**small), Context(torch.device("cpu"))).metrics
+    other = experiment.run(experiment.make_config(seed=1, **small), Context(torch.device("cpu"))).metrics
+    assert first.equals(second)
+    assert not first.equals(other)
+
+
+def test_quick_run_passes_every_check():
+    experiment = get("schedules-and-methods")
+    result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
+    failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]
+    assert not failed, failed
+    assert len(result.checks) == 18
+    assert set(result.figures) == {"schedules", "lasso_paths", "projected_gd", "newton_trust_region"}
+    assert all(isinstance(fig, Figure) and fig.axes for fig in result.figures.values())
+    metrics = result.metrics
+    zeros = metrics[(metrics["name"] == "exact_zeros") & (metrics["method"] == "subgradient")]
+    assert zeros["value"].iloc[1:].max() == 0

@@ -1,0 +1,83 @@
+"""`tdlab catalog`, `tdlab run` and `tdlab reproduce` as a user meets them."""
+
+import html
+import json
+
+from typer.testing import CliRunner
+
+import tdlab.experiments as ex
+from tdlab.cli import app
+from tdlab.store import Store
+
+runner = CliRunner()
+
+
+def test_catalog_lists_every_experiment_with_its_claim():
+    result = runner.invoke(app, ["catalog"], terminal_width=400)
+    assert result.exit_code == 0
+    for name, experiment in ex.experiments().items():
+        assert name in result.output
+        assert experiment.claim, f"{name} has no claim"
+
+
+def test_every_experiment_follows_the_contract():
+    for name, experiment in ex.experiments().items():
+        config = experiment.make_config()
+        assert config.seed == 0 and config.device == "auto", name
+        assert "full" in experiment.presets, f"{name} has no full preset"
+        experiment.make_config("full")  # the preset validates
+
+
+def test_run_writes_checks_figures_and_results(tmp_path):
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["run", "quadratic-step-size", "--out", str(out), "--set", "seed=1"])
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output and "FAIL" not in result.output
+    (run,) = list(Store(out))
+    assert run.status == "done" and run.config["seed"] == 1
+    checks = json.loads((run.path / "checks.json").read_text())
+    assert checks and all(c["passed"] for c in checks)
+    assert sorted(p.suffix for p in (run.path / "figures").iterdir()) == sorted(
+        [".png", ".svg"] * len(list((run.path / "figures").glob("*.png")))
+    )
+    assert not run.results().empty
+
+
+def test_bad_experiment_input_exits_2_and_writes_nothing(tmp_path):
+    out = tmp_path / "runs"
+    for args, word in [
+        (["run", "no-such-experiment"], "experiment"),
+        (["run", "quadratic-step-size", "--set", "not_a_field=3"], "not_a_field"),
+        (["run", "quadratic-step-size", "--preset", "huge"], "preset"),
+        (["reproduce", "--only", "nope"], "experiment"),
+    ]:
+        result = runner.invoke(app, [*args, "--out", str(out)])
+        assert result.exit_code == 2, (args, result.output)
+        assert word in result.output and "Traceback" not in result.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_reproduce_writes_the_report(tmp_path):
+    report = tmp_path / "report"
+    result = runner.invoke(
+        app,
+        [
+            "reproduce",
+            "--quick",
+            "--only",
+            "quadratic-step-size",
+            "--out",
+            str(tmp_path / "runs"),
+            "--report",
+            str(report),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    page = (report / "index.html").read_text()
+    assert html.escape(ex.get("quadratic-step-size").claim) in page
+    assert "PASS" in page and "<img" in page
+    assert all((report / src).is_file() for src in _image_sources(page))
+
+
+def _image_sources(page: str) -> list[str]:
+    return [part.split('"', 1)[0] for part in page.split('<img src="')[1:]]

@@ -1,0 +1,63 @@
+"""The command line as a user meets it: help, train, runs, show, bad input."""
+
+import yaml
+from typer.testing import CliRunner
+
+from tdlab.cli import app
+from tdlab.store import Store
+
+runner = CliRunner()
+
+CONFIG = {
+    "name": "cli",
+    "steps": 20,
+    "batch_size": 32,
+    "data": {"name": "digits"},
+    "model": {"name": "mlp", "width": 16, "depth": 1},
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "probes": [{"name": "loss", "every": 10}, {"name": "parameter-norm", "every": 10}],
+}
+
+
+def test_help_lists_commands_with_examples():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("train", "runs", "show", "catalog", "run", "reproduce"):
+        assert command in result.output
+    result = runner.invoke(app, ["train", "--help"])
+    assert result.exit_code == 0 and "--set" in result.output and "Examples" in result.output
+
+
+def test_train_runs_show(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(CONFIG))
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(path), "--out", str(out), "--set", "optimizer.lr=0.02", "--id", "x"])
+    assert result.exit_code == 0, result.output
+    assert (out / "x" / "figures" / "metrics.png").is_file()
+    run = Store(out).run("x")
+    assert run.config["optimizer"]["lr"] == 0.02 and run.status == "done"
+    listing = runner.invoke(app, ["runs", "--out", str(out), "--where", '"optimizer.lr" > 0.01'])
+    assert listing.exit_code == 0 and "x" in listing.output
+    shown = runner.invoke(app, ["show", "x", "--out", str(out)])
+    assert shown.exit_code == 0 and "train/loss" in shown.output
+
+
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    out = tmp_path / "runs"
+    for override, field in [
+        ("optimizer.name=sgdd", "optimizer.name"),
+        ("steps=-3", "steps"),
+        ("data.name=cifar", "dataset"),
+        ("model.name=transformer", "model"),
+        ("probes=[{name: wobble}]", "probe"),
+    ]:
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(CONFIG))
+        result = runner.invoke(app, ["train", str(path), "--out", str(out), "--set", override])
+        assert result.exit_code == 2, (override, result.output)
+        assert field in result.output, (override, result.output)
+        assert "Traceback" not in result.output
+    assert not out.exists() or not any(out.iterdir())
+    missing = runner.invoke(app, ["show", "nope", "--out", str(out)])
+    assert missing.exit_code == 2 and "run" in missing.output

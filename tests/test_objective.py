@@ -1,0 +1,99 @@
+"""The oracles against ground truth: autograd's dense Hessian and Jacobian of small float64 nets."""
+
+import pytest
+import torch
+from torch import nn
+from torch.autograd.functional import hessian, jacobian
+
+from tdlab import Objective
+from tdlab.oracles import flatten, unflatten
+
+
+def make_net(activation: type[nn.Module], outputs: int, norm: bool = False) -> nn.Module:
+    torch.manual_seed(0)
+    layers = [nn.Linear(4, 6)] + ([nn.BatchNorm1d(6)] if norm else []) + [activation(), nn.Linear(6, outputs)]
+    return nn.Sequential(*layers).double()
+
+
+def dense_loss(obj: Objective, loss_fn, X, y):
+    return lambda theta: loss_fn(obj.outputs(unflatten(theta, obj.params), X), y)
+
+
+CASES = [
+    (nn.Tanh, nn.MSELoss(), lambda n: torch.randn(n, 2, dtype=torch.float64), 2),
+    (nn.ReLU, nn.CrossEntropyLoss(), lambda n: torch.randint(0, 3, (n,)), 3),
+    (nn.Tanh, nn.CrossEntropyLoss(), lambda n: torch.randint(0, 3, (n,)), 3),
+]
+
+
+@pytest.mark.parametrize(("activation", "loss_fn", "targets", "outputs"), CASES)
+@pytest.mark.parametrize("batch_size", [None, 7])
+def test_oracles_match_autograd(activation, loss_fn, targets, outputs, batch_size):
+    torch.manual_seed(1)
+    X, y = torch.randn(20, 4, dtype=torch.float64), targets(20)
+    obj = Objective(make_net(activation, outputs), loss_fn, (X, y), batch_size=batch_size)
+    theta = obj.flat_parameters() + 0.1 * torch.randn(obj.dim, dtype=torch.float64)
+    f = dense_loss(obj, loss_fn, X, y)
+    H = hessian(f, theta)
+    J = jacobian(lambda t: obj.outputs(unflatten(t, obj.params), X), theta).reshape(-1, obj.dim)
+    out = obj.outputs(unflatten(theta, obj.params), X).detach()
+    H_L = hessian(lambda o: loss_fn(o.view_as(out), y), out.reshape(-1))
+    G = J.T @ H_L @ J
+    v = torch.randn(obj.dim, dtype=torch.float64)
+
+    assert obj.value(theta).item() == pytest.approx(f(theta).item(), rel=1e-12)
+    value, g = obj.value_and_gradient(theta)
+    assert value.item() == pytest.approx(f(theta).item(), rel=1e-12)
+    torch.testing.assert_close(g, torch.autograd.functional.jacobian(f, theta), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(obj.hvp(v, theta), H @ v, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(obj.ggn_vp(v, theta), G @ v, rtol=1e-8, atol=1e-10)
+
+
+def test_dict_in_dict_out_and_model_untouched():
+    torch.manual_seed(2)
+    model = make_net(nn.Tanh, 2)
+    before = {k: p.detach().clone() for k, p in model.named_parameters()}
+    obj = Objective(model, nn.MSELoss(), (torch.randn(10, 4), torch.randn(10, 2)))
+    theta = {k: p + 1.0 for k, p in before.items()}
+    grad_dict = obj.gradient(theta)
+    assert isinstance(grad_dict, dict) and set(grad_dict) == set(before)
+    torch.testing.assert_close(flatten(grad_dict), obj.gradient(flatten(theta)))
+    hv = obj.hvp(grad_dict, theta)
+    assert isinstance(hv, dict)
+    for k, p in model.named_parameters():
+        assert torch.equal(p, before[k])
+
+
+def test_batchnorm_train_mode_uses_batch_statistics_without_updating_running_ones():
+    torch.manual_seed(3)
+    model = make_net(nn.ReLU, 1, norm=True)
+    X, y = torch.randn(16, 4, dtype=torch.float64), torch.randn(16, 1, dtype=torch.float64)
+    obj = Objective(model, nn.MSELoss(), (X, y), batch_size=8)
+    running = model[1].running_mean.clone()
+    v = torch.randn(obj.dim, dtype=torch.float64)
+    obj.value(), obj.gradient(), obj.hvp(v), obj.ggn_vp(v)
+    assert torch.equal(model[1].running_mean, running)
+    assert model[1].num_batches_tracked.item() == 0
+    # Batch statistics: the mini-batch objective is the mean of the two half-batch losses.
+    halves = [nn.MSELoss()(model(X[i : i + 8]), y[i : i + 8]) for i in (0, 8)]
+    model[1].running_mean.copy_(running)
+    model[1].num_batches_tracked.zero_()
+    assert obj.value().item() == pytest.approx(0.5 * (halves[0] + halves[1]).item(), rel=1e-12)
+    # Eval mode: running statistics, one deterministic function whatever the batch split.
+    model.eval()
+    full = Objective(model, nn.MSELoss(), (X, y))
+    assert obj.value().item() == pytest.approx(full.value().item(), rel=1e-12)
+    torch.testing.assert_close(obj.hvp(v), full.hvp(v))
+
+
+def test_bad_input_names_the_argument():
+    model = make_net(nn.Tanh, 2)
+    with pytest.raises(ValueError, match="batch_size"):
+        Objective(model, nn.MSELoss(), (torch.randn(4, 4), torch.randn(4, 2)), batch_size=0)
+    with pytest.raises(ValueError, match="data"):
+        Objective(model, nn.MSELoss(), (torch.randn(4, 4), torch.randn(5, 2)))
+    with pytest.raises(TypeError, match="data"):
+        Objective(model, nn.MSELoss(), [1, 2, 3])
+    obj = Objective(model, nn.MSELoss(), (torch.randn(4, 4), torch.randn(4, 2)))
+    with pytest.raises(ValueError, match="vector"):
+        obj.hvp(torch.zeros(3))
