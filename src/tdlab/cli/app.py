@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tdlab.cli.errors import bad_input_exits
+from tdlab.report.cells import number
 
 app = typer.Typer(
     help="tdlab: a laboratory for the training dynamics of deep networks.",
@@ -169,14 +170,8 @@ def runs(
     for column in columns:
         table.add_column(column)
     for _, row in frame.iterrows():
-        table.add_row(*[_cell(row[c]) for c in columns])
+        table.add_row(*[number(row[c]) for c in columns])
     console.print(table)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value)
 
 
 @app.command()
@@ -206,7 +201,7 @@ def show(
         table.add_row(
             str(name),
             str(len(values)),
-            *[_cell(float(v)) for v in (values.iloc[0], values.iloc[-1], values.min(), values.max())],
+            *[number(float(v)) for v in (values.iloc[0], values.iloc[-1], values.min(), values.max())],
         )
     console.print(table)
     checks = record.checks()
@@ -225,9 +220,9 @@ def _print_checks(checks: list[dict], title: str = "checks") -> None:
         table.add_column(column, justify="left" if column == "check" else "right")
     for check in checks:
         verdict = "[green]PASS[/green]" if check["passed"] else "[red]FAIL[/red]"
-        theory = "" if check.get("theory") is None else _cell(float(check["theory"]))
+        theory = "" if check.get("theory") is None else number(float(check["theory"]))
         tolerance = check["kind"] if check.get("tolerance") is None else f"{check['tolerance']:.3g} ({check['kind']})"
-        table.add_row(check["name"], _cell(float(check["measured"])), theory, tolerance, verdict)
+        table.add_row(check["name"], number(float(check["measured"])), theory, tolerance, verdict)
     console.print(table)
 
 
@@ -314,11 +309,11 @@ def reproduce(
         table.add_column(column)
     for outcome in outcomes:
         for check in outcome.result.checks:
-            theory = "" if check.theory is None else _cell(check.theory)
+            theory = "" if check.theory is None else number(check.theory)
             table.add_row(
                 outcome.experiment.name,
                 check.name,
-                _cell(check.measured),
+                number(check.measured),
                 theory,
                 "[green]PASS[/green]" if check.passed else "[red]FAIL[/red]",
             )
@@ -396,7 +391,7 @@ def query(
     for column in frame.columns:
         table.add_column(str(column))
     for _, row in frame.head(200).iterrows():
-        table.add_row(*[_cell(v) for v in row])
+        table.add_row(*[number(v) for v in row])
     console.print(table)
     if len(frame) > 200:
         console.print(f"... {len(frame)} rows in all")
