@@ -335,6 +335,9 @@ def sweep(
     workers: Annotated[int, typer.Option(help="Processes (or Ray workers) running points at once.")] = 1,
     backend: Annotated[str, typer.Option(help="`local` (processes) or `ray`.")] = "local",
     address: Annotated[str | None, typer.Option(help="Ray cluster address; a local Ray when omitted.")] = None,
+    ensemble: Annotated[
+        bool, typer.Option(help="Train fresh runs of one shape together as vmapped ensembles (train sweeps).")
+    ] = True,
     out: OutOption = Path("runs"),
 ) -> None:
     """Run a sweep: every point of the grid times the seeds, resumably (a rerun skips finished runs and resumes
@@ -345,6 +348,8 @@ def sweep(
         tdlab sweep examples/sweep-lr.yaml --workers 2
 
         tdlab sweep examples/sweep-lr.yaml --backend ray --address ray://head:10001
+
+        tdlab sweep examples/sweep-lr.yaml --no-ensemble   # every run on its own, bit-for-bit sequential
     """
     from tdlab.sweep import expand, load_spec, run_sweep
 
@@ -359,7 +364,9 @@ def sweep(
                 info = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f", {running} running"
                 bar.update(task, completed=finished, info=info)
 
-            summary = run_sweep(parsed, points, out, workers=workers, backend=backend, address=address, report=report)
+            summary = run_sweep(
+                parsed, points, out, workers=workers, backend=backend, address=address, report=report, ensemble=ensemble
+            )
     console.print(
         f"sweep {parsed.name}: "
         + ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))

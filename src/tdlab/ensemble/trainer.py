@@ -11,6 +11,7 @@ resumed on its own by `tdlab.train.resume`.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from tdlab.ensemble.updates import StackedOptimizer, member_state
-from tdlab.store import Run
+from tdlab.store import Run, flatten_config
 from tdlab.train.builders import schedule_factor
 from tdlab.train.config import TrainConfig
 from tdlab.train.loop import Setup, batch_indices, build
@@ -30,26 +31,37 @@ from tdlab.train.loop import Setup, batch_indices, build
 VARYING = {"seed", "name", "optimizer.lr", "model.init_scale"}
 
 
-def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
+def _shape_fields(config: TrainConfig) -> dict[str, Any]:
+    """The flattened config without the fields in which members may differ."""
+    return {k: v for k, v in flatten_config(config.model_dump(mode="json")).items() if k not in VARYING}
+
+
+def shape_key(config: dict[str, Any]) -> str | None:
+    """A key equal for configs that can train together in one ensemble; None for a model the ensemble trainer
+    cannot run (BatchNorm updates its buffers in place).
+
+    Example:
+        >>> a = {"model": {"name": "mlp", "width": 8}, "optimizer": {"lr": 0.1}, "seed": 0}
+        >>> shape_key(a) == shape_key({**a, "seed": 3, "optimizer": {"lr": 0.5}})
+        True
+        >>> shape_key({**a, "model": {"name": "mlp", "width": 16}}) == shape_key(a)
+        False
+    """
+    validated = TrainConfig.model_validate(config)
+    if getattr(validated.model, "norm", None) == "batchnorm":
+        return None
+    return json.dumps(_shape_fields(validated), sort_keys=True)
 
 
 def check_compatible(configs: list[TrainConfig]) -> None:
     """Raise ValueError naming the first field, outside `VARYING`, on which two members differ."""
     if not configs:
         raise ValueError("configs: expected at least one member")
-    reference = _flat(configs[0].model_dump(mode="json"))
+    reference = _shape_fields(configs[0])
     for config in configs[1:]:
-        flat = _flat(config.model_dump(mode="json"))
+        flat = _shape_fields(config)
         for key in sorted(set(reference) | set(flat)):
-            if key not in VARYING and reference.get(key) != flat.get(key):
+            if reference.get(key) != flat.get(key):
                 raise ValueError(
                     f"{key}: ensemble members may differ only in {', '.join(sorted(VARYING))}; "
                     f"got {reference.get(key)!r} and {flat.get(key)!r}"

@@ -36,6 +36,7 @@ from torch import Tensor
 from tdlab.data import Dataset, mnist1d, with_label_noise
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
 from tdlab.experiments.catalogue._ensemble import Ensemble, accuracies, fit, squared_error
+from tdlab.experiments.catalogue._solvers import min_norm_least_squares
 from tdlab.models import MLP, RandomFeatures
 from tdlab.theory.double_descent import interpolation_threshold, mlp_interpolation_width, mlp_num_parameters
 
@@ -70,25 +71,6 @@ def feature_counts(config: DoubleDescentConfig) -> np.ndarray:
     n = config.n_train
     grid = np.geomspace(config.ratio_min * n, config.ratio_max * n, config.points)
     return np.unique(np.append(np.maximum(np.round(grid), 1).astype(int), n))
-
-
-def min_norm_least_squares(features: Tensor, targets: Tensor) -> Tensor:
-    """The minimum-norm least-squares solution A = Phi^+ Y of a full-rank Phi (n x p), by a QR factorisation, so
-    that the conditioning is that of Phi (not of Phi^T Phi): for p <= n, Phi = QR and A = R^-1 Q^T Y (least
-    squares); for p > n, Phi^T = QR and A = Q R^-T Y (the interpolant of least norm).
-
-    Example:
-        >>> Phi, Y = torch.randn(5, 8, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
-        >>> all(torch.allclose(min_norm_least_squares(Phi[:, :p], Y), torch.linalg.pinv(Phi[:, :p]) @ Y)
-        ...     for p in (3, 5, 8))
-        True
-    """
-    n, p = features.shape
-    if p <= n:
-        Q, R = torch.linalg.qr(features)
-        return torch.linalg.solve_triangular(R, Q.T @ targets, upper=True)
-    Q, R = torch.linalg.qr(features.T)
-    return Q @ torch.linalg.solve_triangular(R.T, targets, upper=False)
 
 
 def min_norm_path(

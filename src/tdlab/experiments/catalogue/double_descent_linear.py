@@ -28,27 +28,13 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.catalogue._solvers import min_norm_least_squares
 from tdlab.theory import random_matrix as theory
 
 Array = NDArray[np.float64]
 
 
 # ------------------------------------------------------------------------------------------ measurement
-def min_norm_least_squares(X: Tensor, Y: Tensor) -> Tensor:
-    """The minimum-norm least-squares solutions X^+ Y of a batch of full-rank designs X (..., n, p), targets
-    Y (..., n, k): (X^T X)^{-1} X^T Y when p <= n, X^T (X X^T)^{-1} Y when p > n.
-
-    Example:
-        >>> X = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
-        >>> min_norm_least_squares(X, torch.tensor([[2.0]], dtype=torch.float64)).ravel().tolist()
-        [1.0, 1.0]
-    """
-    n, p = X.shape[-2:]
-    if p <= n:
-        return torch.linalg.solve(X.mT @ X, X.mT @ Y)
-    return X.mT @ torch.linalg.solve(X @ X.mT, Y)
-
-
 def ridge_regression(X: Tensor, Y: Tensor, lam: float) -> Tensor:
     """Ridge (X^T X / n + lambda I)^{-1} X^T Y / n for a batch of designs (..., n, p), by the cheaper of the primal
     and the dual (kernel) form.
