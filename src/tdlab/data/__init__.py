@@ -2,7 +2,7 @@
 regression, label noise, standardisation, and the loss / accuracy of a task."""
 
 from tdlab.data.dataset import TASKS, Dataset
-from tdlab.data.loaders import digits, mnist1d
+from tdlab.data.loaders import classification_sample, digits, mnist1d
 from tdlab.data.metrics import accuracy, loss_for
 from tdlab.data.registry import DATASETS, load_dataset
 from tdlab.data.synthetic import TEACHERS, gaussian_linear, synthetic_regression
@@ -14,6 +14,7 @@ __all__ = [
     "TEACHERS",
     "Dataset",
     "accuracy",
+    "classification_sample",
     "digits",
     "gaussian_linear",
     "load_dataset",

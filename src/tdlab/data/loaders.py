@@ -118,3 +118,22 @@ def digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
         num_classes=10,
         name="digits",
     )
+
+
+def classification_sample(name: str, n_train: int, seed: int = 0) -> Dataset:
+    """`n_train` training examples of a classification set for small, exactly analysed networks: "mnist1d"
+    generated at that size (10 test examples), or a seeded random subset of scikit-learn's "digits" (its 360
+    test examples kept).
+
+    Example:
+        >>> classification_sample("digits", 100, seed=1).num_train
+        100
+    """
+    if name == "mnist1d":
+        return mnist1d(n_train=n_train, n_test=10, seed=seed)
+    if name != "digits":
+        raise ValueError(f"dataset: expected one of 'mnist1d', 'digits', got {name!r}")
+    data = digits(seed=seed)
+    if isinstance(n_train, bool) or not isinstance(n_train, int) or not 1 <= n_train <= data.num_train:
+        raise ValueError(f"n_train: digits has {data.num_train} training examples, got {n_train!r}")
+    return data.subset(n_train)

@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 from pydantic import Field, field_validator
 from torch import nn
 
-from tdlab.data import Dataset, digits, mnist1d
+from tdlab.data import classification_sample
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
 from tdlab.landscape import filter_normalized_direction, filter_norms, hessian_directions, loss_plane, train_flat
 from tdlab.models import MLP
@@ -89,15 +89,6 @@ class LandscapePlaneConfig(ExperimentConfig):
         if len(set(value)) != len(value):
             raise ValueError(f"residuals: expected distinct entries among 'none', 'plain', 'scaled', got {value}")
         return value
-
-
-def _data(config: LandscapePlaneConfig) -> Dataset:
-    if config.dataset == "mnist1d":
-        return mnist1d(n_train=config.n_train, n_test=10, seed=config.seed)
-    data = digits(seed=config.seed)
-    if config.n_train > data.num_train:
-        raise ValueError(f"n_train: digits has {data.num_train} training examples, got {config.n_train}")
-    return data.subset(config.n_train)
 
 
 def _axis(points: int, half_width: float) -> torch.Tensor:
@@ -158,7 +149,7 @@ def _analyse(obj: Objective, theta: torch.Tensor, config: LandscapePlaneConfig) 
 
 
 def run(config: LandscapePlaneConfig, context: Context) -> Result:
-    data = _data(config).to(context.device, torch.float64)
+    data = classification_sample(config.dataset, config.n_train, config.seed).to(context.device, torch.float64)
     if config.batch_size > data.num_train:
         raise ValueError(f"batch_size: at most n_train = {data.num_train}, got {config.batch_size}")
     results: dict[str, dict] = {}

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from pydantic import Field, field_validator
 from torch import nn
 
-from tdlab.data import Dataset, digits, mnist1d
+from tdlab.data import classification_sample
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
 from tdlab.landscape import (
     directional_curvature,
@@ -84,17 +84,8 @@ class LinearInterpolationConfig(ExperimentConfig):
         return value
 
 
-def _data(config: LinearInterpolationConfig) -> Dataset:
-    if config.dataset == "mnist1d":
-        return mnist1d(n_train=config.n_train, n_test=10, seed=config.seed)
-    data = digits(seed=config.seed)
-    if config.n_train > data.num_train:
-        raise ValueError(f"n_train: digits has {data.num_train} training examples, got {config.n_train}")
-    return data.subset(config.n_train)
-
-
 def run(config: LinearInterpolationConfig, context: Context) -> Result:
-    data = _data(config).to(context.device, torch.float64)
+    data = classification_sample(config.dataset, config.n_train, config.seed).to(context.device, torch.float64)
     if config.batch_size > data.num_train:
         raise ValueError(f"batch_size: at most n_train = {data.num_train}, got {config.batch_size}")
     model = MLP(

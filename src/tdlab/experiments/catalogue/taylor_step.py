@@ -35,7 +35,7 @@ from pydantic import Field, field_validator
 from scipy.optimize import minimize_scalar
 from torch import Tensor, nn
 
-from tdlab.data import Dataset, digits, mnist1d
+from tdlab.data import classification_sample
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
 from tdlab.models import MLP
 from tdlab.oracles import Objective
@@ -104,14 +104,7 @@ def _half_squared_error(outputs: Tensor, targets: Tensor) -> Tensor:
 
 def _objective(config: TaylorStepConfig, device: torch.device) -> Objective:
     """The float64 training loss of the seed's MLP on the configured data."""
-    if config.dataset == "mnist1d":
-        data: Dataset = mnist1d(n_train=config.n_train, n_test=10, seed=config.seed)
-    else:
-        data = digits(seed=config.seed)
-        if config.n_train > data.num_train:
-            raise ValueError(f"n_train: digits has {data.num_train} training examples, got {config.n_train}")
-        data = data.subset(config.n_train)
-    data = data.to(device, torch.float64)
+    data = classification_sample(config.dataset, config.n_train, config.seed).to(device, torch.float64)
     model = MLP(
         data.in_features,
         data.out_features,

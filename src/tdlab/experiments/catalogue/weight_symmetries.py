@@ -34,7 +34,7 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from tdlab.curvature import HessianOperator, LinearOperator, hessian_eigs
-from tdlab.data import Dataset, digits, mnist1d
+from tdlab.data import Dataset, classification_sample
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
 from tdlab.landscape import (
     barrier_height,
@@ -102,15 +102,6 @@ class _ScaledHessian(LinearOperator):
 
     def _matvec(self, v: Tensor) -> Tensor:
         return self.s * (self.hessian @ (self.s * v))
-
-
-def _data(config: WeightSymmetriesConfig) -> Dataset:
-    if config.dataset == "mnist1d":
-        return mnist1d(n_train=config.n_train, n_test=10, seed=config.seed)
-    data = digits(seed=config.seed)
-    if config.n_train > data.num_train:
-        raise ValueError(f"n_train: digits has {data.num_train} training examples, got {config.n_train}")
-    return data.subset(config.n_train)
 
 
 def _train_pair(
@@ -209,7 +200,7 @@ def _sharpness(obj: Objective, chain: Chain, theta: Tensor, config: WeightSymmet
 def run(config: WeightSymmetriesConfig, context: Context) -> Result:
     if config.rescale_layer >= config.depth:
         raise ValueError(f"rescale_layer: expected a hidden layer in 0..{config.depth - 1}, got {config.rescale_layer}")
-    data = _data(config).to(context.device, torch.float64)
+    data = classification_sample(config.dataset, config.n_train, config.seed).to(context.device, torch.float64)
     if config.batch_size > data.num_train:
         raise ValueError(f"batch_size: at most n_train = {data.num_train}, got {config.batch_size}")
     rows: list[dict] = []
