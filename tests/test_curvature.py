@@ -240,6 +240,31 @@ def test_warm_start_converges_in_few_products():
     assert warm_next.num_matvecs < cold_next.num_matvecs
 
 
+def test_ritz_criterion_stops_at_the_first_settled_ritz_value():
+    problem = reference("tanh", "ce")[0]
+    cold = hessian_eigs(problem.obj, k=1, tol=1e-8)
+    stepped = problem.theta - 0.1 * problem.obj.gradient()
+    exact = hessian_eigs(problem.obj, k=1, tol=1e-10, theta=stepped).eigenvalues.item()
+    start = cold.eigenvectors[:, 0]
+    # the top Ritz value after m products from the same start, m = 1, 2, ...: the rule stops at the first m whose
+    # value moved by at most tol relative from m - 1's
+    ritz = [
+        hessian_eigs(problem.obj, k=1, tol=1e-14, theta=stepped, v0=start, max_iter=m).eigenvalues.item()
+        for m in range(1, 12)
+    ]
+    tol = 1e-4
+    first = next(m for m in range(2, 12) if abs(ritz[m - 1] - ritz[m - 2]) <= tol * abs(ritz[m - 1]))
+    settled = hessian_eigs(problem.obj, k=1, tol=tol, theta=stepped, v0=start, criterion="ritz")
+    assert settled.num_matvecs == first and settled.converged
+    assert settled.eigenvalues.item() == pytest.approx(ritz[first - 1], rel=1e-12)
+    assert all(b >= a - 1e-12 * abs(a) for a, b in zip(ritz, ritz[1:], strict=False))  # monotone from below
+    assert settled.eigenvalues.item() == pytest.approx(exact, rel=10 * tol)
+    bound = hessian_eigs(problem.obj, k=1, tol=tol, theta=stepped, v0=start)
+    assert settled.num_matvecs < bound.num_matvecs
+    with pytest.raises(ValueError, match="criterion"):
+        hessian_eigs(problem.obj, criterion="change")
+
+
 def test_lanczos_is_reproducible_and_seeded():
     problem = reference("tanh", "mse")[0]
     a = hessian_eigs(problem.obj, k=2, max_iter=20, tol=1e-12)

@@ -179,6 +179,19 @@ def test_sharpness_equals_top_eigenvalues_of_exact_hessian_and_warm_start_saves_
     assert resumed.measure(ctx)["sharpness/matvecs"] < first["sharpness/matvecs"]
 
 
+def test_sharpness_ritz_criterion_is_passed_on_and_validated():
+    model = mlp(outputs=2)
+    X, y = regression_data()
+    top = torch.linalg.eigvalsh(exact_hessian(model, nn.MSELoss(), X, y))[-1].item()
+    ctx = context(model, nn.MSELoss(), (X, y), task="regression")
+    bound = Sharpness(tol=1e-3).measure(ctx)
+    settled = Sharpness(tol=1e-3, criterion="ritz").measure(ctx)
+    assert settled["sharpness/matvecs"] < bound["sharpness/matvecs"]
+    assert settled["sharpness"] == pytest.approx(top, rel=1e-2)
+    with pytest.raises(ValueError, match="criterion"):
+        Sharpness(criterion="fast")
+
+
 def test_sharpness_on_a_subset_is_the_top_eigenvalue_of_that_subset():
     model = mlp()
     X, y = classification_data(30)

@@ -50,7 +50,9 @@ class Sharpness(Probe):
     Metrics: "sharpness" (lambda_1), "sharpness/2" .. "sharpness/k", "sharpness/matvecs".
 
     Cost: "sharpness/matvecs" Hessian-vector products (each about two forward and two backward passes over the
-    train split, or over `subset` train points drawn once with `seed`); tens cold, a few warm.
+    train split, or over `subset` train points drawn once with `seed`); tens cold, a few warm. `tol` and
+    `criterion` are those of `hessian_eigs`: the default residual rule at tol 1e-6 is a bound; for a probe run
+    every few steps, `criterion="ritz", tol=1e-3` needs about a third of the products (see `hessian_eigs`).
 
     Example:
         >>> from torch import nn
@@ -71,15 +73,19 @@ class Sharpness(Probe):
         max_iter: int | None = None,
         subset: int | None = None,
         seed: int = 0,
+        criterion: str = "residual",
     ):
         super().__init__(every)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k: expected a positive integer, got {k!r}")
         if not tol > 0:
             raise ValueError(f"tol: expected a positive number, got {tol!r}")
+        if criterion not in ("residual", "ritz"):
+            raise ValueError(f"criterion: expected one of 'residual', 'ritz', got {criterion!r}")
         _check_subset(subset)
         self.k = k
         self.tol = tol
+        self.criterion = criterion
         self.max_iter = max_iter
         self.subset = subset
         self.seed = seed
@@ -103,6 +109,7 @@ class Sharpness(Probe):
             max_iter=self.max_iter,
             v0=v0,
             generator=_generator(self.seed, ctx.step),
+            criterion=self.criterion,
         )
         self.v0 = result.eigenvectors.sum(dim=1).detach()
         eigenvalues = result.eigenvalues.tolist()  # descending for which="LA"
