@@ -75,13 +75,18 @@ def test_mlp_forward_matches_hand_computation(activation, norm, residual):
         handle.remove()
 
     phi = REFERENCE_ACTIVATIONS[activation]
-    alpha = {None: 0.0, "plain": 1.0, "scaled": 1 / math.sqrt(depth)}[residual]
+    scaled = 1 / math.sqrt(depth)
+    alpha = {None: 0.0, "plain": 1.0, "scaled": scaled, "preact": 1.0, "preact-scaled": scaled}[residual]
     h = X.reshape(5, 6)
     p = dict(model.named_parameters())
     expected_hidden = []
     for l in range(depth):
-        z = phi(reference_norm(norm, h @ p[f"hidden.{l}.linear.weight"].T + p[f"hidden.{l}.linear.bias"]))
-        h = z if l == 0 or residual is None else h + alpha * z
+        W, b = p[f"hidden.{l}.linear.weight"], p[f"hidden.{l}.linear.bias"]
+        if residual in ("preact", "preact-scaled"):  # h_1 = W_1 x + b_1, h_l = h + alpha (W phi(norm(h)) + b)
+            h = h @ W.T + b if l == 0 else h + alpha * (phi(reference_norm(norm, h)) @ W.T + b)
+        else:
+            z = phi(reference_norm(norm, h @ W.T + b))
+            h = z if l == 0 or residual is None else h + alpha * z
         expected_hidden.append(h)
     expected_out = h @ p["readout.weight"].T + p["readout.bias"]
 
@@ -114,7 +119,7 @@ def test_mlp_depth_zero_is_linear():
 
 def test_residual_scaled_and_plain_differ_only_by_alpha():
     depth, X = 4, torch.randn(8, 5, generator=torch.Generator().manual_seed(0))
-    for residual, alpha in (("plain", 1.0), ("scaled", 0.5)):
+    for residual, alpha in (("plain", 1.0), ("scaled", 0.5)):  # post-activation branches
         model = MLP(5, 1, width=6, depth=depth, activation="tanh", residual=residual, seed=3)
         assert model.residual_scale == alpha
         blocks = model.hidden_layers()
@@ -313,7 +318,7 @@ def test_build_model_registry():
         ),
         (
             lambda: MLP(3, 1, residual="gated"),
-            "residual: expected one of None, 'plain', 'scaled', got 'gated'",
+            "residual: expected one of None, 'plain', 'scaled', 'preact', 'preact-scaled', got 'gated'",
         ),
         (
             lambda: MLP(3, 1, init="lecun"),

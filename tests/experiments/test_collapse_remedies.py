@@ -27,24 +27,25 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def test_pre_activation_resnet_computes_its_formula():
-    net = cr.PreActivationResNet(3, 2, width=5, depth=4, scaled=True, seed=torch.Generator().manual_seed(1))
+def test_resnet_variant_computes_the_pre_activation_formula():
+    net = cr.build_variant("resnet-scaled", 3, 2, 5, 4, torch.Generator().manual_seed(1))
     x = torch.randn(7, 3)
-    h = x @ net.embed.weight.T
-    for block in net.blocks:
-        h = h + 0.5 * torch.relu(h) @ block.linear.weight.T  # alpha = 1/sqrt(4)
+    layers = net.hidden_layers()
+    h = x @ layers[0].linear.weight.T
+    for block in layers[1:]:
+        h = h + 0.5 * torch.relu(h) @ block.linear.weight.T  # alpha = 1/sqrt(4), no biases
     torch.testing.assert_close(net(x), h @ net.readout.weight.T)
     # He initialisation: Var W = 2 / fan_in
-    wide = cr.PreActivationResNet(400, 1, width=300, depth=2, scaled=False, seed=torch.Generator().manual_seed(0))
-    assert float(wide.embed.weight.detach().var()) == pytest.approx(2 / 400, rel=0.02)
-    assert float(wide.blocks[0].linear.weight.detach().var()) == pytest.approx(2 / 300, rel=0.02)
+    wide = cr.build_variant("resnet", 400, 1, 300, 2, torch.Generator().manual_seed(0))
+    assert float(wide.hidden[0].linear.weight.detach().var()) == pytest.approx(2 / 400, rel=0.02)
+    assert float(wide.hidden[1].linear.weight.detach().var()) == pytest.approx(2 / 300, rel=0.02)
 
 
 def test_build_variant_gives_the_named_architectures():
     g = torch.Generator().manual_seed(0)
     assert isinstance(cr.build_variant("batchnorm", 3, 1, 4, 3, g).hidden[0].norm, nn.BatchNorm1d)
     assert cr.build_variant("mlp-residual-scaled", 3, 1, 4, 4, g).residual_scale == pytest.approx(0.5)
-    assert cr.build_variant("resnet", 3, 1, 4, 4, g).blocks[0].alpha == 1.0
+    assert cr.build_variant("resnet", 3, 1, 4, 4, g).hidden[1].alpha == 1.0
     with pytest.raises(ValueError, match="variant"):
         cr.build_variant("densenet", 3, 1, 4, 4, g)
 

@@ -9,7 +9,15 @@ With h_0 = x (flattened), L = depth hidden layers of width n and readout W_out:
                                                            or "scaled" (alpha = 1/sqrt(L), Hayou et al. 2021)
     f(x) = W_out h_L + b_out
 
-(residual connections of He et al. 2016, with a one-layer branch where theirs has two).
+or, with a pre-activation branch (residual="preact", alpha = 1, or "preact-scaled", alpha = 1/sqrt(L)):
+
+    h_1 = W_1 h_0 + b_1
+    h_l = h_{l-1} + alpha * (W_l phi(norm(h_{l-1})) + b_l)  l = 2..L
+
+(residual connections of He et al. 2016a, with a one-layer branch where theirs has two; the pre-activation
+form is that of He et al. 2016b, "Identity mappings in deep residual networks", whose branch ends with a linear
+map: it adds a zero-mean vector to the stream, where the post-activation branch phi(...) >= 0 of ReLU adds a
+common positive direction to every input's representation and speeds up their collapse).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from tdlab.models.activations import ACTIVATIONS, make_activation
 from tdlab.models.init import SCHEMES, as_generator, initialise
 
 NORMS = (None, "batchnorm", "layernorm")
-RESIDUALS = (None, "plain", "scaled")
+RESIDUALS = (None, "plain", "scaled", "preact", "preact-scaled")
 
 
 def _norm(name: str | None, width: int) -> nn.Module:
@@ -36,7 +44,8 @@ def _norm(name: str | None, width: int) -> nn.Module:
 
 
 class HiddenLayer(nn.Module):
-    """One hidden layer, h -> phi(norm(W h + b)), or h -> h + alpha * phi(norm(W h + b)) when `alpha` is set.
+    """One hidden layer, h -> phi(norm(W h + b)), or h -> h + alpha * phi(norm(W h + b)) when `alpha` is set;
+    with `preact`, h -> h + alpha * (W phi(norm(h)) + b) (alpha must be set).
 
     Its output is the post-activation representation h_l. Submodules: `linear`, `norm` (Identity when none)
     and `activation`, whose input is the (normalised) pre-activation, for probes that hook on it.
@@ -55,19 +64,27 @@ class HiddenLayer(nn.Module):
         norm: str | None,
         bias: bool,
         alpha: float | None,
+        preact: bool = False,
     ):
         super().__init__()
+        if preact and alpha is None:
+            raise ValueError("alpha: a pre-activation layer is a residual block; expected a number, got None")
         self.linear = nn.Linear(in_features, out_features, bias=bias)
-        self.norm = _norm(norm, out_features)
+        self.norm = _norm(norm, in_features if preact else out_features)
         self.activation = make_activation(activation_name)
         self.alpha = alpha
+        self.preact = preact
 
     def forward(self, h: Tensor) -> Tensor:
+        if self.preact:
+            return h + self.alpha * self.linear(self.activation(self.norm(h)))
         z = self.activation(self.norm(self.linear(h)))
         return z if self.alpha is None else h + self.alpha * z
 
     def extra_repr(self) -> str:
-        return "" if self.alpha is None else f"alpha={self.alpha:.4g}"
+        if self.alpha is None:
+            return ""
+        return f"alpha={self.alpha:.4g}" + (", preact" if self.preact else "")
 
 
 class MLP(nn.Module):
@@ -80,8 +97,9 @@ class MLP(nn.Module):
         depth: number of hidden layers L (0 gives a linear model).
         activation: one of "relu", "tanh", "gelu", "linear", "sigmoid", "leaky_relu".
         norm: None, "batchnorm" or "layernorm", applied to the pre-activations of every hidden layer.
-        residual: None, "plain" (alpha = 1) or "scaled" (alpha = 1/sqrt(depth)); hidden layers 2..L only, the
-            first changes the dimension.
+        residual: None, "plain" (alpha = 1) or "scaled" (alpha = 1/sqrt(depth)) for a post-activation branch,
+            "preact" or "preact-scaled" for a pre-activation branch (see the module docstring); hidden layers
+            2..L only, the first changes the dimension (and is linear in the pre-activation form).
         bias: whether every linear map has a bias.
         init: "he", "xavier", "normal", "default" or "zeros", applied to every linear map, readout included
             (see `tdlab.models.init`); `init_scale` multiplies the weights' standard deviation and
@@ -125,16 +143,15 @@ class MLP(nn.Module):
         check_choice("residual", residual, RESIDUALS)
         check_choice("init", init, SCHEMES)
         self.in_features, self.out_features, self.width, self.depth = in_features, out_features, width, depth
-        self.residual_scale = {None: None, "plain": 1.0, "scaled": 1.0 / math.sqrt(max(depth, 1))}[residual]
+        scaled = 1.0 / math.sqrt(max(depth, 1))
+        self.residual_scale = {None: None, "plain": 1.0, "scaled": scaled, "preact": 1.0, "preact-scaled": scaled}[
+            residual
+        ]
+        preact = residual in ("preact", "preact-scaled")
         self.hidden = nn.ModuleList(
-            HiddenLayer(
-                in_features if l == 0 else width,
-                width,
-                activation,
-                norm,
-                bias,
-                None if l == 0 else self.residual_scale,
-            )
+            HiddenLayer(in_features, width, "linear" if preact else activation, None if preact else norm, bias, None)
+            if l == 0
+            else HiddenLayer(width, width, activation, norm, bias, self.residual_scale, preact)
             for l in range(depth)
         )
         self.readout = nn.Linear(width if depth else in_features, out_features, bias=bias)

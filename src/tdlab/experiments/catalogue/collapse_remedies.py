@@ -5,16 +5,15 @@ by layer, He initialisation, no bias) repeated for these variants of a depth-L R
 
     vanilla               h_l = relu(W_l h_{l-1})                                  (`tdlab.models.MLP`)
     batchnorm             h_l = relu(BN(W_l h_{l-1})), batch statistics            (`MLP(norm="batchnorm")`)
-    resnet                h_1 = W_1 x,  h_l = h_{l-1} + W_l relu(h_{l-1})          (pre-activation block)
-    resnet-scaled         the same with the branch scaled by 1/sqrt(L)
+    resnet                h_1 = W_1 x,  h_l = h_{l-1} + W_l relu(h_{l-1})          (`MLP(residual="preact")`)
+    resnet-scaled         the same with the branch scaled by 1/sqrt(L)             (`residual="preact-scaled"`)
     mlp-residual          h_l = h_{l-1} + relu(W_l h_{l-1})                        (`MLP(residual="plain")`)
     mlp-residual-scaled   the same with 1/sqrt(L)                                  (`MLP(residual="scaled")`)
 
 The residual block of He et al. (2016b, "Identity mappings in deep residual networks") ends its branch with a
 linear layer, so the branch adds a zero-mean vector to the stream; with one layer per branch it is the block
-h + alpha W relu(h) of Hayou et al. (2021, "Stable ResNet"), built here from `nn.Linear` layers initialised by
-`tdlab.models.initialise`. `tdlab.models.MLP`'s residual option ends its branch with the ReLU instead: the
-branch then adds a non-negative vector, the common positive direction of all inputs grows, and the cosine goes
+h + alpha W relu(h) of Hayou et al. (2021, "Stable ResNet"). A post-activation branch ends with the ReLU
+instead: it adds a non-negative vector, the common positive direction of all inputs grows, and the cosine goes
 to 1 faster than without the skip connection; both are measured and drawn, the checks use the former.
 
 At the same initialisations, on a teacher-student regression (`tdlab.data.synthetic_regression`, mean squared
@@ -45,7 +44,7 @@ from tdlab.curvature import hessian_eigs
 from tdlab.data import synthetic_regression
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
 from tdlab.experiments.catalogue.relu_collapse import circle_inputs
-from tdlab.models import MLP, initialise
+from tdlab.models import MLP
 from tdlab.oracles import Objective
 from tdlab.probes.activations import activation_statistics, representations
 
@@ -62,55 +61,6 @@ STYLE = {
 }
 
 
-class _ResidualBlock(nn.Module):
-    """h -> h + alpha W relu(h)."""
-
-    def __init__(self, width: int, alpha: float):
-        super().__init__()
-        self.linear = nn.Linear(width, width, bias=False)
-        self.alpha = alpha
-
-    def forward(self, h: Tensor) -> Tensor:
-        return h + self.alpha * self.linear(torch.relu(h))
-
-
-class PreActivationResNet(nn.Module):
-    """h_1 = W_1 x, h_l = h_{l-1} + alpha W_l relu(h_{l-1}) (l = 2..L), f = W_out h_L; no biases, He
-    initialisation of every W (Var = 2 / fan_in), alpha = 1 or 1/sqrt(L) (He et al. 2016b; Hayou et al. 2021).
-
-    Example:
-        >>> net = PreActivationResNet(3, 1, width=8, depth=4, scaled=True, seed=torch.Generator().manual_seed(0))
-        >>> net(torch.randn(5, 3)).shape, len(net.hidden_layers())
-        (torch.Size([5, 1]), 4)
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        width: int,
-        depth: int,
-        scaled: bool,
-        seed: torch.Generator | None = None,
-    ):
-        super().__init__()
-        alpha = 1.0 / math.sqrt(depth) if scaled else 1.0
-        self.embed = nn.Linear(in_features, width, bias=False)
-        self.blocks = nn.ModuleList(_ResidualBlock(width, alpha) for _ in range(depth - 1))
-        self.readout = nn.Linear(width, out_features, bias=False)
-        initialise(self, "he", generator=seed)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.embed(x.flatten(1))
-        for block in self.blocks:
-            h = block(h)
-        return self.readout(h)
-
-    def hidden_layers(self) -> list[nn.Module]:
-        """The modules whose outputs are h_1..h_L."""
-        return [self.embed, *self.blocks]
-
-
 def build_variant(
     variant: str, in_features: int, out_features: int, width: int, depth: int, generator: torch.Generator
 ) -> nn.Module:
@@ -124,10 +74,13 @@ def build_variant(
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
-    if variant in ("resnet", "resnet-scaled"):
-        return PreActivationResNet(in_features, out_features, width, depth, variant == "resnet-scaled", generator)
     norm = "batchnorm" if variant == "batchnorm" else None
-    residual = {"mlp-residual": "plain", "mlp-residual-scaled": "scaled"}.get(variant)
+    residual = {
+        "resnet": "preact",
+        "resnet-scaled": "preact-scaled",
+        "mlp-residual": "plain",
+        "mlp-residual-scaled": "scaled",
+    }.get(variant)
     return MLP(in_features, out_features, width, depth, "relu", norm, residual, bias=False, init="he", seed=generator)
 
 
