@@ -3,8 +3,9 @@
 Each member is the model that `tdlab.train.build` makes from its own config, so it starts from exactly the weights
 of the sequential run of that config; members may differ in `seed` (initialisation and data order),
 `optimizer.lr`, `model.init_scale` and `name`, and must agree on everything else (the shapes). One step evaluates
-all members' losses and gradients in one vmapped call on their own mini-batches, then updates the stacked
-parameters with the `torch.optim` formulas (`tdlab.ensemble.updates`). Probes, metrics, checkpoints and statuses
+all members' losses on their own mini-batches in one vmapped forward pass and their gradients in one backward
+pass of the summed losses (members share no parameter, so each stacked slice receives its own member's gradient;
+this is faster than vmapping `grad`), then updates the stacked parameters with the `torch.optim` formulas (`tdlab.ensemble.updates`). Probes, metrics, checkpoints and statuses
 are per member, in one run directory each, exactly as `tdlab.train.train` writes them: a member's checkpoint can be
 resumed on its own by `tdlab.train.resume`.
 """
@@ -20,7 +21,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+from torch.func import functional_call, stack_module_state, vmap
 
 from tdlab.ensemble.updates import StackedOptimizer, member_state
 from tdlab.store import Run, flatten_config
@@ -106,7 +107,20 @@ def train_ensemble(
     def member_loss(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         return loss_fn(functional_call(template, (p, b), (x,)), y)
 
-    step_fn = vmap(grad_and_value(member_loss))
+    member_losses = vmap(member_loss)
+    leaves = list(params.values())
+
+    def step_fn(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        # members are independent, so the gradient of the summed losses holds each member's own gradient
+        with torch.enable_grad():
+            for leaf in leaves:
+                leaf.requires_grad_(True)
+            losses = member_losses(p, b, x, y)
+            grads = torch.autograd.grad(losses.sum(), leaves)
+            for leaf in leaves:
+                leaf.requires_grad_(False)
+        return dict(zip(p, grads, strict=True)), losses.detach()
+
     X, y = reference.dataset.train
     config = reference.config
     alive = [True] * len(setups)
