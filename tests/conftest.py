@@ -1,4 +1,5 @@
 import matplotlib
+import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
@@ -8,3 +9,10 @@ matplotlib.use("Agg")
 # fight each other.
 torch.set_num_threads(1)
 threadpool_limits(1)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Put the thread count back after each test (a sweep run in-process sets its own)."""
+    yield
+    torch.set_num_threads(1)

@@ -9,20 +9,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
-from threadpoolctl import threadpool_limits
 
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import adaptive_vs_min_norm as avm
 from tdlab.experiments.registry import get
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
 
 
 def _instance(n: int = 12, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

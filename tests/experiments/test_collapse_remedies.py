@@ -19,14 +19,6 @@ from tdlab.experiments.registry import get
 from tdlab.oracles import Objective
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_resnet_variant_computes_the_pre_activation_formula():
     net = cr.build_variant("resnet-scaled", 3, 2, 5, 4, torch.Generator().manual_seed(1))
     x = torch.randn(7, 3)

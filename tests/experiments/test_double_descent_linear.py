@@ -11,21 +11,11 @@ from matplotlib.figure import Figure
 from pydantic import ValidationError
 from scipy.integrate import quad
 from scipy.optimize import minimize_scalar
-from threadpoolctl import threadpool_limits
 
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import double_descent_linear as ddl
 from tdlab.experiments.registry import get
 from tdlab.theory import random_matrix as theory
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
 
 
 def _mp_integral(gamma: float, lam: float, power: int) -> float:

@@ -20,14 +20,6 @@ from tdlab.models import MLP
 from tdlab.theory import mean_field
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _expect(f, q):
     """E[f(sqrt(q) z)] by adaptive quadrature, the reference for the module's rules."""
     density = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731

@@ -17,14 +17,6 @@ from tdlab.landscape import hessian_directions, loss_plane
 from tdlab.theory import landscape as theory
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_quadratic_plane_is_exact_on_least_squares():
     g = torch.Generator().manual_seed(0)
     X, y = torch.randn(30, 4, generator=g, dtype=torch.float64), torch.randn(30, 1, generator=g, dtype=torch.float64)

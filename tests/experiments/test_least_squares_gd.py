@@ -9,21 +9,11 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
-from threadpoolctl import threadpool_limits
 
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import least_squares_gd as lsgd
 from tdlab.experiments.registry import get
 from tdlab.theory import least_squares as theory
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
 
 
 def _problem(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

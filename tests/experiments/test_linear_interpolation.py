@@ -14,14 +14,6 @@ from tdlab.experiments.registry import get
 from tdlab.theory import landscape as theory
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_quadratic_path_by_hand():
     # L(1) = 2, slope g.d = -1, curvature 4: L(a) = 2 - (a - 1) + 2 (a - 1)^2
     np.testing.assert_allclose(theory.quadratic_path([0.0, 1.0, 1.5], 2.0, -1.0, 4.0), [5.0, 2.0, 2.0])

@@ -14,14 +14,6 @@ from tdlab.experiments.catalogue import mean_field_two_layer as mf
 from tdlab.experiments.registry import get
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_network_is_the_particle_average():
     net = mf._MeanFieldNet(7, 2, torch.Generator().manual_seed(0))
     x = torch.randn(5, 2)

@@ -20,14 +20,6 @@ from tdlab.theory import momentum as theory
 from tdlab.theory import sgd_noise
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ------------------------------------------------------------------------------------------------ momentum
 @pytest.mark.parametrize("beta", [0.0, 0.3, 0.9])
 def test_rates_are_spectral_radii_of_the_2x2_matrices(beta):

@@ -27,14 +27,6 @@ from tdlab.theory.gradient_flow import euler_error_coefficient, quadratic_euler_
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ------------------------------------------------------------------------------------------ gradient flow
 def test_quadratic_closed_forms_against_simulation():
     lam, x0, eta = np.array([0.5, 4.0]), np.array([1.0, -2.0]), 0.05

@@ -18,14 +18,6 @@ from tdlab.experiments.registry import get
 from tdlab.theory import mean_field
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _cross(q, c):
     """E[tanh(u1) tanh(u2)] for centred Gaussians of variance q and correlation c, by 2-D adaptive quadrature."""
 

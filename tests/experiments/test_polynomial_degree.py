@@ -8,21 +8,11 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
-from threadpoolctl import threadpool_limits
 
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import polynomial_degree as pd_
 from tdlab.experiments.registry import get
 from tdlab.theory.least_squares import residual_mean_square
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize(("n", "p"), [(20, 6), (6, 20)])

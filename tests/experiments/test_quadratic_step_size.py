@@ -19,14 +19,6 @@ from tdlab.theory import quadratic as theory
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # -------------------------------------------------------------------------------------------------- theory
 def test_mode_error_and_rate_by_hand():
     np.testing.assert_allclose(theory.gd_mode_error(1.5, 1.0, 3), [1.0, -0.5, 0.25, -0.125])

@@ -11,22 +11,12 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
-from threadpoolctl import threadpool_limits
 
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import regularisation as reg
 from tdlab.experiments.registry import get
 from tdlab.optim.weight_decay import SGDW, sgdw_step
 from tdlab.theory import regularisation as theory
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------------------------------------- SGDW

@@ -18,14 +18,6 @@ from tdlab.experiments.registry import get
 from tdlab.theory import finite_width, mean_field
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # -------------------------------------------------------------------------------------------------- theory
 @pytest.mark.parametrize("c", [-0.9, -0.3, 0.0, 0.4, 0.95])
 def test_relu_correlation_map_is_the_normalised_gaussian_integral(c):

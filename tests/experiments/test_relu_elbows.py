@@ -18,14 +18,6 @@ from tdlab.theory import cauchy
 from tdlab.theory.piecewise_linear import evaluate_interpolant, interpolation_error_bound, relu_interpolant
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # -------------------------------------------------------------------------------------------------- theory
 def test_cauchy_formulas_against_scipy():
     c = np.linspace(-20, 20, 41)

@@ -16,14 +16,6 @@ from tdlab.experiments.registry import get
 from tdlab.theory import saddles as theory
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _gd_on_quadratic(eigenvalues, start, eta, steps, stop=math.inf):
     """Iterates of GD on L = 1/2 sum_i lambda_i c_i^2 and their losses (until some |c_i| >= stop)."""
     lam, c = np.asarray(eigenvalues), np.asarray(start, dtype=float)

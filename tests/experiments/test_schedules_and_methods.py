@@ -17,14 +17,6 @@ from tdlab.theory.ista import ista_distance_bound, ista_objective_bound
 from tdlab.theory.trust_region_subproblem import ball_constrained_minimizer, cauchy_decrease_bound
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _spd(d: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     Q, _ = np.linalg.qr(rng.standard_normal((d, d)))

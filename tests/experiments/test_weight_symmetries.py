@@ -19,14 +19,6 @@ from tdlab.oracles.flat import flatten
 from tdlab.theory import landscape as theory
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_rescaled_sharpness_bound_holds_and_is_tight_far_from_one():
     g = torch.Generator().manual_seed(0)
     X, y = torch.randn(40, 3, generator=g, dtype=torch.float64), torch.randn(40, 2, generator=g, dtype=torch.float64)
