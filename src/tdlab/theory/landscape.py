@@ -28,12 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-
-def _finite(name: str, value: ArrayLike) -> NDArray[np.float64]:
-    array = np.asarray(value, dtype=float)
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name}: expected finite values, got {value!r}")
-    return array
+from tdlab.theory._checks import finite as _finite
 
 
 def quadratic_path(

@@ -27,6 +27,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from tdlab.theory._checks import nonnegative_number as _nonnegative
+from tdlab.theory._checks import positive_number as _positive
+
 Array = NDArray[np.float64]
 
 
@@ -42,20 +45,6 @@ def _targets(X: Array, y: ArrayLike) -> Array:
     if array.ndim not in (1, 2) or array.shape[0] != X.shape[0]:
         raise ValueError(f"y: expected {X.shape[0]} rows (one per row of X), got shape {array.shape}")
     return array
-
-
-def _nonnegative(name: str, value: float) -> float:
-    value = float(value)
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-    return value
-
-
-def _positive(name: str, value: float) -> float:
-    value = float(value)
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
-    return value
 
 
 def thin_svd(X: ArrayLike, rtol: float = 1e-12) -> tuple[Array, Array, Array]:

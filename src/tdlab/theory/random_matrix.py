@@ -25,21 +25,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from tdlab.theory._checks import nonnegative_number as _nonnegative
+from tdlab.theory._checks import positive as _positive
+
 Array = NDArray[np.float64]
-
-
-def _positive(name: str, value: ArrayLike) -> Array:
-    array = np.asarray(value, dtype=float)
-    if array.size == 0 or not np.all(np.isfinite(array)) or np.any(array <= 0):
-        raise ValueError(f"{name}: expected finite positive values, got {value!r}")
-    return array
-
-
-def _nonnegative(name: str, value: float) -> float:
-    value = float(value)
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-    return value
 
 
 def marchenko_pastur_stieltjes(gamma: ArrayLike, lam: ArrayLike) -> Array:

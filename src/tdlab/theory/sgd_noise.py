@@ -33,12 +33,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-
-def _positive(name: str, value: ArrayLike) -> NDArray[np.float64]:
-    array = np.asarray(value, dtype=float)
-    if array.size == 0 or not np.all(np.isfinite(array)) or np.any(array <= 0):
-        raise ValueError(f"{name}: expected finite positive values, got {value!r}")
-    return array
+from tdlab.theory._checks import positive as _positive
 
 
 def sgd_stationary_variance(eta: float, eigenvalues: ArrayLike, noise_var: float) -> NDArray[np.float64]:

@@ -22,14 +22,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from tdlab.theory._checks import positive as _positive
 from tdlab.theory.momentum import heavy_ball_stability_threshold
-
-
-def _positive(name: str, value: ArrayLike) -> NDArray[np.float64]:
-    array = np.asarray(value, dtype=float)
-    if array.size == 0 or not np.all(np.isfinite(array)) or np.any(array <= 0):
-        raise ValueError(f"{name}: expected finite positive values, got {value!r}")
-    return array
 
 
 def max_stable_sharpness(eta: ArrayLike, momentum: float = 0.0) -> NDArray[np.float64]:

@@ -31,18 +31,13 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from tdlab.theory._checks import finite as _finite
+
 
 def _squared_norm(gg: ArrayLike) -> NDArray[np.float64]:
     array = np.asarray(gg, dtype=float)
     if not np.all(np.isfinite(array)) or np.any(array < 0):
         raise ValueError(f"gg: expected a finite squared gradient norm g.g >= 0, got {gg!r}")
-    return array
-
-
-def _finite(name: str, value: ArrayLike) -> NDArray[np.float64]:
-    array = np.asarray(value, dtype=float)
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name}: expected finite values, got {value!r}")
     return array
 
 
