@@ -51,6 +51,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
         ("data.name=cifar", "dataset"),
         ("model.name=transformer", "model"),
         ("probes=[{name: wobble}]", "probe"),
+        ("model.residual=gated", "model.residual: expected one of"),  # a builder's error names its config path
+        ("probes=[{name: sharpness, k: 0}]", "probes[0].k: expected a positive integer"),
     ]:
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump(CONFIG))

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,20 +48,37 @@ class Setup:
     probes: ProbeSet
 
 
+@contextmanager
+def _section(path: str) -> Iterator[None]:
+    """Re-raise a builder's ValueError ("field: ...") with the field's path in the config ("model.field: ...")."""
+    try:
+        yield
+    except ValueError as error:
+        message = str(error)
+        named = re.match(r"[A-Za-z_][\w.\[\]]*:", message)
+        raise ValueError(f"{path}.{message}" if named else f"{path}: {message}") from error
+
+
 def build(config: TrainConfig) -> Setup:
-    """Build data, model, optimiser, schedule and probes; raises ValueError on any bad field."""
+    """Build data, model, optimiser, schedule and probes; raises ValueError naming the config path of a bad field
+    (`model.residual: ...`)."""
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
     torch.manual_seed(config.seed)
-    dataset = load_dataset(config.data.name, **config.data.kwargs()).to(device, dtype)
-    model = build_model(config.model.name, dataset.in_features, dataset.out_features, **config.model.kwargs()).to(
-        device, dtype
-    )
+    with _section("data"):
+        dataset = load_dataset(config.data.name, **config.data.kwargs()).to(device, dtype)
+    with _section("model"):
+        model = build_model(config.model.name, dataset.in_features, dataset.out_features, **config.model.kwargs())
+    model = model.to(device, dtype)
     loss_fn = loss_for(dataset.task)
     optimizer = build_optimizer(model.parameters(), config.optimizer)
     scheduler = build_scheduler(optimizer, config.schedule, config.steps)
+    built = []
+    for index, probe in enumerate(config.probes):
+        with _section(f"probes[{index}]"):
+            built.append(build_probe(probe.name, **probe.kwargs()))
     probes = ProbeSet(
-        [build_probe(p.name, **p.kwargs()) for p in config.probes],
+        built,
         model,
         loss_fn,
         train=dataset.train,
