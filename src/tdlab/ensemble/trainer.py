@@ -5,9 +5,10 @@ of the sequential run of that config; members may differ in `seed` (initialisati
 `optimizer.lr`, `model.init_scale` and `name`, and must agree on everything else (the shapes). One step evaluates
 all members' losses on their own mini-batches in one vmapped forward pass and their gradients in one backward
 pass of the summed losses (members share no parameter, so each stacked slice receives its own member's gradient;
-this is faster than vmapping `grad`), then updates the stacked parameters with the `torch.optim` formulas (`tdlab.ensemble.updates`). Probes, metrics, checkpoints and statuses
-are per member, in one run directory each, exactly as `tdlab.train.train` writes them: a member's checkpoint can be
-resumed on its own by `tdlab.train.resume`.
+this is faster than vmapping `grad`), then updates the stacked parameters with the `torch.optim` formulas
+(`tdlab.ensemble.updates`). Probes, metrics, checkpoints and statuses are per member, in one run directory each,
+exactly as `tdlab.train.train` writes them: a member's checkpoint can be resumed on its own by
+`tdlab.train.resume`.
 """
 
 from __future__ import annotations

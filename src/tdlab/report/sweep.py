@@ -30,9 +30,11 @@ def final_values(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def swept_fields(runs: pd.DataFrame) -> list[str]:
-    """Config columns (other than the seed) that take more than one value across `runs` (`Store.runs()`)."""
+    """Config columns (other than the seed) that take more than one value across `runs` (`Store.runs()`), the
+    one with the most values first (the x axis of the sweep's figures)."""
     fixed = {"id", "kind", "status", "created", "duration_s", "path", SEED_FIELD}
-    return [c for c in runs.columns if c not in fixed and runs[c].astype(str).nunique() > 1]
+    counts = {c: runs[c].astype(str).nunique() for c in runs.columns if c not in fixed}
+    return sorted((c for c, n in counts.items() if n > 1), key=lambda c: -counts[c])
 
 
 def summarise(finals: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
@@ -62,7 +64,7 @@ def plot_sweep_metric(summary: pd.DataFrame, metric: str, fields: list[str]) -> 
         legend = ", ".join(f"{f}={v}" for f, v in zip(others, key, strict=True)) or None
         ax.errorbar(group[x_field], group["mean"], yerr=group["sd"].fillna(0.0), marker="o", capsize=3, label=legend)
     x = pd.to_numeric(rows[x_field], errors="coerce")
-    if x.notna().all() and (x > 0).all() and x.max() / x.min() > 10:
+    if x.notna().all() and (x > 0).all() and x.max() / x.min() >= 10:
         ax.set_xscale("log")
     values = rows["mean"].dropna()
     if len(values) and (values > 0).all() and values.max() / values.min() > 100:
