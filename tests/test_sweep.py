@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tdlab.store import Run, Store
-from tdlab.sweep import SweepSpec, expand, load_spec, plan_jobs, run_sweep
+from tdlab.sweep import SweepSpec, expand, load_spec, plan_jobs, run_group, run_sweep
 
 BASE = {
     "steps": 40,
@@ -124,9 +124,33 @@ def test_plan_groups_fresh_runs_of_one_shape_into_ensembles(tmp_path):
     assert sorted(len(ids) for ids, _ in jobs) == [1, 5, 6] and [points[0].run_id] in [ids for ids, _ in jobs]
     assert all(len(ids) == 1 for ids, _ in plan_jobs("train", points, tmp_path, workers=1, ensemble=False))
     assert all(len(ids) == 1 for ids, _ in plan_jobs("momentum", points, tmp_path, workers=1))
-    batchnorm = {**BASE, "model": {**BASE["model"], "norm": "batchnorm"}}
-    bn_points = expand(SweepSpec(name="bn", seeds=[0, 1, 2]), batchnorm)
-    assert all(len(ids) == 1 for ids, _ in plan_jobs("train", bn_points, tmp_path, workers=1))
+    # what the ensemble trainer cannot run stays alone: BatchNorm, RMSProp, AMSGrad
+    for name, update in [
+        ("bn", {"model": {**BASE["model"], "norm": "batchnorm"}}),
+        ("rms", {"optimizer": {"name": "rmsprop", "lr": 0.01}}),
+        ("ams", {"optimizer": {"name": "adam", "lr": 0.01, "amsgrad": True}}),
+    ]:
+        alone = expand(SweepSpec(name=name, seeds=[0, 1, 2]), {**BASE, **update})
+        assert all(len(ids) == 1 for ids, _ in plan_jobs("train", alone, tmp_path, workers=1)), name
+
+
+def test_a_failing_ensemble_falls_back_to_its_members_one_by_one(tmp_path, monkeypatch):
+    import tdlab.ensemble
+
+    def broken(configs, out, run_ids):  # creates the members' runs, then fails
+        for config, run_id in zip(configs, run_ids, strict=True):
+            Run.create(out, config.model_dump(mode="json"), kind="train", run_id=run_id)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(tdlab.ensemble, "train_ensemble", broken)
+    points = expand(SweepSpec(name="fb", seeds=[0, 1]), {**BASE, "steps": 10})
+    statuses = run_group("train", [p.run_id for p in points], [p.config for p in points], str(tmp_path))
+    assert statuses == ["done", "done"]
+    for point in points:
+        alone = run_sweep(SweepSpec(name="ref", seeds=[point.config["seed"]]), [point], tmp_path / "ref").folder
+        pd.testing.assert_frame_equal(
+            Run.open(tmp_path / point.run_id).metrics(), Run.open(alone / point.run_id).metrics()
+        )
 
 
 def test_sweep_report_and_query_cli(tmp_path):

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from tdlab.ensemble.updates import StackedOptimizer, member_state
+from tdlab.ensemble.updates import SUPPORTED, StackedOptimizer, member_state
 from tdlab.store import Run, flatten_config
 from tdlab.train.builders import schedule_factor
 from tdlab.train.config import TrainConfig
@@ -39,8 +39,8 @@ def _shape_fields(config: TrainConfig) -> dict[str, Any]:
 
 
 def shape_key(config: dict[str, Any]) -> str | None:
-    """A key equal for configs that can train together in one ensemble; None for a model the ensemble trainer
-    cannot run (BatchNorm updates its buffers in place).
+    """A key equal for configs that can train together in one ensemble; None for a config the ensemble trainer
+    cannot run: BatchNorm (it updates its buffers in place), an optimiser outside `updates.SUPPORTED`, AMSGrad.
 
     Example:
         >>> a = {"model": {"name": "mlp", "width": 8}, "optimizer": {"lr": 0.1}, "seed": 0}
@@ -50,7 +50,12 @@ def shape_key(config: dict[str, Any]) -> str | None:
         False
     """
     validated = TrainConfig.model_validate(config)
-    if getattr(validated.model, "norm", None) == "batchnorm":
+    optimizer = validated.optimizer.kwargs()
+    if (
+        getattr(validated.model, "norm", None) == "batchnorm"
+        or validated.optimizer.name not in SUPPORTED
+        or optimizer.get("amsgrad")
+    ):
         return None
     return json.dumps(_shape_fields(validated), sort_keys=True)
 

@@ -86,7 +86,8 @@ def run_point(kind: str, run_id: str, config: dict[str, Any], folder: str, threa
 
 
 def run_group(kind: str, run_ids: list[str], configs: list[dict[str, Any]], folder: str, threads: int = 0) -> list[str]:
-    """Run one job: a single point (`run_point`), or fresh training points together as an ensemble."""
+    """Run one job: a single point (`run_point`), or fresh training points together as an ensemble; if the
+    ensemble fails, its members are finished one by one (a member that fails alone too is "failed")."""
     if len(run_ids) == 1:
         return [run_point(kind, run_ids[0], configs[0], folder, threads)]
     if threads:
@@ -99,8 +100,12 @@ def run_group(kind: str, run_ids: list[str], configs: list[dict[str, Any]], fold
     try:
         members = [TrainConfig.model_validate(config) for config in configs]
         return [run.status for run in train_ensemble(members, out=folder, run_ids=run_ids)]
-    except Exception:  # the member runs keep their checkpoints: a rerun resumes them one by one
-        return ["failed"] * len(run_ids)
+    except Exception:  # fall back to the members one by one, each resumed from its own last checkpoint
+        statuses = []
+        for run_id, config in zip(run_ids, configs, strict=True):
+            status = run_point(kind, run_id, config, folder, threads)
+            statuses.append(Run.open(Path(folder) / run_id).status if status == "skipped" else status)
+        return statuses
 
 
 def plan_jobs(
