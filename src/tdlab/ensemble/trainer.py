@@ -147,7 +147,7 @@ def train_ensemble(
         grads, losses = step_fn(params, buffers, xb, yb)
         lr = base_lr * factor(step)
         optimizer.step(params, grads, lr)
-        values = losses.tolist()
+        values, lrs = losses.tolist(), lr.tolist()
         for i in range(len(setups)):
             if not alive[i]:
                 continue
@@ -155,7 +155,7 @@ def train_ensemble(
                 _copy_into(setups[i].model, params, i)
                 batch = (xb[i], yb[i])
                 setups[i].probes.measure(step + 1, batch=batch, previous_params=previous[i])
-            runs[i].log(step + 1, {"train/batch_loss": values[i], "lr": float(lr[i])})
+            runs[i].log(step + 1, {"train/batch_loss": values[i], "lr": lrs[i]})
             if not math.isfinite(values[i]):
                 alive[i] = False
                 runs[i].flush()
