@@ -48,9 +48,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
     for override, field in [
         ("optimizer.name=sgdd", "optimizer.name"),
         ("steps=-3", "steps"),
-        ("data.name=cifar", "dataset"),
-        ("model.name=transformer", "model"),
-        ("probes=[{name: wobble}]", "probe"),
+        ("data.name=cifar", "data.name: expected one of"),
+        ("model.name=transformer", "model.name: expected one of"),
+        ("probes=[{name: wobble}]", "probes[0].name: expected one of"),
         ("model.residual=gated", "model.residual: expected one of"),  # a builder's error names its config path
         ("probes=[{name: sharpness, k: 0}]", "probes[0].k: expected a positive integer"),
     ]:

@@ -49,14 +49,18 @@ class Setup:
 
 
 @contextmanager
-def _section(path: str) -> Iterator[None]:
-    """Re-raise a builder's ValueError ("field: ...") with the field's path in the config ("model.field: ...")."""
+def _section(path: str, registry: str) -> Iterator[None]:
+    """Re-raise a builder's ValueError ("field: ...") with the field's path in the config ("model.field: ...");
+    the registry's unknown-name error ("model: expected one of ...") is about the section's `name`."""
     try:
         yield
     except ValueError as error:
         message = str(error)
-        named = re.match(r"[A-Za-z_][\w.\[\]]*:", message)
-        raise ValueError(f"{path}.{message}" if named else f"{path}: {message}") from error
+        field = re.match(r"([A-Za-z_][\w.\[\]]*):", message)
+        if field is None:
+            raise ValueError(f"{path}: {message}") from error
+        name = "name" if field.group(1) == registry else field.group(1)
+        raise ValueError(f"{path}.{name}{message[field.end(1):]}") from error
 
 
 def build(config: TrainConfig) -> Setup:
@@ -65,9 +69,9 @@ def build(config: TrainConfig) -> Setup:
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
     torch.manual_seed(config.seed)
-    with _section("data"):
+    with _section("data", "dataset"):
         dataset = load_dataset(config.data.name, **config.data.kwargs()).to(device, dtype)
-    with _section("model"):
+    with _section("model", "model"):
         model = build_model(config.model.name, dataset.in_features, dataset.out_features, **config.model.kwargs())
     model = model.to(device, dtype)
     loss_fn = loss_for(dataset.task)
@@ -75,7 +79,7 @@ def build(config: TrainConfig) -> Setup:
     scheduler = build_scheduler(optimizer, config.schedule, config.steps)
     built = []
     for index, probe in enumerate(config.probes):
-        with _section(f"probes[{index}]"):
+        with _section(f"probes[{index}]", "probe"):
             built.append(build_probe(probe.name, **probe.kwargs()))
     probes = ProbeSet(
         built,
