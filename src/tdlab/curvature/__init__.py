@@ -4,7 +4,7 @@ dense matrices of small models as the test oracle."""
 
 from tdlab.curvature.density import SpectralDensity, hessian_density
 from tdlab.curvature.exact import exact_ggn, exact_hessian
-from tdlab.curvature.lanczos import EigResult, hessian_eigs
+from tdlab.curvature.lanczos import STOPPING_CRITERIA, EigResult, hessian_eigs
 from tdlab.curvature.operators import (
     GGNOperator,
     HessianOperator,
@@ -16,6 +16,7 @@ from tdlab.curvature.power import power_iteration
 from tdlab.curvature.trace import TraceResult, hessian_trace
 
 __all__ = [
+    "STOPPING_CRITERIA",
     "EigResult",
     "GGNOperator",
     "HessianOperator",

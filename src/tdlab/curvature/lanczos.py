@@ -33,7 +33,8 @@ from tdlab.curvature.operators import LinearOperator, as_operator, random_vector
 from tdlab.oracles import Objective
 
 _WHICH = ("LA", "SA", "LM")
-_CRITERIA = ("residual", "ritz")
+STOPPING_CRITERIA = ("residual", "ritz")
+"""The stopping rules of `hessian_eigs`."""
 
 
 class EigResult(NamedTuple):
@@ -256,8 +257,8 @@ def hessian_eigs(
         raise ValueError(f"k: expected an integer in [1, {n}] (the operator's size), got {k!r}")
     if not tol > 0:
         raise ValueError(f"tol: expected a positive number, got {tol!r}")
-    if criterion not in _CRITERIA:
-        raise ValueError(f"criterion: expected one of {', '.join(map(repr, _CRITERIA))}, got {criterion!r}")
+    if criterion not in STOPPING_CRITERIA:
+        raise ValueError(f"criterion: expected one of {', '.join(map(repr, STOPPING_CRITERIA))}, got {criterion!r}")
     if max_iter is None:
         max_iter = max(20 * k, 200)
     elif not isinstance(max_iter, int) or max_iter < k:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tdlab.curvature import hessian_eigs, hessian_trace
+from tdlab.curvature import STOPPING_CRITERIA, hessian_eigs, hessian_trace
 from tdlab.oracles import Objective
 from tdlab.probes.base import Probe, ProbeContext
 
@@ -80,8 +80,9 @@ class Sharpness(Probe):
             raise ValueError(f"k: expected a positive integer, got {k!r}")
         if not tol > 0:
             raise ValueError(f"tol: expected a positive number, got {tol!r}")
-        if criterion not in ("residual", "ritz"):
-            raise ValueError(f"criterion: expected one of 'residual', 'ritz', got {criterion!r}")
+        if criterion not in STOPPING_CRITERIA:
+            allowed = ", ".join(map(repr, STOPPING_CRITERIA))
+            raise ValueError(f"criterion: expected one of {allowed}, got {criterion!r}")
         _check_subset(subset)
         self.k = k
         self.tol = tol

@@ -60,7 +60,7 @@ def _section(path: str, registry: str) -> Iterator[None]:
         if field is None:
             raise ValueError(f"{path}: {message}") from error
         name = "name" if field.group(1) == registry else field.group(1)
-        raise ValueError(f"{path}.{name}{message[field.end(1):]}") from error
+        raise ValueError(f"{path}.{name}{message[field.end(1) :]}") from error
 
 
 def build(config: TrainConfig) -> Setup:
