@@ -88,12 +88,12 @@ def run_point(kind: str, run_id: str, config: dict[str, Any], folder: str, threa
 def run_group(kind: str, run_ids: list[str], configs: list[dict[str, Any]], folder: str, threads: int = 0) -> list[str]:
     """Run one job: a single point (`run_point`), or fresh training points together as an ensemble; if the
     ensemble fails, its members are finished one by one (a member that fails alone too is "failed")."""
-    if len(run_ids) == 1:
-        return [run_point(kind, run_ids[0], configs[0], folder, threads)]
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+    if len(run_ids) == 1:
+        return [run_point(kind, run_ids[0], configs[0], folder)]
     from tdlab.ensemble import train_ensemble
     from tdlab.train import TrainConfig
 
@@ -103,7 +103,7 @@ def run_group(kind: str, run_ids: list[str], configs: list[dict[str, Any]], fold
     except Exception:  # fall back to the members one by one, each resumed from its own last checkpoint
         statuses = []
         for run_id, config in zip(run_ids, configs, strict=True):
-            status = run_point(kind, run_id, config, folder, threads)
+            status = run_point(kind, run_id, config, folder)
             statuses.append(Run.open(Path(folder) / run_id).status if status == "skipped" else status)
         return statuses
 
