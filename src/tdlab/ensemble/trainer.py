@@ -14,23 +14,23 @@ exactly as `tdlab.train.train` writes them: a member's checkpoint can be resumed
 from __future__ import annotations
 
 import json
-import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, stack_module_state, vmap
 
+from tdlab.ensemble.stacked import StackedModels, member_losses
 from tdlab.ensemble.updates import SUPPORTED, StackedOptimizer, member_state
 from tdlab.store import Run, flatten_config
 from tdlab.train.builders import schedule_factor
 from tdlab.train.config import TrainConfig
-from tdlab.train.loop import Setup, batch_indices, build
+from tdlab.train.loop import Setup, batch_slot, build, epoch_order
 
 VARYING = {"seed", "name", "optimizer.lr", "model.init_scale"}
+_PENDING_STEPS = 256  # batch losses kept before they are handed to the runs (they are also at every event)
 
 
 def _shape_fields(config: TrainConfig) -> dict[str, Any]:
@@ -81,6 +81,30 @@ def _copy_into(model: nn.Module, params: dict[str, Tensor], index: int) -> None:
             p.copy_(params[name][index])
 
 
+def _member_batches(setups: list[Setup]) -> Iterator[tuple[Tensor, Tensor]]:
+    """Every step's mini-batches of all members, stacked (N, batch, *): member m's is the one that
+    `tdlab.train.train` draws for its seed (the same examples in the same order)."""
+    config = setups[0].config
+    X, y = setups[0].dataset.train
+    n, members = X.shape[0], len(setups)
+    if config.batch_size is None or config.batch_size >= n:
+        full = X.expand(members, *X.shape), y.expand(members, *y.shape)
+        for _ in range(config.steps):
+            yield full
+        return
+    current, orders = -1, torch.empty(0)
+    for step in range(config.steps):
+        epoch, rows = batch_slot(n, config.batch_size, step)
+        if epoch != current:
+            current = epoch
+            orders = torch.stack([epoch_order(n, s.config.seed, epoch) for s in setups]).to(X.device)
+        indices = orders[:, rows].reshape(-1)
+        yield (
+            X.index_select(0, indices).view(members, -1, *X.shape[1:]),
+            y.index_select(0, indices).view(members, -1, *y.shape[1:]),
+        )
+
+
 def train_ensemble(
     configs: list[TrainConfig],
     out: str | Path = "runs",
@@ -92,85 +116,81 @@ def train_ensemble(
     setups: list[Setup] = [build(config) for config in configs]
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in setups[0].model.modules()):
         raise ValueError("model.norm: the ensemble trainer does not support batchnorm (it updates buffers in place)")
-    reference = setups[0]
-    optimizer = StackedOptimizer(reference.config.optimizer.name, reference.config.optimizer.kwargs())
+    reference, config = setups[0], setups[0].config
+    optimizer = StackedOptimizer(config.optimizer.name, config.optimizer.kwargs())
     runs = [
         Run.create(out, s.config.model_dump(mode="json"), kind="train", run_id=rid, seed=s.config.seed)
         for s, rid in zip(setups, run_ids or [None] * len(setups), strict=True)
     ]
     for setup, run in zip(setups, runs, strict=True):
         setup.probes.sink = run.log
-    params, buffers = stack_module_state([s.model for s in setups])
-    params = {k: v.detach() for k, v in params.items()}
+    models = StackedModels.of([s.model for s in setups])
+    params = {name: p.detach() for name, p in models.params.items()}
     names = list(params)
-    base_lr = torch.tensor(
-        [s.config.optimizer.lr for s in setups], device=reference.device, dtype=next(iter(params.values())).dtype
-    )
-    factor = schedule_factor(reference.config.schedule, reference.config.steps)
-    loss_fn = reference.loss_fn
-    template = reference.model
+    base_lrs = [s.config.optimizer.lr for s in setups]
+    base_lr = torch.tensor(base_lrs, device=reference.device, dtype=next(iter(params.values())).dtype)
+    factor = schedule_factor(config.schedule, config.steps)
+    losses_of = member_losses(reference.loss_fn)
 
-    def member_loss(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-        return loss_fn(functional_call(template, (p, b), (x,)), y)
-
-    member_losses = vmap(member_loss)
-    leaves = list(params.values())
-
-    def step_fn(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-        # members are independent, so the gradient of the summed losses holds each member's own gradient
+    def gradients(x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        # members share no parameter, so the gradient of the summed losses holds each member's own gradient
+        leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
         with torch.enable_grad():
-            for leaf in leaves:
-                leaf.requires_grad_(True)
-            losses = member_losses(p, b, x, y)
-            grads = torch.autograd.grad(losses.sum(), leaves)
-            for leaf in leaves:
-                leaf.requires_grad_(False)
-        return dict(zip(p, grads, strict=True)), losses.detach()
+            losses = losses_of(models.forward(leaves, models.buffers, x), y)
+            grads = torch.autograd.grad(losses.sum(), list(leaves.values()))
+        return dict(zip(names, grads, strict=True)), losses.detach()
 
-    X, y = reference.dataset.train
-    config = reference.config
-    alive = [True] * len(setups)
+    alive = list(range(len(setups)))
+    pending: list[tuple[int, Tensor]] = []  # (step, losses): rows not yet handed to the runs
+
+    def hand_over() -> None:
+        """Log the pending steps' batch losses and learning rates of the members alive over them."""
+        if not pending:
+            return
+        steps = [step for step, _ in pending]
+        losses = torch.stack([losses for _, losses in pending], dim=1).tolist()
+        factors = [factor(step - 1) for step in steps]
+        for i in alive:
+            lrs = [base_lrs[i] * f for f in factors]
+            runs[i].log_steps(steps, {"train/batch_loss": losses[i], "lr": lrs})
+        pending.clear()
+
     began = time.perf_counter()
-    for setup in setups:
+    for i, (setup, run) in enumerate(zip(setups, runs, strict=True)):
         setup.probes.measure(0)
-    for setup, run in zip(setups, runs, strict=True):
-        _checkpoint(setup, run, optimizer, names, setups.index(setup), 0)
-    for step in range(config.steps):
-        indices = [batch_indices(X.shape[0], config.batch_size, s.config.seed, step) for s in setups]
-        if indices[0] is None:
-            xb, yb = X.expand(len(setups), *X.shape), y.expand(len(setups), *y.shape)
-        else:
-            stacked = torch.stack(indices).to(X.device)
-            xb, yb = X[stacked], y[stacked]
-        due = [i for i, s in enumerate(setups) if alive[i] and s.probes.due(step + 1)]
-        previous = {i: {k: v[i].clone() for k, v in params.items()} for i in due}
-        grads, losses = step_fn(params, buffers, xb, yb)
-        lr = base_lr * factor(step)
-        optimizer.step(params, grads, lr)
-        values, lrs = losses.tolist(), lr.tolist()
-        for i in range(len(setups)):
-            if not alive[i]:
-                continue
-            if i in due:
+        _checkpoint(setup, run, optimizer, names, i, 0)
+    for step, (xb, yb) in enumerate(_member_batches(setups)):
+        due = bool(reference.probes.due(step + 1))
+        previous = {name: p.clone() for name, p in params.items()} if due else None
+        grads, losses = gradients(xb, yb)
+        optimizer.step(params, grads, base_lr * factor(step))
+        pending.append((step + 1, losses))
+        finite = torch.isfinite(losses)
+        diverged = [] if bool(finite.all()) else [i for i in alive if not finite[i]]
+        checkpoint = (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps
+        if due or checkpoint or diverged or len(pending) >= _PENDING_STEPS:
+            hand_over()
+        if due:
+            for i in alive:
                 _copy_into(setups[i].model, params, i)
-                batch = (xb[i], yb[i])
-                setups[i].probes.measure(step + 1, batch=batch, previous_params=previous[i])
-            runs[i].log(step + 1, {"train/batch_loss": values[i], "lr": lrs[i]})
-            if not math.isfinite(values[i]):
-                alive[i] = False
-                runs[i].flush()
-                runs[i].set_status("diverged", diverged_step=step + 1, duration_s=time.perf_counter() - began)
-            elif (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+                setups[i].probes.measure(
+                    step + 1, batch=(xb[i], yb[i]), previous_params={name: p[i] for name, p in previous.items()}
+                )
+        for i in diverged:
+            alive.remove(i)
+            runs[i].flush()
+            runs[i].set_status("diverged", diverged_step=step + 1, duration_s=time.perf_counter() - began)
+        if checkpoint:
+            for i in alive:
                 _copy_into(setups[i].model, params, i)
                 _checkpoint(setups[i], runs[i], optimizer, names, i, step + 1)
         if progress is not None:
-            progress(step + 1, sum(alive))
-        if not any(alive):
+            progress(step + 1, len(alive))
+        if not alive:
             break
-    for i, run in enumerate(runs):
-        if alive[i]:
-            run.flush()
-            run.set_status("done", duration_s=time.perf_counter() - began)
+    for i in alive:
+        runs[i].flush()
+        runs[i].set_status("done", duration_s=time.perf_counter() - began)
     return runs
 
 

@@ -26,7 +26,11 @@ def _per_member(lr: Tensor, like: Tensor) -> Tensor:
 
 @dataclass
 class StackedOptimizer:
-    """The state and hyperparameters of one optimiser for all members; `lr` is a vector (one per member)."""
+    """The state and hyperparameters of one optimiser for all members; `lr` is a vector (one per member).
+
+    Each rule updates all parameters with `torch._foreach_*` calls, one per operation rather than one per
+    operation and parameter.
+    """
 
     name: str
     hyper: dict[str, Any]
@@ -36,48 +40,58 @@ class StackedOptimizer:
     def __post_init__(self) -> None:
         if self.name not in SUPPORTED:
             raise ValueError(f"optimizer.name: the ensemble trainer supports {', '.join(SUPPORTED)}, got {self.name!r}")
+        if self.hyper.get("amsgrad"):
+            raise ValueError("optimizer.amsgrad: not supported by the ensemble trainer")
 
     def step(self, params: dict[str, Tensor], grads: dict[str, Tensor], lr: Tensor) -> None:
         """Update `params` in place (no autograd) with learning rates `lr` (shape: members)."""
         self.steps += 1
+        names = list(params)
+        weights = [params[name] for name in names]
+        lrs = [_per_member(lr, w) for w in weights]
+        slots = [self.state.setdefault(name, {}) for name in names]
         with torch.no_grad():
-            for name, w in params.items():
-                slot = self.state.setdefault(name, {})
-                update = _sgd if self.name == "sgd" else _adam
-                update(w, grads[name], slot, _per_member(lr, w), self.steps, self.name, **self.hyper)
+            update = _sgd if self.name == "sgd" else _adam
+            update(weights, [grads[name] for name in names], slots, lrs, self.steps, self.name, **self.hyper)
 
 
-def _sgd(w, g, slot, lr, step, name, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, **_):
+def _sgd(ws, gs, slots, lrs, step, name, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, **_):
     if weight_decay:
-        g = g + weight_decay * w
+        gs = torch._foreach_add(gs, ws, alpha=weight_decay)
     if momentum:
-        if "momentum_buffer" not in slot:
-            slot["momentum_buffer"] = g.clone()
+        if "momentum_buffer" not in slots[0]:
+            for slot, g in zip(slots, gs, strict=True):
+                slot["momentum_buffer"] = g.clone()
         else:
-            slot["momentum_buffer"].mul_(momentum).add_(g, alpha=1 - dampening)
-        buffer = slot["momentum_buffer"]
-        g = g + momentum * buffer if nesterov else buffer
-    w.sub_(lr * g)
+            buffers = [slot["momentum_buffer"] for slot in slots]
+            torch._foreach_mul_(buffers, momentum)
+            torch._foreach_add_(buffers, gs, alpha=1 - dampening)
+        buffers = [slot["momentum_buffer"] for slot in slots]
+        gs = torch._foreach_add(gs, buffers, alpha=momentum) if nesterov else buffers
+    torch._foreach_sub_(ws, torch._foreach_mul(gs, lrs))
 
 
-def _adam(w, g, slot, lr, step, name, betas=(0.9, 0.999), eps=1e-8, weight_decay=None, amsgrad=False, **_):
-    if amsgrad:
-        raise ValueError("optimizer.amsgrad: not supported by the ensemble trainer")
+def _adam(ws, gs, slots, lrs, step, name, betas=(0.9, 0.999), eps=1e-8, weight_decay=None, **_):
     beta1, beta2 = betas
     if weight_decay is None:
         weight_decay = 0.01 if name == "adamw" else 0.0
     if name == "adamw":
-        w.mul_(1 - lr * weight_decay)
+        torch._foreach_mul_(ws, [1 - lr * weight_decay for lr in lrs])
     elif weight_decay:
-        g = g + weight_decay * w
-    m = slot.setdefault("exp_avg", torch.zeros_like(w))
-    v = slot.setdefault("exp_avg_sq", torch.zeros_like(w))
-    m.lerp_(g, 1 - beta1)
-    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        gs = torch._foreach_add(gs, ws, alpha=weight_decay)
+    ms = [slot.setdefault("exp_avg", torch.zeros_like(w)) for slot, w in zip(slots, ws, strict=True)]
+    vs = [slot.setdefault("exp_avg_sq", torch.zeros_like(w)) for slot, w in zip(slots, ws, strict=True)]
+    torch._foreach_lerp_(ms, gs, 1 - beta1)
+    torch._foreach_mul_(vs, beta2)
+    torch._foreach_addcmul_(vs, gs, gs, value=1 - beta2)
     bias1 = 1 - beta1**step
     bias2 = 1 - beta2**step
-    denom = (v.sqrt() / (bias2**0.5)).add_(eps)
-    w.sub_((lr / bias1) * m / denom)
+    denominators = torch._foreach_sqrt(vs)
+    torch._foreach_div_(denominators, bias2**0.5)
+    torch._foreach_add_(denominators, eps)
+    steps = torch._foreach_mul(ms, [lr / bias1 for lr in lrs])
+    torch._foreach_div_(steps, denominators)
+    torch._foreach_sub_(ws, steps)
 
 
 def member_state(optimizer: StackedOptimizer, index: int, names: list[str]) -> dict[int, dict[str, Tensor]]:

@@ -148,6 +148,7 @@ class MLP(nn.Module):
             residual
         ]
         preact = residual in ("preact", "preact-scaled")
+        self.flatten = nn.Flatten()
         self.hidden = nn.ModuleList(
             HiddenLayer(in_features, width, "linear" if preact else activation, None if preact else norm, bias, None)
             if l == 0
@@ -158,7 +159,7 @@ class MLP(nn.Module):
         initialise(self, init, scale=init_scale, bias_std=bias_init_std, generator=as_generator(seed))
 
     def forward(self, x: Tensor) -> Tensor:
-        h = x.flatten(1)
+        h = self.flatten(x)
         for layer in self.hidden:
             h = layer(h)
         return self.readout(h)

@@ -40,11 +40,12 @@ class LinearModel(nn.Module):
         check_int("in_features", in_features, 1)
         check_int("out_features", out_features, 1)
         check_choice("init", init, SCHEMES)
+        self.flatten = nn.Flatten()
         self.linear = nn.Linear(in_features, out_features, bias=bias)
         initialise(self, init, generator=as_generator(seed))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.linear(x.flatten(1))
+        return self.linear(self.flatten(x))
 
     def hidden_layers(self) -> list[nn.Module]:
         """No hidden representations (the same interface as `MLP.hidden_layers`).

@@ -47,7 +47,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -82,6 +82,15 @@ def _check_step(step: object) -> int:
     if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
         raise ValueError(f"step: expected a non-negative integer, got {step!r}")
     return int(step)
+
+
+def _check_metrics(metrics: object) -> Mapping[str, Any]:
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"metrics: expected a mapping of name -> number, got {type(metrics).__name__}")
+    for name in metrics:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"metrics: expected non-empty string names, got {name!r}")
+    return metrics
 
 
 def _utc_now() -> datetime:
@@ -319,21 +328,38 @@ class Run:
             >>> run.metrics()["name"].tolist()
             ['accuracy', 'loss']
         """
-        step = _check_step(step)
-        if not isinstance(metrics, Mapping):
-            raise TypeError(f"metrics: expected a mapping of name -> number, got {type(metrics).__name__}")
-        rows = []
-        for name, value in metrics.items():
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"metrics: expected non-empty string names, got {name!r}")
+        columns = {}
+        for name, value in _check_metrics(metrics).items():
             try:
-                rows.append((name, float(value)))
+                columns[name] = [float(value)]
             except (TypeError, ValueError) as err:
                 raise TypeError(f"metrics[{name!r}]: expected a number, got {value!r}") from err
-        for name, value in rows:
-            self._steps.append(step)
-            self._names.append(name)
-            self._values.append(value)
+        self.log_steps([step], columns)
+
+    def log_steps(self, steps: Sequence[int], metrics: Mapping[str, Sequence[float]]) -> None:
+        """`log` for many steps at once: buffer the rows (steps[k], name, metrics[name][k]) of every name.
+
+        Example:
+            >>> import tempfile
+            >>> run = Run.create(tempfile.mkdtemp(), {}, kind="train", run_id="d2")
+            >>> run.log_steps([1, 2], {"loss": [0.5, 0.25]})
+            >>> run.metrics()["value"].tolist()
+            [0.5, 0.25]
+        """
+        steps = [_check_step(step) for step in steps]
+        rows = []
+        for name, values in _check_metrics(metrics).items():
+            try:
+                column = [float(value) for value in values]
+            except (TypeError, ValueError) as err:
+                raise TypeError(f"metrics[{name!r}]: expected numbers, got {values!r}") from err
+            if len(column) != len(steps):
+                raise ValueError(f"metrics[{name!r}]: expected {len(steps)} values (one per step), got {len(column)}")
+            rows.append((name, column))
+        for name, column in rows:
+            self._steps.extend(steps)
+            self._names.extend([name] * len(steps))
+            self._values.extend(column)
         if len(self._steps) >= self.flush_every:
             self.flush()
 

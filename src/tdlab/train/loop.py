@@ -100,13 +100,24 @@ def batch_indices(num_examples: int, batch_size: int | None, seed: int, step: in
     """Indices of the mini-batch of optimiser step `step` (0-based); None for full batch."""
     if batch_size is None or batch_size >= num_examples:
         return None
-    per_epoch = num_examples // batch_size
-    epoch, position = divmod(step, per_epoch)
-    return _epoch_order(num_examples, seed, epoch)[position * batch_size : (position + 1) * batch_size]
+    epoch, rows = batch_slot(num_examples, batch_size, step)
+    return epoch_order(num_examples, seed, epoch)[rows]
+
+
+def batch_slot(num_examples: int, batch_size: int, step: int) -> tuple[int, slice]:
+    """The epoch of optimiser step `step` (0-based) and the slice of that epoch's order holding its mini-batch
+    (the last `num_examples % batch_size` examples of an epoch's order are left out).
+
+    Example:
+        >>> batch_slot(10, 3, 4)
+        (1, slice(3, 6, None))
+    """
+    epoch, position = divmod(step, num_examples // batch_size)
+    return epoch, slice(position * batch_size, (position + 1) * batch_size)
 
 
 @functools.lru_cache(maxsize=1024)
-def _epoch_order(num_examples: int, seed: int, epoch: int) -> Tensor:
+def epoch_order(num_examples: int, seed: int, epoch: int) -> Tensor:
     """The order in which epoch `epoch` visits the training set (cached: one permutation per epoch)."""
     return torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
