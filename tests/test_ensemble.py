@@ -1,9 +1,14 @@
-"""The ensemble trainer: each member's metrics equal a sequential run of that member to 1e-5."""
+"""The ensemble trainer: each member's metrics equal a sequential run of that member to 1e-5; stacked layers and
+stacked losses equal the members' own, one by one."""
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
+from torch import nn
 
-from tdlab.ensemble import train_ensemble
+from tdlab.ensemble import StackedModels, member_losses, stacked_module, train_ensemble
+from tdlab.models import ACTIVATIONS, MLP, LinearModel, RandomFeatures
 from tdlab.store import Run
 from tdlab.train import TrainConfig, resume, train
 
@@ -57,6 +62,42 @@ def test_members_equal_sequential_runs(tmp_path, optimizer, schedule):
         pd.testing.assert_series_equal(got["value"], sequential["value"], rtol=1e-5, atol=1e-6)
 
 
+def test_classification_members_with_layernorm_and_residuals_equal_sequential_runs(tmp_path):
+    configs = [
+        TrainConfig.model_validate(
+            {
+                "seed": seed,
+                "steps": 30,
+                "batch_size": 64,
+                "data": {"name": "digits"},
+                "model": {"name": "mlp", "width": 32, "depth": 3, "norm": "layernorm", "residual": "preact"},
+                "optimizer": {"name": "sgd", "lr": lr, "momentum": 0.9},
+                "probes": [{"name": "loss", "every": 10}, {"name": "update-norm", "every": 15}],
+            }
+        )
+        for seed, lr in [(0, 0.05), (1, 0.1)]
+    ]
+    for config, run in zip(configs, train_ensemble(configs, out=tmp_path / "e", run_ids=["a", "b"]), strict=True):
+        sequential = train(config, out=tmp_path / "s", run_id=run.id).metrics()
+        assert run.metrics()[["step", "name"]].equals(sequential[["step", "name"]])
+        pd.testing.assert_series_equal(run.metrics()["value"], sequential["value"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_diverging_member_stops_where_its_sequential_run_does(tmp_path):
+    configs = members({"name": "sgd"})
+    configs[1] = TrainConfig.model_validate({**configs[1].model_dump(), "optimizer": {"name": "sgd", "lr": 1e4}})
+    runs = train_ensemble(configs, out=tmp_path / "e", run_ids=["a", "b", "c"])
+    assert [run.status for run in runs] == ["done", "diverged", "done"]
+    sequential = train(configs[1], out=tmp_path / "s", run_id="b")
+    assert sequential.status == "diverged"
+    assert runs[1].meta["diverged_step"] == sequential.meta["diverged_step"]
+    got, expected = runs[1].metrics(), sequential.metrics()
+    assert got[["step", "name"]].equals(expected[["step", "name"]])
+    finite = np.isfinite(expected["value"])
+    assert np.isfinite(got["value"]).equals(finite) and (~finite).sum() >= 1  # the last step's losses: inf or nan
+    pd.testing.assert_series_equal(got["value"][finite], expected["value"][finite], rtol=1e-5, atol=1e-6)
+
+
 def test_member_checkpoint_resumes_alone(tmp_path):
     configs = members({"name": "sgd", "momentum": 0.9})
     configs = [TrainConfig.model_validate({**c.model_dump(), "steps": 30, "checkpoint_every": 20}) for c in configs]
@@ -75,3 +116,63 @@ def test_members_must_share_their_shape(tmp_path):
         train_ensemble([configs[0], wider], out=tmp_path)
     with pytest.raises(ValueError, match="optimizer.name"):
         train_ensemble(members({"name": "rmsprop"}), out=tmp_path)
+
+
+def _models(**kwargs) -> list[nn.Module]:
+    return [MLP(6, 3, width=5, depth=3, seed=s, **kwargs).double() for s in range(4)]
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+@pytest.mark.parametrize("norm", [None, "layernorm"])
+@pytest.mark.parametrize("residual", [None, "scaled", "preact"])
+def test_stacked_layers_compute_each_members_output(activation, norm, residual):
+    models = _models(activation=activation, norm=norm, residual=residual)
+    ensemble = StackedModels.of(models)
+    assert ensemble.stacked is not None
+    x = torch.randn(4, 7, 2, 3, dtype=torch.float64)  # flattened to 6 features per example
+    outputs = ensemble(x)
+    for m, model in enumerate(models):
+        torch.testing.assert_close(outputs[m], model(x[m]), rtol=0, atol=1e-12)
+
+
+def test_models_without_stacked_layers_run_through_vmap():
+    for models in (
+        [MLP(6, 3, width=5, depth=2, norm="batchnorm", seed=s).double().eval() for s in range(3)],
+        [RandomFeatures(6, 9, 3, init="he", seed=s).double() for s in range(3)],
+    ):
+        assert stacked_module(models[0]) is None
+        ensemble = StackedModels.of(models)
+        X = torch.randn(7, 6, dtype=torch.float64)
+        for m, model in enumerate(models):
+            torch.testing.assert_close(ensemble.outputs(X)[m], model(X), rtol=0, atol=1e-12)
+    linear = [LinearModel(6, 3, init="he", seed=s).double() for s in range(2)]
+    assert StackedModels.of(linear).stacked is not None
+
+
+def test_stacked_gradients_are_each_members_gradient():
+    models = _models(activation="tanh", norm="layernorm")
+    ensemble = StackedModels.of(models)
+    x, y = torch.randn(4, 7, 6, dtype=torch.float64), torch.randint(3, (4, 7))
+    member_losses(nn.CrossEntropyLoss())(ensemble(x), y).sum().backward()
+    for m, model in enumerate(models):
+        nn.functional.cross_entropy(model(x[m]), y[m]).backward()
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(ensemble.params[name].grad[m], p.grad, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("loss_fn", "targets"),
+    [
+        (nn.CrossEntropyLoss(), torch.randint(5, (3, 8))),
+        (nn.CrossEntropyLoss(label_smoothing=0.1), torch.randint(5, (3, 8))),
+        (nn.CrossEntropyLoss(), torch.softmax(torch.randn(3, 8, 5), dim=-1)),
+        (nn.MSELoss(), torch.randn(3, 8, 5)),
+        (nn.L1Loss(), torch.randn(3, 8, 5)),  # no stacked form: vmap
+    ],
+)
+def test_member_losses_are_each_members_loss(loss_fn, targets):
+    outputs = torch.randn(3, 8, 5)
+    losses = member_losses(loss_fn)(outputs, targets)
+    assert losses.shape == (3,)
+    for m in range(3):
+        assert losses[m].item() == pytest.approx(loss_fn(outputs[m], targets[m]).item(), rel=1e-6)

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from tdlab.experiments.catalogue._ensemble import Ensemble, accuracies, cross_entropy, fit, pad_to, squared_error
+from tdlab.ensemble import StackedModels
+from tdlab.experiments.catalogue._ensemble import accuracies, cross_entropy, fit, pad_to, squared_error
 from tdlab.models import MLP
 
 
@@ -40,7 +41,7 @@ def test_stacked_training_equals_separate_runs(optimizer):
     X, labels = _data()
     models = [MLP(5, 3, width=7, depth=2, seed=s).double() for s in range(3)]
     separate = [copy.deepcopy(m) for m in models]
-    ensemble = Ensemble.of(models)
+    ensemble = StackedModels.of(models)
 
     def make(params):
         if optimizer == "sgd":
@@ -65,7 +66,7 @@ def test_zero_padded_network_trains_as_the_narrow_one():
     narrow = MLP(5, 3, width=4, depth=2, seed=3).double()
     padded = pad_to(narrow, MLP(5, 3, width=11, depth=2, seed=4).double())
     torch.testing.assert_close(padded(X), narrow(X))
-    ensemble = Ensemble.of([padded])
+    ensemble = StackedModels.of([padded])
     fit(ensemble, X, labels, 30, torch.optim.Adam(ensemble.params.values(), lr=0.02))
     opt = torch.optim.Adam(narrow.parameters(), lr=0.02)
     for _ in range(30):
@@ -83,7 +84,7 @@ def test_zero_padded_network_trains_as_the_narrow_one():
 
 def test_on_step_stops_training_and_bad_inputs_raise():
     X, labels = _data(members=2)
-    ensemble = Ensemble.of([MLP(5, 3, width=8, depth=1, seed=s).double() for s in range(2)])
+    ensemble = StackedModels.of([MLP(5, 3, width=8, depth=1, seed=s).double() for s in range(2)])
     seen = []
     steps = fit(
         ensemble,
@@ -95,6 +96,6 @@ def test_on_step_stops_training_and_bad_inputs_raise():
     )
     assert steps == 3 and seen == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="models"):
-        Ensemble.of([])
+        StackedModels.of([])
     with pytest.raises(ValueError, match="template"):
         pad_to(MLP(5, 3, width=8, depth=1), MLP(5, 3, width=4, depth=1))

@@ -98,12 +98,26 @@ def stacked_module(model: nn.Module) -> nn.Module | None:
     return stacked
 
 
+def _install(module: nn.Module, name: str, tensor: Tensor, parameter: bool) -> Tensor:
+    """Put `tensor` into the meta `module` as its parameter or buffer `name`; returns what the module holds."""
+    owner, _, leaf = name.rpartition(".")
+    sub = module.get_submodule(owner)
+    if parameter:
+        setattr(sub, leaf, nn.Parameter(tensor, requires_grad=tensor.requires_grad))
+    else:
+        sub._buffers[leaf] = tensor
+    return getattr(sub, leaf)
+
+
 @dataclass
 class StackedModels:
-    """N networks of one architecture: a template (meta device) and their stacked parameters and buffers.
+    """N networks of one architecture evaluated together: `models(x)` maps inputs (N, batch, *) to outputs
+    (N, batch, out), member m's slice through member m's parameters.
 
-    `forward(params, buffers, x)` maps inputs (N, batch, *) to outputs (N, batch, out), member m's slice through
-    member m's parameters: by the stacked layers when the architecture has them, by vmap otherwise.
+    `params` and `buffers` are the stacked tensors (N, *shape), trainable leaves that an optimiser can update in
+    place; `template` is one member's architecture on the meta device (for `functional_call` with one member's
+    parameters); `stacked` is the stacked form of the architecture holding `params` and `buffers` as its own, or
+    None when it has none and the members run through vmap.
 
     Example:
         >>> ensemble = StackedModels.of([MLP(3, 2, width=4, depth=1, seed=s) for s in range(5)])
@@ -114,7 +128,7 @@ class StackedModels:
     template: nn.Module
     params: dict[str, Tensor]
     buffers: dict[str, Tensor]
-    stacked: bool
+    stacked: nn.Module | None
 
     @classmethod
     def of(cls, models: Sequence[nn.Module], device: torch.device | str | None = None) -> StackedModels:
@@ -122,26 +136,28 @@ class StackedModels:
         if not models:
             raise ValueError("models: expected at least one network, got none")
         params, buffers = stack_module_state([m.to(device) if device is not None else m for m in models])
-        template = stacked_module(models[0])
-        if template is None:
-            return cls(copy.deepcopy(models[0]).to("meta"), params, buffers, stacked=False)
-        return cls(template, params, buffers, stacked=True)
+        template = copy.deepcopy(models[0]).to("meta")
+        stacked = stacked_module(models[0])
+        if stacked is not None:
+            params = {name: _install(stacked, name, p, parameter=True) for name, p in params.items()}
+            buffers = {name: _install(stacked, name, b, parameter=False) for name, b in buffers.items()}
+        return cls(template, params, buffers, stacked)
 
     def __len__(self) -> int:
         return next(iter(self.params.values())).shape[0]
 
-    def forward(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
-        """Outputs (N, batch, out) of the members with `params` on their own inputs x (N, batch, *)."""
-        if self.stacked:
-            return functional_call(self.template, (params, buffers), (x,))
-        return vmap(self._member)(params, buffers, x)
+    def __call__(self, x: Tensor) -> Tensor:
+        """Outputs (N, batch, out) of the members on their own inputs x (N, batch, *)."""
+        if self.stacked is not None:
+            return self.stacked(x)
+        return vmap(self._member)(self.params, self.buffers, x)
 
     def _member(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
         return functional_call(self.template, (params, buffers), (x,))
 
     def outputs(self, X: Tensor) -> Tensor:
-        """All members' outputs (N, n, out) on shared inputs X (n, *), with the stacked parameters."""
-        return self.forward(self.params, self.buffers, X.expand(len(self), *X.shape))
+        """All members' outputs (N, n, out) on shared inputs X (n, *)."""
+        return self(X.expand(len(self), *X.shape))
 
     def member(self, index: int) -> dict[str, Tensor]:
         """The parameters of member `index` (detached clones)."""

@@ -125,8 +125,8 @@ def train_ensemble(
     for setup, run in zip(setups, runs, strict=True):
         setup.probes.sink = run.log
     models = StackedModels.of([s.model for s in setups])
-    params = {name: p.detach() for name, p in models.params.items()}
-    names = list(params)
+    params = models.params
+    names, leaves = list(params), list(params.values())
     base_lrs = [s.config.optimizer.lr for s in setups]
     base_lr = torch.tensor(base_lrs, device=reference.device, dtype=next(iter(params.values())).dtype)
     factor = schedule_factor(config.schedule, config.steps)
@@ -134,10 +134,9 @@ def train_ensemble(
 
     def gradients(x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         # members share no parameter, so the gradient of the summed losses holds each member's own gradient
-        leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
         with torch.enable_grad():
-            losses = losses_of(models.forward(leaves, models.buffers, x), y)
-            grads = torch.autograd.grad(losses.sum(), list(leaves.values()))
+            losses = losses_of(models(x), y)
+            grads = torch.autograd.grad(losses.sum(), leaves)
         return dict(zip(names, grads, strict=True)), losses.detach()
 
     alive = list(range(len(setups)))
@@ -161,7 +160,7 @@ def train_ensemble(
         _checkpoint(setup, run, optimizer, names, i, 0)
     for step, (xb, yb) in enumerate(_member_batches(setups)):
         due = bool(reference.probes.due(step + 1))
-        previous = {name: p.clone() for name, p in params.items()} if due else None
+        previous = {name: p.detach().clone() for name, p in params.items()} if due else None
         grads, losses = gradients(xb, yb)
         optimizer.step(params, grads, base_lr * factor(step))
         pending.append((step + 1, losses))

@@ -1,8 +1,8 @@
 """Training several networks of one architecture at once (private to the generalisation experiments).
 
 Width and seed sweeps train many small networks; one at a time they are dominated by per-step overhead. Here K
-networks are stacked with `torch.func.stack_module_state` and evaluated with `vmap(functional_call)`; the loss
-is the sum of the K per-network losses, so the gradient of every stacked parameter is the K networks' own
+networks are stacked and evaluated together (`tdlab.ensemble.StackedModels`); the loss is the sum of the K
+per-network losses, so the gradient of every stacked parameter is the K networks' own
 gradients side by side, and an element-wise optimiser (SGD with momentum, Adam) on the stacked tensors is
 exactly K independent runs.
 
@@ -15,12 +15,14 @@ zero under SGD or Adam: the padded network computes and learns exactly what the 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, stack_module_state, vmap
+
+from tdlab.ensemble import StackedModels, member_losses
+
+_CROSS_ENTROPY = member_losses(nn.CrossEntropyLoss())
 
 
 def pad_to(model: nn.Module, template: nn.Module) -> nn.Module:
@@ -47,46 +49,6 @@ def pad_to(model: nn.Module, template: nn.Module) -> nn.Module:
     return padded
 
 
-@dataclass
-class Ensemble:
-    """K networks of one architecture: `base` (on the meta device) and their stacked parameters (K, *shape).
-
-    Example:
-        >>> from tdlab.models import MLP
-        >>> ensemble = Ensemble.of([MLP(3, 2, width=4, depth=1, seed=s) for s in range(5)])
-        >>> ensemble.outputs(torch.randn(7, 3)).shape
-        torch.Size([5, 7, 2])
-    """
-
-    base: nn.Module
-    params: dict[str, Tensor]
-    buffers: dict[str, Tensor]
-
-    @classmethod
-    def of(cls, models: Sequence[nn.Module], device: torch.device | str | None = None) -> Ensemble:
-        """Stack `models` (same architecture), as trainable leaves on `device` (the models' by default)."""
-        if not models:
-            raise ValueError("models: expected at least one network, got none")
-        params, buffers = stack_module_state([m.to(device) if device is not None else m for m in models])
-        base = copy.deepcopy(models[0]).to("meta")
-        return cls(base, params, buffers)
-
-    def __len__(self) -> int:
-        return next(iter(self.params.values())).shape[0]
-
-    def outputs(self, X: Tensor) -> Tensor:
-        """The K networks' outputs on the shared inputs X (n, *), shape (K, n, out)."""
-
-        def one(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
-            return functional_call(self.base, (params, buffers), (x,))
-
-        return vmap(one, in_dims=(0, 0, None))(self.params, self.buffers, X)
-
-    def member(self, k: int) -> dict[str, Tensor]:
-        """The parameters of network k (detached clones)."""
-        return {name: p[k].detach().clone() for name, p in self.params.items()}
-
-
 def cross_entropy(outputs: Tensor, labels: Tensor) -> Tensor:
     """Per-network mean cross-entropy, (1/n) sum_i -log softmax(f_k(x_i))[y_ki], for outputs (K, n, C) and
     labels (K, n); shape (K,).
@@ -95,7 +57,7 @@ def cross_entropy(outputs: Tensor, labels: Tensor) -> Tensor:
         >>> cross_entropy(torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.long)).tolist()  # log 4
         [1.3862943649291992, 1.3862943649291992]
     """
-    return nn.functional.cross_entropy(outputs.transpose(1, 2), labels, reduction="none").mean(dim=1)
+    return _CROSS_ENTROPY(outputs, labels)
 
 
 def squared_error(outputs: Tensor, labels: Tensor) -> Tensor:
@@ -125,7 +87,7 @@ Loss = Callable[[Tensor, Tensor], Tensor]
 
 
 def fit(
-    ensemble: Ensemble,
+    ensemble: StackedModels,
     X: Tensor,
     labels: Tensor,
     steps: int,
@@ -143,7 +105,7 @@ def fit(
     Example:
         >>> from tdlab.models import MLP
         >>> X, y = torch.randn(20, 3), torch.randint(2, (3, 20))
-        >>> ensemble = Ensemble.of([MLP(3, 2, width=16, depth=1, seed=s) for s in range(3)])
+        >>> ensemble = StackedModels.of([MLP(3, 2, width=16, depth=1, seed=s) for s in range(3)])
         >>> opt = torch.optim.Adam(ensemble.params.values(), lr=0.05)
         >>> fit(ensemble, X, y, steps=500, optimizer=opt, on_step=lambda t, out, loss: bool(loss.max() < 0.05)) < 500
         True

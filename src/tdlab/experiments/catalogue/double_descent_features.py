@@ -34,8 +34,9 @@ from pydantic import Field, field_validator
 from torch import Tensor
 
 from tdlab.data import Dataset, mnist1d, with_label_noise
+from tdlab.ensemble import StackedModels
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
-from tdlab.experiments.catalogue._ensemble import Ensemble, accuracies, fit, squared_error
+from tdlab.experiments.catalogue._ensemble import accuracies, fit, squared_error
 from tdlab.experiments.catalogue._solvers import min_norm_least_squares
 from tdlab.models import MLP, RandomFeatures
 from tdlab.theory.double_descent import interpolation_threshold, mlp_interpolation_width, mlp_num_parameters
@@ -177,7 +178,7 @@ def _mlp_sweep(data: Dataset, config: DoubleDescentConfig, context: Context) -> 
             MLP(data.in_features, C, width=width, depth=1, seed=config.seed * 1000 + s).to(data.X_train.dtype)
             for s in range(config.mlp_seeds)
         ]
-        ensemble = Ensemble.of(models, data.X_train.device)
+        ensemble = StackedModels.of(models, data.X_train.device)
         optimizer = torch.optim.Adam(ensemble.params.values(), lr=config.mlp_lr)
         fit(ensemble, data.X_train, labels, config.mlp_steps, optimizer, loss=squared_error)
         with torch.no_grad():

@@ -47,8 +47,9 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from tdlab.data import Dataset, digits, mnist1d, standardize, with_label_noise
+from tdlab.ensemble import StackedModels
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
-from tdlab.experiments.catalogue._ensemble import Ensemble, accuracies, fit
+from tdlab.experiments.catalogue._ensemble import accuracies, fit
 from tdlab.models import MLP
 from tdlab.theory.generalisation_bounds import gaussian_kl, pac_bayes_bound
 
@@ -220,7 +221,7 @@ def run(config: GeneralisationMeasuresConfig, context: Context) -> Result:
         models = [
             MLP(data.in_features, C, width=width, depth=1, seed=config.seed * 1000 + s).to(device) for _, s in runs
         ]
-        ensemble = Ensemble.of(models, device)
+        ensemble = StackedModels.of(models, device)
         initial = {name: p.detach().clone() for name, p in ensemble.params.items()}
         taken, stopped = train_to_criterion(ensemble, data.X_train, labels, config)
         for k, (fraction, seed) in enumerate(context.track(runs, f"measures, width {width}")):
@@ -232,7 +233,7 @@ def run(config: GeneralisationMeasuresConfig, context: Context) -> Result:
                     "seed": seed,
                     "stopped_at": int(stopped[k]),
                     **_measure(
-                        ensemble.base,
+                        ensemble.template,
                         params,
                         {n: p[k] for n, p in initial.items()},
                         data,
@@ -253,7 +254,7 @@ def run(config: GeneralisationMeasuresConfig, context: Context) -> Result:
 
 
 def train_to_criterion(
-    ensemble: Ensemble, X: Tensor, labels: Tensor, config: GeneralisationMeasuresConfig
+    ensemble: StackedModels, X: Tensor, labels: Tensor, config: GeneralisationMeasuresConfig
 ) -> tuple[dict[str, Tensor], np.ndarray]:
     """Train every network of `ensemble` with full-batch SGD and momentum and keep each one's parameters at the
     first step its training cross-entropy is <= stop_loss: (stacked parameters taken, step taken, -1 for a network

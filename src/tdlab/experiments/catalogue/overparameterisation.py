@@ -32,8 +32,9 @@ from torch import Tensor
 from torch.func import functional_call, jacrev, vmap
 
 from tdlab.data import mnist1d
+from tdlab.ensemble import StackedModels
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
-from tdlab.experiments.catalogue._ensemble import Ensemble, accuracies, fit
+from tdlab.experiments.catalogue._ensemble import accuracies, fit
 from tdlab.models import MLP
 from tdlab.theory.ntk import relu_ntk_trace
 
@@ -89,7 +90,7 @@ def run(config: OverparameterisationConfig, context: Context) -> Result:
     for i, width in enumerate(context.track(widths, "width sweep")):
         models = [MLP(d, C, width=width, depth=1, seed=config.seed * 1000 + s).to(device) for s in range(S)]
         trace[i] = [ntk_trace(m, probe).mean().item() for m in models]
-        ensemble = Ensemble.of(models, device)
+        ensemble = StackedModels.of(models, device)
         optimizer = torch.optim.SGD(ensemble.params.values(), lr=config.lr, momentum=config.momentum)
 
         def record(t: int, outputs: Tensor, losses: Tensor, i: int = i) -> bool:

@@ -37,8 +37,9 @@ from matplotlib.figure import Figure
 from pydantic import Field, field_validator, model_validator
 
 from tdlab.data import Dataset, digits, mnist1d, standardize, with_label_noise
+from tdlab.ensemble import StackedModels
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
-from tdlab.experiments.catalogue._ensemble import Ensemble, accuracies, fit
+from tdlab.experiments.catalogue._ensemble import accuracies, fit
 from tdlab.models import MLP
 from tdlab.theory.random_labels import accuracy_standard_error, chance_accuracy
 
@@ -100,7 +101,7 @@ def run(config: RandomLabelsConfig, context: Context) -> Result:
         MLP(data.in_features, data.out_features, width=config.width, depth=config.depth, seed=config.seed + s)
         for s, _ in runs
     ]
-    ensemble = Ensemble.of(models, device)
+    ensemble = StackedModels.of(models, device)
     optimizer = torch.optim.SGD(ensemble.params.values(), lr=config.lr, momentum=config.momentum)
     X_train, X_test, y_test = data.X_train.to(device), data.X_test.to(device), data.y_test.to(device)
 
