@@ -39,6 +39,7 @@ duplicating them. One writer per run directory at a time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -97,6 +98,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@functools.cache
 def _tdlab_version() -> str:
     try:
         return metadata.version("tdlab")
