@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from tdlab.ensemble import StackedModels, member_losses, stacked_module, train_ensemble
+from tdlab.ensemble.probes import members_loss_and_accuracy
 from tdlab.models import ACTIVATIONS, MLP, LinearModel, RandomFeatures
+from tdlab.probes import GradientNorm, LossProbe, ProbeSet, loss_and_accuracy
 from tdlab.store import Run
 from tdlab.train import TrainConfig, resume, train
 
@@ -176,3 +178,36 @@ def test_member_losses_are_each_members_loss(loss_fn, targets):
     assert losses.shape == (3,)
     for m in range(3):
         assert losses[m].item() == pytest.approx(loss_fn(outputs[m], targets[m]).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_members_loss_and_accuracy_are_each_members_loss_probe(task):
+    models = _models(activation="relu")
+    ensemble = StackedModels.of(models)
+    X = torch.randn(23, 6, dtype=torch.float64)
+    y = torch.randint(3, (23,)) if task == "classification" else torch.randn(23, 3, dtype=torch.float64)
+    loss_fn = nn.CrossEntropyLoss() if task == "classification" else nn.MSELoss()
+    loss, accuracy = members_loss_and_accuracy(ensemble, member_losses(loss_fn), X, y, 10, task == "classification")
+    for m, model in enumerate(models):
+        expected_loss, expected_accuracy = loss_and_accuracy(model, loss_fn, X, y, 10, task == "classification")
+        assert loss[m].item() == pytest.approx(expected_loss, rel=1e-12)
+        assert (accuracy is None) == (expected_accuracy is None)
+        if accuracy is not None:
+            assert accuracy[m].item() == pytest.approx(expected_accuracy, abs=1e-15)
+
+
+def test_a_probe_measured_together_is_recorded_not_called():
+    class Fails(LossProbe):
+        name = "loss"
+
+        def measure(self, ctx):
+            raise AssertionError("measured although given")
+
+    X, y = torch.randn(8, 6), torch.randint(3, (8,))
+    model = MLP(6, 3, width=4, depth=1)
+    logged = []
+    probes = ProbeSet([Fails(), GradientNorm()], model, nn.CrossEntropyLoss(), train=(X, y))
+    probes.sink = lambda step, metrics: logged.append((step, metrics))
+    metrics = probes.measure(0, given={"loss": {"train/loss": 1.5}})
+    assert metrics["train/loss"] == 1.5 and "grad/norm" in metrics
+    assert logged == [(0, metrics)] and probes.history == [(0, metrics)]

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tdlab.ensemble.probes import measure_together
 from tdlab.ensemble.stacked import StackedModels, member_losses
 from tdlab.ensemble.updates import SUPPORTED, StackedOptimizer, member_state
 from tdlab.store import Run, flatten_config
@@ -154,13 +155,30 @@ def train_ensemble(
             runs[i].log_steps(steps, {"train/batch_loss": losses[i], "lr": lrs})
         pending.clear()
 
+    def measure(step: int, batches: tuple[Tensor, Tensor] | None, previous: dict[str, Tensor] | None) -> None:
+        """Every alive member's due probes: those with a stacked form at once, the others member by member."""
+        due = reference.probes.due(step)
+        together = measure_together(due, models, reference.probes, losses_of)
+        alone = any(p.name not in together[0] for p in due)
+        for i in alive:
+            if alone:
+                _copy_into(setups[i].model, params, i)
+            setups[i].probes.measure(
+                step,
+                batch=None if batches is None else (batches[0][i], batches[1][i]),
+                previous_params=None if previous is None else {name: p[i] for name, p in previous.items()},
+                given=together[i],
+            )
+
     began = time.perf_counter()
+    measure(0, None, None)
     for i, (setup, run) in enumerate(zip(setups, runs, strict=True)):
-        setup.probes.measure(0)
         _checkpoint(setup, run, optimizer, names, i, 0)
     for step, (xb, yb) in enumerate(_member_batches(setups)):
-        due = bool(reference.probes.due(step + 1))
-        previous = {name: p.detach().clone() for name, p in params.items()} if due else None
+        due = reference.probes.due(step + 1)
+        previous = None
+        if any(probe.needs_previous_params for probe in due):
+            previous = {name: p.detach().clone() for name, p in params.items()}
         grads, losses = gradients(xb, yb)
         optimizer.step(params, grads, base_lr * factor(step))
         pending.append((step + 1, losses))
@@ -170,11 +188,7 @@ def train_ensemble(
         if due or checkpoint or diverged or len(pending) >= _PENDING_STEPS:
             hand_over()
         if due:
-            for i in alive:
-                _copy_into(setups[i].model, params, i)
-                setups[i].probes.measure(
-                    step + 1, batch=(xb[i], yb[i]), previous_params={name: p[i] for name, p in previous.items()}
-                )
+            measure(step + 1, (xb, yb), previous)
         for i in diverged:
             alive.remove(i)
             runs[i].flush()

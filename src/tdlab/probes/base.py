@@ -303,12 +303,16 @@ class ProbeSet:
         batch: Batch | None = None,
         optimizer: torch.optim.Optimizer | None = None,
         previous_params: Params | None = None,
+        given: Mapping[str, Mapping[str, float]] | None = None,
     ) -> dict[str, float]:
         """Measure the probes due at `step` on the model as it is; record, send to the sink and return.
 
         Probes that need the previous parameters are skipped when `previous_params` is None (no step to
-        compare with, e.g. at initialisation).
+        compare with, e.g. at initialisation). `given` holds the metrics of due probes already measured
+        elsewhere, by probe name (an ensemble measures some probes for all its members at once): those probes
+        are not called, their metrics are recorded as if they had been.
         """
+        given = given or {}
         due = [p for p in self.due(step) if previous_params is not None or not p.needs_previous_params]
         if not due:
             return {}
@@ -328,8 +332,11 @@ class ProbeSet:
         owner: dict[str, str] = {}
         with _measuring(self.model, self.eval_mode):
             for probe in due:
-                with torch.set_grad_enabled(probe.needs_grad):
-                    values = probe.measure(ctx)
+                if probe.name in given:
+                    values = given[probe.name]
+                else:
+                    with torch.set_grad_enabled(probe.needs_grad):
+                        values = probe.measure(ctx)
                 for key, value in values.items():
                     if key in owner:
                         raise ValueError(

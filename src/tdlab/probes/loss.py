@@ -10,13 +10,19 @@ from torch import Tensor, nn
 from tdlab.probes.base import Probe, ProbeContext, to_model
 
 
-def _correct(outputs: Tensor, targets: Tensor) -> Tensor:
-    """Number of correct predictions: argmax over classes, or the sign of a single logit (binary targets)."""
+def correct(outputs: Tensor, targets: Tensor) -> Tensor:
+    """Whether each prediction is right (shape of `targets`): the arg-max over classes (last dimension), or the
+    sign of a single logit for binary targets.
+
+    Example:
+        >>> correct(torch.tensor([[2.0, 1.0], [0.0, 3.0]]), torch.tensor([0, 0])).tolist()
+        [True, False]
+    """
     if outputs.ndim > 1 and outputs.shape[-1] > 1:
         predictions = outputs.argmax(dim=-1)
     else:
         predictions = (outputs.reshape(targets.shape) > 0).to(targets.dtype)
-    return (predictions == targets).sum()
+    return predictions == targets
 
 
 def loss_and_accuracy(
@@ -52,7 +58,7 @@ def loss_and_accuracy(
             outputs = model(x)
             losses.append(loss_fn(outputs, y) * (y.shape[0] / n))
             if classification:
-                corrects.append(_correct(outputs, y))
+                corrects.append(correct(outputs, y).sum())
     loss = float(torch.stack(losses).sum())
     return loss, (float(torch.stack(corrects).sum()) / n if classification else None)
 
