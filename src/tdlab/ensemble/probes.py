@@ -1,7 +1,10 @@
 """Probes measured for all members of an ensemble at once, where the probe's formula allows it.
 
 `LossProbe` (exactly that class): per chunk of each split, one pass of the stacked members gives every member's
-mean loss and accuracy, with the chunk weighting of `tdlab.probes.loss.loss_and_accuracy`. The ensemble trainer
+mean loss and accuracy, with the chunk weighting of `tdlab.probes.loss.loss_and_accuracy`. The chunks hold at
+most `probe.batch_size` and about `CHUNK_ROWS` / N examples: on 2 CPU threads, 32 small MLPs evaluate 5000
+examples in 36 ms in chunks of 128 against 52-62 ms in chunks of 512-1024 (their activations outgrow the cache),
+and 8 or 128 members do best at the same 4096 rows (chunks of 512 and 32). The ensemble trainer
 hands these metrics to each member's `ProbeSet.measure(given=...)`, which records them as if measured there;
 every other probe is measured member by member.
 """
@@ -18,6 +21,7 @@ from tdlab.probes import LossProbe, Probe, ProbeSet
 from tdlab.probes.loss import correct
 
 Measurements = list[dict[str, dict[str, float]]]  # per member: probe name -> metrics
+CHUNK_ROWS = 4096
 
 
 def members_loss_and_accuracy(
@@ -77,7 +81,9 @@ def measure_together(
             if data is None:
                 continue
             classification = probes.task == "classification"
-            loss, accuracy = members_loss_and_accuracy(models, losses_of, *data, probe.batch_size, classification)
+            chunk = max(1, CHUNK_ROWS // len(models))
+            chunk = chunk if probe.batch_size is None else min(chunk, probe.batch_size)
+            loss, accuracy = members_loss_and_accuracy(models, losses_of, *data, chunk, classification)
             for m, value in enumerate(loss.tolist()):
                 measured[m].setdefault(probe.name, {})[f"{split}/loss"] = value
             if accuracy is not None:
