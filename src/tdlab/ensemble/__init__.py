@@ -1,4 +1,5 @@
-"""Ensembles: N models of one architecture trained at once through `torch.func.vmap` over stacked parameters."""
+"""Ensembles: N models of one architecture evaluated and trained at once on stacked parameters (stacked layers where
+the architecture has them, `torch.func.vmap` otherwise)."""
 
 from tdlab.ensemble.stacked import StackedModels, member_losses, stacked_module
 from tdlab.ensemble.trainer import VARYING, check_compatible, shape_key, train_ensemble

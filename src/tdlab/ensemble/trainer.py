@@ -1,14 +1,16 @@
-"""Training N models of one architecture at once: stacked parameters and `torch.func.vmap`.
+"""Training N models of one architecture at once on stacked parameters.
 
 Each member is the model that `tdlab.train.build` makes from its own config, so it starts from exactly the weights
 of the sequential run of that config; members may differ in `seed` (initialisation and data order),
 `optimizer.lr`, `model.init_scale` and `name`, and must agree on everything else (the shapes). One step evaluates
-all members' losses on their own mini-batches in one vmapped forward pass and their gradients in one backward
-pass of the summed losses (members share no parameter, so each stacked slice receives its own member's gradient;
-this is faster than vmapping `grad`), then updates the stacked parameters with the `torch.optim` formulas
-(`tdlab.ensemble.updates`). Probes, metrics, checkpoints and statuses are per member, in one run directory each,
-exactly as `tdlab.train.train` writes them: a member's checkpoint can be resumed on its own by
-`tdlab.train.resume`.
+all members' losses on their own mini-batches in one forward pass of the stacked models
+(`tdlab.ensemble.StackedModels`: stacked layers, or vmap) and their gradients in one backward pass of the summed
+losses (members share no parameter, so each stacked slice receives its own member's gradient; this is faster than
+vmapping `grad`), then updates the stacked parameters with the `torch.optim` formulas (`tdlab.ensemble.updates`).
+Probes, metrics, checkpoints and statuses are per member, in one run directory each, exactly as
+`tdlab.train.train` writes them: a member's checkpoint can be resumed on its own by `tdlab.train.resume`. The
+loss probe is measured for all members at once (`tdlab.ensemble.probes`), the other probes member by member; the
+batch losses are handed to the runs every few hundred steps and before every probe, checkpoint or divergence.
 """
 
 from __future__ import annotations
