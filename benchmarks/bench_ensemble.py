@@ -7,7 +7,7 @@ This machine's speed drifts by tens of percent over minutes, so the two sides ar
 round trains the ensemble of N, then `--sequential` lone runs (N times their mean is the sequential time of that
 round); the speed-up printed is the median over `--rounds` rounds of the rounds' ratios.
 
-    python benchmarks/bench_ensemble.py [--steps 500] [--members 8 32 128] [--loss-every 0 10] [--rounds 3]
+    python benchmarks/bench_ensemble.py [--steps 500] [--members 8 32 128] [--loss-every 0 10] [--rounds 3] [--vmap]
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--members", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--loss-every", type=int, nargs="+", default=[0, 10], help="loss probe period (0: none)")
+    parser.add_argument("--vmap", action="store_true", help="evaluate the members through vmap, not stacked layers")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sequential", type=int, default=4, help="lone runs timed per round")
     parser.add_argument("--device", default="auto")
@@ -67,7 +68,9 @@ def main() -> None:
             sequential, together, ratios = [], [], []
             for round_ in range(args.rounds):
                 began = time.perf_counter()
-                train_ensemble([config(seed, args.steps, args.device, every) for seed in range(n)], out=out)
+                train_ensemble(
+                    [config(seed, args.steps, args.device, every) for seed in range(n)], out=out, vmap=args.vmap
+                )
                 together.append(time.perf_counter() - began)
                 began = time.perf_counter()
                 for k in range(args.sequential):

@@ -85,6 +85,15 @@ def test_classification_members_with_layernorm_and_residuals_equal_sequential_ru
         pd.testing.assert_series_equal(run.metrics()["value"], sequential["value"], rtol=1e-5, atol=1e-6)
 
 
+def test_vmap_and_stacked_layers_train_the_same_members(tmp_path):
+    configs = members({"name": "adam"})
+    stacked = train_ensemble(configs, out=tmp_path / "stacked", run_ids=["a", "b", "c"])
+    vmapped = train_ensemble(configs, out=tmp_path / "vmap", run_ids=["a", "b", "c"], vmap=True)
+    for one, other in zip(stacked, vmapped, strict=True):
+        assert one.metrics()[["step", "name"]].equals(other.metrics()[["step", "name"]])
+        pd.testing.assert_series_equal(one.metrics()["value"], other.metrics()["value"], rtol=1e-5, atol=1e-6)
+
+
 def test_a_diverging_member_stops_where_its_sequential_run_does(tmp_path):
     configs = members({"name": "sgd"})
     configs[1] = TrainConfig.model_validate({**configs[1].model_dump(), "optimizer": {"name": "sgd", "lr": 1e4}})

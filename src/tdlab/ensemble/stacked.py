@@ -131,13 +131,16 @@ class StackedModels:
     stacked: nn.Module | None
 
     @classmethod
-    def of(cls, models: Sequence[nn.Module], device: torch.device | str | None = None) -> StackedModels:
-        """Stack `models` (same architecture) as trainable leaves on `device` (the models' by default)."""
+    def of(
+        cls, models: Sequence[nn.Module], device: torch.device | str | None = None, vmap: bool = False
+    ) -> StackedModels:
+        """Stack `models` (same architecture) as trainable leaves on `device` (the models' by default); with
+        `vmap`, evaluate them through vmap even when the architecture has stacked layers."""
         if not models:
             raise ValueError("models: expected at least one network, got none")
         params, buffers = stack_module_state([m.to(device) if device is not None else m for m in models])
         template = copy.deepcopy(models[0]).to("meta")
-        stacked = stacked_module(models[0])
+        stacked = None if vmap else stacked_module(models[0])
         if stacked is not None:
             params = {name: _install(stacked, name, p, parameter=True) for name, p in params.items()}
             buffers = {name: _install(stacked, name, b, parameter=False) for name, b in buffers.items()}

@@ -113,8 +113,10 @@ def train_ensemble(
     out: str | Path = "runs",
     run_ids: list[str] | None = None,
     progress: Callable[[int, int], Any] | None = None,
+    vmap: bool = False,
 ) -> list[Run]:
-    """Train the members together; returns their runs (status done or diverged each)."""
+    """Train the members together; returns their runs (status done or diverged each). With `vmap`, the members
+    are evaluated through `torch.func.vmap` even when their architecture has stacked layers (for comparison)."""
     check_compatible(configs)
     setups: list[Setup] = [build(config) for config in configs]
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in setups[0].model.modules()):
@@ -127,7 +129,7 @@ def train_ensemble(
     ]
     for setup, run in zip(setups, runs, strict=True):
         setup.probes.sink = run.log
-    models = StackedModels.of([s.model for s in setups])
+    models = StackedModels.of([s.model for s in setups], vmap=vmap)
     params = models.params
     names, leaves = list(params), list(params.values())
     base_lrs = [s.config.optimizer.lr for s in setups]
