@@ -176,8 +176,6 @@ def train_ensemble(
 
     began = time.perf_counter()
     measure(0, None, None)
-    for i, (setup, run) in enumerate(zip(setups, runs, strict=True)):
-        _checkpoint(setup, run, optimizer, names, i, 0)
     for step, (xb, yb) in enumerate(_member_batches(setups)):
         due = reference.probes.due(step + 1)
         previous = None

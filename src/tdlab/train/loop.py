@@ -178,7 +178,8 @@ def _checkpoint(setup: Setup, run: Run, step: int) -> None:
 
 
 def _loop(setup: Setup, run: Run, start: int, progress: ProgressFactory | None, tensorboard: bool, fresh: bool) -> Run:
-    """Steps `start` .. `steps - 1`; a `fresh` run first measures and checkpoints step 0."""
+    """Steps `start` .. `steps - 1`; a `fresh` run first measures step 0 (it has no checkpoint before the first
+    periodic one: a run killed before then starts over, as resuming without a checkpoint does)."""
     config, model, optimizer = setup.config, setup.model, setup.optimizer
     sink = TensorBoardSink(run.path, model, run.log) if tensorboard else run.log
     setup.probes.sink = sink
@@ -188,7 +189,6 @@ def _loop(setup: Setup, run: Run, start: int, progress: ProgressFactory | None, 
         with bar as advance:
             if fresh:
                 setup.probes.measure(0)
-                _checkpoint(setup, run, 0)
             for step, (inputs, targets) in _batches(setup, start):
                 model.train()
                 lr = optimizer.param_groups[0]["lr"]
