@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from tdlab.ensemble import StackedModels, member_losses, stacked_module, train_ensemble
-from tdlab.ensemble.probes import members_loss_and_accuracy
+from tdlab.ensemble.probes import measure_together, members_loss_and_accuracy
 from tdlab.models import ACTIVATIONS, MLP, LinearModel, RandomFeatures
-from tdlab.probes import GradientNorm, LossProbe, ProbeSet, loss_and_accuracy
+from tdlab.probes import GradientNorm, LossProbe, ParameterNorm, ProbeSet, Sharpness, UpdateNorm, loss_and_accuracy
 from tdlab.store import Run
 from tdlab.train import TrainConfig, resume, train
 
@@ -24,6 +24,7 @@ BASE = {
         {"name": "loss", "every": 5},
         {"name": "gradient-norm", "every": 10},
         {"name": "update-norm", "every": 10},
+        {"name": "parameter-norm", "every": 10},
         {"name": "sharpness", "every": 20},
     ],
 }
@@ -220,3 +221,21 @@ def test_a_probe_measured_together_is_recorded_not_called():
     metrics = probes.measure(0, given={"loss": {"train/loss": 1.5}})
     assert metrics["train/loss"] == 1.5 and "grad/norm" in metrics
     assert logged == [(0, metrics)] and probes.history == [(0, metrics)]
+
+
+def test_measure_together_equals_each_members_probes():
+    models = _models(activation="tanh")
+    ensemble = StackedModels.of(models)
+    X, y = torch.randn(30, 6, dtype=torch.float64), torch.randint(3, (30,))
+    previous = {name: p.detach() + 0.01 * torch.randn_like(p) for name, p in ensemble.params.items()}
+    due = [LossProbe(), GradientNorm(), ParameterNorm(), UpdateNorm(), Sharpness()]
+    probes = ProbeSet(due, models[0], nn.CrossEntropyLoss(), train=(X, y), test=(X[:9], y[:9]))
+    together = measure_together(due, ensemble, probes, member_losses(nn.CrossEntropyLoss()), previous)
+    for m, model in enumerate(models):
+        assert sorted(together[m]) == ["gradient-norm", "loss", "parameter-norm", "update-norm"]  # not sharpness
+        alone = ProbeSet(due[:4], model, nn.CrossEntropyLoss(), train=(X, y), test=(X[:9], y[:9]))
+        expected = alone.measure(1, previous_params={name: p[m] for name, p in previous.items()})
+        got = {key: value for metrics in together[m].values() for key, value in metrics.items()}
+        assert got.keys() == expected.keys()
+        for key, value in expected.items():
+            assert got[key] == pytest.approx(value, rel=1e-10), key

@@ -162,7 +162,7 @@ def train_ensemble(
     def measure(step: int, batches: tuple[Tensor, Tensor] | None, previous: dict[str, Tensor] | None) -> None:
         """Every alive member's due probes: those with a stacked form at once, the others member by member."""
         due = reference.probes.due(step)
-        together = measure_together(due, models, reference.probes, losses_of)
+        together = measure_together(due, models, reference.probes, losses_of, previous)
         alone = any(p.name not in together[0] for p in due)
         for i in alive:
             if alone:

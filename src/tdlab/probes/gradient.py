@@ -19,11 +19,21 @@ def norms(tensors: Mapping[str, Tensor], prefix: str) -> dict[str, float]:
         >>> norms({"w": torch.tensor([3.0, 4.0]), "b": torch.tensor([12.0])}, "grad/norm")
         {'grad/norm/w': 5.0, 'grad/norm/b': 12.0, 'grad/norm': 13.0}
     """
-    per_tensor = {name: torch.linalg.vector_norm(t) for name, t in tensors.items()}
-    total = torch.linalg.vector_norm(torch.stack(list(per_tensor.values())))
-    out = {f"{prefix}/{name}": float(value) for name, value in per_tensor.items()}
-    out[prefix] = float(total)
-    return out
+    return member_norms({name: t.unsqueeze(0) for name, t in tensors.items()}, prefix)[0]
+
+
+def member_norms(stacked: Mapping[str, Tensor], prefix: str) -> list[dict[str, float]]:
+    """`norms` of every member of stacked tensors (leading dimension = member), one dict per member.
+
+    Example:
+        >>> member_norms({"w": torch.tensor([[3.0, 4.0], [0.0, 1.0]])}, "param/norm")
+        [{'param/norm/w': 5.0, 'param/norm': 5.0}, {'param/norm/w': 1.0, 'param/norm': 1.0}]
+    """
+    per_tensor = {name: torch.linalg.vector_norm(t.flatten(1), dim=1) for name, t in stacked.items()}
+    total = torch.linalg.vector_norm(torch.stack(list(per_tensor.values()), dim=1), dim=1)
+    columns = {f"{prefix}/{name}": values.tolist() for name, values in per_tensor.items()}
+    columns[prefix] = total.tolist()
+    return [{key: values[m] for key, values in columns.items()} for m in range(total.shape[0])]
 
 
 class GradientNorm(Probe):

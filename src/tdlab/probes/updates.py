@@ -9,7 +9,7 @@ from torch import Tensor
 
 from tdlab.oracles import trainable_parameters
 from tdlab.probes.base import Probe, ProbeContext
-from tdlab.probes.gradient import norms
+from tdlab.probes.gradient import member_norms, norms
 
 
 def update_norms(current: Mapping[str, Tensor], previous: Mapping[str, Tensor]) -> dict[str, float]:
@@ -28,13 +28,21 @@ def update_norms(current: Mapping[str, Tensor], previous: Mapping[str, Tensor]) 
     missing = set(current) - set(previous)
     if missing:
         raise ValueError(f"previous_params: missing parameters {sorted(missing)}")
-    delta = {name: current[name] - previous[name].to(current[name].device) for name in current}
-    out = norms(delta, "update/norm")
-    before = norms({name: previous[name] for name in current}, "norm")
-    for name in current:
-        out[f"update/ratio/{name}"] = _ratio(out[f"update/norm/{name}"], before[f"norm/{name}"])
-    out["update/ratio"] = _ratio(out["update/norm"], before["norm"])
-    return out
+    return member_update_norms(
+        {name: t.unsqueeze(0) for name, t in current.items()},
+        {name: previous[name].to(t.device).unsqueeze(0) for name, t in current.items()},
+    )[0]
+
+
+def member_update_norms(current: Mapping[str, Tensor], previous: Mapping[str, Tensor]) -> list[dict[str, float]]:
+    """`update_norms` of every member of stacked parameters (leading dimension = member), one dict per member."""
+    updates = member_norms({name: current[name] - previous[name] for name in current}, "update/norm")
+    before = member_norms({name: previous[name] for name in current}, "norm")
+    for out, norm in zip(updates, before, strict=True):
+        for name in current:
+            out[f"update/ratio/{name}"] = _ratio(out[f"update/norm/{name}"], norm[f"norm/{name}"])
+        out["update/ratio"] = _ratio(out["update/norm"], norm["norm"])
+    return updates
 
 
 def _ratio(numerator: float, denominator: float) -> float:
