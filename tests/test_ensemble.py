@@ -10,7 +10,16 @@ from torch import nn
 from tdlab.ensemble import StackedModels, member_losses, stacked_module, train_ensemble
 from tdlab.ensemble.probes import measure_together, members_loss_and_accuracy
 from tdlab.models import ACTIVATIONS, MLP, LinearModel, RandomFeatures
-from tdlab.probes import GradientNorm, LossProbe, ParameterNorm, ProbeSet, Sharpness, UpdateNorm, loss_and_accuracy
+from tdlab.probes import (
+    GradientNorm,
+    HessianTrace,
+    LossProbe,
+    ParameterNorm,
+    ProbeSet,
+    Sharpness,
+    UpdateNorm,
+    loss_and_accuracy,
+)
 from tdlab.store import Run
 from tdlab.train import TrainConfig, resume, train
 
@@ -228,14 +237,25 @@ def test_measure_together_equals_each_members_probes():
     ensemble = StackedModels.of(models)
     X, y = torch.randn(30, 6, dtype=torch.float64), torch.randint(3, (30,))
     previous = {name: p.detach() + 0.01 * torch.randn_like(p) for name, p in ensemble.params.items()}
-    due = [LossProbe(), GradientNorm(), ParameterNorm(), UpdateNorm(), Sharpness()]
-    probes = ProbeSet(due, models[0], nn.CrossEntropyLoss(), train=(X, y), test=(X[:9], y[:9]))
-    together = measure_together(due, ensemble, probes, member_losses(nn.CrossEntropyLoss()), previous)
-    for m, model in enumerate(models):
-        assert sorted(together[m]) == ["gradient-norm", "loss", "parameter-norm", "update-norm"]  # not sharpness
-        alone = ProbeSet(due[:4], model, nn.CrossEntropyLoss(), train=(X, y), test=(X[:9], y[:9]))
-        expected = alone.measure(1, previous_params={name: p[m] for name, p in previous.items()})
-        got = {key: value for metrics in together[m].values() for key, value in metrics.items()}
-        assert got.keys() == expected.keys()
-        for key, value in expected.items():
-            assert got[key] == pytest.approx(value, rel=1e-10), key
+
+    def probe_set(model: nn.Module) -> ProbeSet:
+        due = [LossProbe(), GradientNorm(), ParameterNorm(), UpdateNorm(), Sharpness(k=2, subset=20), HessianTrace()]
+        return ProbeSet(due, model, nn.CrossEntropyLoss(), train=(X, y), test=(X[:9], y[:9]))
+
+    sets = [probe_set(model) for model in models]
+    losses_of = member_losses(nn.CrossEntropyLoss())
+    warm: list[torch.Tensor] = []
+    for step in (1, 2):  # the second sharpness measurement starts from each member's own first eigenvectors
+        together = measure_together(step, sets[0].probes, ensemble, sets, losses_of, previous)
+        for m, model in enumerate(models):
+            assert "hessian-trace" not in together[m]  # measured member by member
+            alone = probe_set(model)
+            if step == 2:
+                alone.probes[4].v0 = warm[m]
+            expected = alone.measure(step, previous_params={name: p[m] for name, p in previous.items()})
+            got = {key: value for metrics in together[m].values() for key, value in metrics.items()}
+            assert got.keys() == {key for key in expected if not key.startswith("hessian")}
+            for key, value in got.items():
+                assert value == pytest.approx(expected[key], rel=1e-9), key
+            assert got["sharpness/matvecs"] == expected["sharpness/matvecs"]
+        warm = [s.probes[4].v0.clone() for s in sets]

@@ -4,7 +4,7 @@ dense matrices of small models as the test oracle."""
 
 from tdlab.curvature.density import SpectralDensity, hessian_density
 from tdlab.curvature.exact import exact_ggn, exact_hessian
-from tdlab.curvature.lanczos import STOPPING_CRITERIA, EigResult, hessian_eigs
+from tdlab.curvature.lanczos import STOPPING_CRITERIA, EigResult, eigs_steps, hessian_eigs, run_products
 from tdlab.curvature.operators import (
     GGNOperator,
     HessianOperator,
@@ -25,10 +25,12 @@ __all__ = [
     "SpectralDensity",
     "TraceResult",
     "as_operator",
+    "eigs_steps",
     "exact_ggn",
     "exact_hessian",
     "hessian_density",
     "hessian_eigs",
     "hessian_trace",
     "power_iteration",
+    "run_products",
 ]

@@ -23,8 +23,8 @@ to the basis (T_m becomes block diagonal). After m = n steps T_m holds the whole
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from collections.abc import Callable, Generator, Mapping
+from typing import NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
@@ -35,6 +35,7 @@ from tdlab.oracles import Objective
 _WHICH = ("LA", "SA", "LM")
 STOPPING_CRITERIA = ("residual", "ritz")
 """The stopping rules of `hessian_eigs`."""
+_Result = TypeVar("_Result")
 
 
 class EigResult(NamedTuple):
@@ -71,6 +72,26 @@ def _orthogonalise(w: Tensor, basis: Tensor) -> Tensor:
     return w
 
 
+def run_products(computation: Generator[Tensor, Tensor, _Result], product: Callable[[Tensor], Tensor]) -> _Result:
+    """Drive a computation written as a generator that yields each vector v it needs multiplied and is sent
+    product(v) back; returns what the computation returns. (Written so, the same Lanczos run can also be driven
+    with products computed for many operators at once, as for the members of an ensemble.)
+
+    Example:
+        >>> def twice_squared(v):
+        ...     w = yield v
+        ...     return (yield w)
+        >>> run_products(twice_squared(torch.tensor(3.0)), lambda v: v * v)
+        tensor(81.)
+    """
+    try:
+        v = next(computation)
+        while True:
+            v = computation.send(product(v))
+    except StopIteration as done:
+        return done.value
+
+
 def _lanczos(
     op: LinearOperator,
     v0: Tensor,
@@ -82,6 +103,18 @@ def _lanczos(
 
     `stop(alpha, beta)` is called after every step with the coefficients so far and ends the run when True.
     """
+    return run_products(_lanczos_steps(op, v0, steps, generator, stop), op.matvec)
+
+
+def _lanczos_steps(
+    op: LinearOperator,
+    v0: Tensor,
+    steps: int,
+    generator: torch.Generator,
+    stop: Callable[[Tensor, Tensor], bool] | None = None,
+) -> Generator[Tensor, Tensor, _Tridiagonal]:
+    """`_lanczos` as a generator of the products it needs (`run_products`); `op` gives only the size, device and
+    dtype (and the distribution of restart vectors)."""
     n = op.shape[0]
     eps = torch.finfo(op.dtype).eps
     basis = torch.empty(steps, n, device=op.device, dtype=op.dtype)
@@ -92,7 +125,7 @@ def _lanczos(
     m = 0
     while m < steps:
         basis[m] = q
-        w = op @ q
+        w = yield q
         a = torch.dot(q, w).item()
         w = w - a * q
         if m > 0:
@@ -250,6 +283,22 @@ def hessian_eigs(
         ([100.0, 99.0], True)
     """
     op = as_operator(obj, theta)
+    return run_products(eigs_steps(op, k, which, tol, max_iter, v0, generator, criterion), op.matvec)
+
+
+def eigs_steps(
+    op: LinearOperator,
+    k: int = 1,
+    which: str = "LA",
+    tol: float = 1e-6,
+    max_iter: int | None = None,
+    v0: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    criterion: str = "residual",
+) -> Generator[Tensor, Tensor, EigResult]:
+    """`hessian_eigs` of the operator `op` as a generator of the products it needs (driven by `run_products`, or
+    by a caller that computes the products of several operators at once); `op` gives only the size, device and
+    dtype. The arguments are checked before the first product."""
     n = op.shape[0]
     if which not in _WHICH:
         raise ValueError(f"which: expected one of 'LA', 'SA', 'LM', got {which!r}")
@@ -272,15 +321,14 @@ def hessian_eigs(
             return _settled(alpha, beta, which, k, tol)
         return _converged(alpha, beta, which, k, tol, random_start=v0 is None)
 
-    matvecs_before = op.matvecs
-    run = _lanczos(op, start, steps, generator, stop=converged)
+    run = yield from _lanczos_steps(op, start, steps, generator, stop=converged)
     values, vectors, residuals, _ = _ritz(run.alpha, run.beta, which, k)
     eigenvectors = run.basis.T @ vectors.to(op.device, op.dtype)
     eigenvectors = eigenvectors / torch.linalg.vector_norm(eigenvectors, dim=0)
     return EigResult(
         eigenvalues=values.to(op.device, op.dtype),
         eigenvectors=eigenvectors,
-        num_matvecs=op.matvecs - matvecs_before,
+        num_matvecs=run.alpha.shape[0],
         converged=run.alpha.shape[0] == n or converged(run.alpha, run.beta),
         residuals=residuals.to(op.device, op.dtype),
     )

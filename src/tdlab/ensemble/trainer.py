@@ -9,7 +9,8 @@ losses (members share no parameter, so each stacked slice receives its own membe
 vmapping `grad`), then updates the stacked parameters with the `torch.optim` formulas (`tdlab.ensemble.updates`).
 Probes, metrics, checkpoints and statuses are per member, in one run directory each, exactly as
 `tdlab.train.train` writes them: a member's checkpoint can be resumed on its own by `tdlab.train.resume`. The
-loss probe is measured for all members at once (`tdlab.ensemble.probes`), the other probes member by member; the
+loss, norm and sharpness probes are measured for all members at once (`tdlab.ensemble.probes`), the other
+probes member by member; the
 batch losses are handed to the runs every few hundred steps and before every probe, checkpoint or divergence.
 """
 
@@ -26,7 +27,7 @@ from torch import Tensor, nn
 
 from tdlab.ensemble.probes import measure_together
 from tdlab.ensemble.stacked import StackedModels, member_losses
-from tdlab.ensemble.updates import SUPPORTED, StackedOptimizer, member_state
+from tdlab.ensemble.updates import SUPPORTED, StackedOptimizer, member_state, per_member
 from tdlab.store import Run, flatten_config
 from tdlab.train.builders import schedule_factor
 from tdlab.train.config import TrainConfig
@@ -145,6 +146,7 @@ def train_ensemble(
         return dict(zip(names, grads, strict=True)), losses.detach()
 
     alive = list(range(len(setups)))
+    moving_before = torch.ones(len(setups), dtype=torch.bool, device=reference.device)
     pending: list[tuple[int, Tensor]] = []  # (step, losses): rows not yet handed to the runs
 
     def hand_over() -> None:
@@ -162,7 +164,7 @@ def train_ensemble(
     def measure(step: int, batches: tuple[Tensor, Tensor] | None, previous: dict[str, Tensor] | None) -> None:
         """Every alive member's due probes: those with a stacked form at once, the others member by member."""
         due = reference.probes.due(step)
-        together = measure_together(due, models, reference.probes, losses_of, previous)
+        together = measure_together(step, due, models, [s.probes for s in setups], losses_of, previous, alive)
         alone = any(p.name not in together[0] for p in due)
         for i in alive:
             if alone:
@@ -182,10 +184,15 @@ def train_ensemble(
         if any(probe.needs_previous_params for probe in due):
             previous = {name: p.detach().clone() for name, p in params.items()}
         grads, losses = gradients(xb, yb)
-        optimizer.step(params, grads, base_lr * factor(step))
-        pending.append((step + 1, losses))
+        lr = base_lr * factor(step)
         finite = torch.isfinite(losses)
         diverged = [] if bool(finite.all()) else [i for i in alive if not finite[i]]
+        moving = finite & moving_before
+        if not bool(moving.all()):  # as the sequential loop, no step on a non-finite loss; none after divergence
+            lr = torch.where(moving, lr, 0.0)
+            grads = {name: torch.where(per_member(moving, g), g, 0.0) for name, g in grads.items()}
+        optimizer.step(params, grads, lr)
+        pending.append((step + 1, losses))
         checkpoint = (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps
         if due or checkpoint or diverged or len(pending) >= _PENDING_STEPS:
             hand_over()
@@ -193,6 +200,7 @@ def train_ensemble(
             measure(step + 1, (xb, yb), previous)
         for i in diverged:
             alive.remove(i)
+            moving_before[i] = False
             runs[i].flush()
             runs[i].set_status("diverged", diverged_step=step + 1, duration_s=time.perf_counter() - began)
         if checkpoint:

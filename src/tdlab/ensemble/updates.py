@@ -20,8 +20,9 @@ from torch import Tensor
 SUPPORTED = ("sgd", "adam", "adamw")
 
 
-def _per_member(lr: Tensor, like: Tensor) -> Tensor:
-    return lr.view(-1, *([1] * (like.ndim - 1)))
+def per_member(values: Tensor, like: Tensor) -> Tensor:
+    """A vector of per-member values (N,) viewed as (N, 1, ..., 1) to broadcast over the stacked tensor `like`."""
+    return values.view(-1, *([1] * (like.ndim - 1)))
 
 
 @dataclass
@@ -48,7 +49,7 @@ class StackedOptimizer:
         self.steps += 1
         names = list(params)
         weights = [params[name] for name in names]
-        lrs = [_per_member(lr, w) for w in weights]
+        lrs = [per_member(lr, w) for w in weights]
         slots = [self.state.setdefault(name, {}) for name in names]
         with torch.no_grad():
             update = _sgd if self.name == "sgd" else _adam

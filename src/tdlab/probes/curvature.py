@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from tdlab.curvature import STOPPING_CRITERIA, hessian_eigs, hessian_trace
+from tdlab.curvature import (
+    STOPPING_CRITERIA,
+    EigResult,
+    HessianOperator,
+    LinearOperator,
+    eigs_steps,
+    hessian_trace,
+    run_products,
+)
 from tdlab.oracles import Objective
-from tdlab.probes.base import Probe, ProbeContext
+from tdlab.probes.base import Batch, Probe, ProbeContext
 
 _TRACE_METHODS = {"hutchinson": 2, "hutch++": 6}  # method of `hessian_trace`: its smallest number of samples
 
@@ -23,14 +31,28 @@ def _generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
-def _train_objective(ctx: ProbeContext, subset: int | None, seed: int) -> Objective:
-    """The context's train objective, or the objective on `subset` train points drawn once with `seed`."""
-    inputs, targets = ctx.train
+def train_subset(train: Batch, subset: int | None, seed: int) -> Batch:
+    """The train split, or `subset` of its points drawn with `seed` (the same points at every measurement).
+
+    Example:
+        >>> X, y = torch.arange(10.0).view(5, 2), torch.arange(5)
+        >>> train_subset((X, y), 2, seed=0)[1].tolist() == train_subset((X, y), 2, seed=0)[1].tolist()
+        True
+    """
+    inputs, targets = train
     if subset is None or subset >= inputs.shape[0]:
-        return ctx.objective("train")
+        return train
     index = torch.randperm(inputs.shape[0], generator=torch.Generator().manual_seed(seed))[:subset]
     index = index.to(inputs.device)
-    return Objective(ctx.model, ctx.loss_fn, (inputs[index], targets[index]), batch_size=ctx.batch_size)
+    return inputs[index], targets[index]
+
+
+def _train_objective(ctx: ProbeContext, subset: int | None, seed: int) -> Objective:
+    """The context's train objective, or the objective on `subset` train points drawn once with `seed`."""
+    data = train_subset(ctx.train, subset, seed)
+    if data is ctx.train:
+        return ctx.objective("train")
+    return Objective(ctx.model, ctx.loss_fn, data, batch_size=ctx.batch_size)
 
 
 def _check_subset(subset: int | None) -> None:
@@ -93,25 +115,33 @@ class Sharpness(Probe):
         self.v0: Tensor | None = None
 
     def measure(self, ctx: ProbeContext) -> dict[str, float]:
-        objective = _train_objective(ctx, self.subset, self.seed)
+        op = HessianOperator(_train_objective(ctx, self.subset, self.seed))
+        return self.record(run_products(self.eigenpairs(op, ctx.step), op.matvec))
+
+    def eigenpairs(self, op: LinearOperator, step: int) -> Generator[Tensor, Tensor, EigResult]:
+        """The Lanczos run of the measurement at `step` on the Hessian operator `op`, warm-started, as a
+        generator of the Hessian-vector products it needs (`tdlab.curvature.eigs_steps`)."""
         v0 = None
         if self.v0 is not None:
-            if self.v0.shape != (objective.dim,):
+            if self.v0.shape != (op.shape[0],):
                 raise ValueError(
                     f"state: the warm-start vector has {self.v0.numel()} entries, "
-                    f"the model has {objective.dim} parameters"
+                    f"the model has {op.shape[0]} parameters"
                 )
-            v0 = self.v0.to(objective.device, objective.dtype)
-        result = hessian_eigs(
-            objective,
+            v0 = self.v0.to(op.device, op.dtype)
+        return eigs_steps(
+            op,
             k=self.k,
             which="LA",
             tol=self.tol,
             max_iter=self.max_iter,
             v0=v0,
-            generator=_generator(self.seed, ctx.step),
+            generator=_generator(self.seed, step),
             criterion=self.criterion,
         )
+
+    def record(self, result: EigResult) -> dict[str, float]:
+        """Keep the warm start of the next measurement and return the metrics of `result`."""
         self.v0 = result.eigenvectors.sum(dim=1).detach()
         eigenvalues = result.eigenvalues.tolist()  # descending for which="LA"
         metrics = {"sharpness": eigenvalues[0]}
