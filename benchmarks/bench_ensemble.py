@@ -1,13 +1,15 @@
 """Ensemble throughput: N members trained at once (`tdlab.ensemble`) against N sequential runs of the same configs.
 
 A small MLP (40-64-64-10, ReLU) on mnist1d, SGD with momentum, mini-batches of 64, each member with its own seed
-and learning rate, without probes and with the default probe of `tdlab train` (train and test loss and accuracy
-every 10 steps, which the ensemble measures for all members at once); both sides write their run directories.
+and learning rate; without probes, with the default probe of `tdlab train` (train and test loss and accuracy every
+10 steps) or with the sharpness (Lanczos on 512 train points every 10 steps), both of which the ensemble measures
+for all members at once; both sides write their run directories.
 This machine's speed drifts by tens of percent over minutes, so the two sides are timed in alternation: each
 round trains the ensemble of N, then `--sequential` lone runs (N times their mean is the sequential time of that
 round); the speed-up printed is the median over `--rounds` rounds of the rounds' ratios.
 
-    python benchmarks/bench_ensemble.py [--steps 500] [--members 8 32 128] [--loss-every 0 10] [--rounds 3] [--vmap]
+    python benchmarks/bench_ensemble.py [--steps 500] [--members 8 32 128] [--probes none loss sharpness]
+                                         [--rounds 3] [--sequential 4] [--vmap]
 """
 
 from __future__ import annotations
@@ -25,8 +27,14 @@ from rich.table import Table
 from tdlab.ensemble import train_ensemble
 from tdlab.train import TrainConfig, train
 
+PROBES = {
+    "none": [],
+    "loss": [{"name": "loss", "every": 10}],
+    "sharpness": [{"name": "sharpness", "every": 10, "subset": 512}],
+}
 
-def config(seed: int, steps: int, device: str, loss_every: int = 0) -> TrainConfig:
+
+def config(seed: int, steps: int, device: str, probes: str = "none") -> TrainConfig:
     return TrainConfig.model_validate(
         {
             "seed": seed,
@@ -37,7 +45,7 @@ def config(seed: int, steps: int, device: str, loss_every: int = 0) -> TrainConf
             "data": {"name": "mnist1d", "n_train": 4000, "n_test": 1000},
             "model": {"name": "mlp", "width": 64, "depth": 2, "activation": "relu"},
             "optimizer": {"name": "sgd", "lr": 0.01 * (1 + seed % 5), "momentum": 0.9},
-            "probes": [{"name": "loss", "every": loss_every}] if loss_every else [],
+            "probes": PROBES[probes],
         }
     )
 
@@ -46,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--members", type=int, nargs="+", default=[8, 32, 128])
-    parser.add_argument("--loss-every", type=int, nargs="+", default=[0, 10], help="loss probe period (0: none)")
+    parser.add_argument("--probes", nargs="+", default=["none", "loss"], choices=list(PROBES))
     parser.add_argument("--vmap", action="store_true", help="evaluate the members through vmap, not stacked layers")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sequential", type=int, default=4, help="lone runs timed per round")
@@ -64,21 +72,21 @@ def main() -> None:
         table = Table(title=title)
         for column in ("probes", "members N", "sequential N runs (s)", "ensemble (s)", "speed-up (rounds)"):
             table.add_column(column)
-        for every, n in itertools.product(args.loss_every, args.members):
+        for probes, n in itertools.product(args.probes, args.members):
             sequential, together, ratios = [], [], []
             for round_ in range(args.rounds):
                 began = time.perf_counter()
                 train_ensemble(
-                    [config(seed, args.steps, args.device, every) for seed in range(n)], out=out, vmap=args.vmap
+                    [config(seed, args.steps, args.device, probes) for seed in range(n)], out=out, vmap=args.vmap
                 )
                 together.append(time.perf_counter() - began)
                 began = time.perf_counter()
                 for k in range(args.sequential):
-                    train(config((round_ * args.sequential + k) % n, args.steps, args.device, every), out=out)
+                    train(config((round_ * args.sequential + k) % n, args.steps, args.device, probes), out=out)
                 sequential.append(n * (time.perf_counter() - began) / args.sequential)
                 ratios.append(sequential[-1] / together[-1])
             table.add_row(
-                f"loss every {every}" if every else "none",
+                probes,
                 str(n),
                 f"{statistics.median(sequential):.1f}",
                 f"{statistics.median(together):.2f}",

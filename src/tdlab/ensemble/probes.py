@@ -1,16 +1,21 @@
 """Probes measured for all members of an ensemble at once, where the probe's formula allows it.
 
-Exactly these classes (a subclass may measure something else): `LossProbe` (per chunk of each split, one pass of
-the stacked members gives every member's mean loss and accuracy, with the chunk weighting of
-`tdlab.probes.loss.loss_and_accuracy`), `GradientNorm` (one backward pass of the summed members' losses per chunk
-of the train split gives every member's full-batch gradient), `ParameterNorm` and `UpdateNorm` (norms of the
-stacked tensors per member) and `Sharpness` (each member's own Lanczos run, warm-started from its own state, with
-the Hessian-vector products of all members computed at once: `members_hvp`, `run_products_together`). The chunks hold at
-most `probe.batch_size` and about `CHUNK_ROWS` / N examples: on 2 CPU threads, 32 small MLPs evaluate 5000
-examples in 36 ms in chunks of 128 against 52-62 ms in chunks of 512-1024 (their activations outgrow the cache),
-and 8 or 128 members do best at the same 4096 rows (chunks of 512 and 32). The ensemble trainer
-hands these metrics to each member's `ProbeSet.measure(given=...)`, which records them as if measured there;
-every other probe is measured member by member.
+Exactly these classes (a subclass may measure something else):
+- `LossProbe`: per chunk of each split, one pass of the stacked members gives every member's mean loss and
+  accuracy, with the chunk weighting of `tdlab.probes.loss.loss_and_accuracy`;
+- `GradientNorm`: one backward pass of the summed members' losses per chunk of the train split gives every
+  member's full-batch gradient;
+- `ParameterNorm`, `UpdateNorm`: norms of the stacked tensors per member;
+- `Sharpness`: each member's own Lanczos run, warm-started from its own state, with the Hessian-vector products of
+  all members computed at once (`members_hvp`, `run_products_together`).
+
+The loss probe's chunks hold at most `probe.batch_size` and about `CHUNK_ROWS` / N examples: on 2 CPU threads, 32
+small MLPs evaluate 5000 examples in 36 ms in chunks of 128 against 52-62 ms in chunks of 512-1024 (their
+activations outgrow the cache), and 8 or 128 members do best at the same 4096 rows (chunks of 512 and 32).
+Gradients and Hessian-vector products go the other way (32 members' products on 512 examples: 40-45 ms in one
+chunk, 45-58 ms in chunks of 128) and use the probe set's chunks, as the single-model probes do. The ensemble
+trainer hands these metrics to each member's `ProbeSet.measure(given=...)`, which records them as if measured
+there; every other probe is measured member by member.
 """
 
 from __future__ import annotations
@@ -205,7 +210,7 @@ def measure_together(
                 if accuracy is not None:
                     record(probe, [{f"{split}/accuracy": value} for value in accuracy.tolist()])
         elif kind is GradientNorm:
-            grads = members_gradients(models, losses_of, *probes.train, _chunk_size(models, probes.batch_size))
+            grads = members_gradients(models, losses_of, *probes.train, probes.batch_size)
             record(probe, member_norms(grads, "grad/norm"))
         elif kind is ParameterNorm:
             record(probe, member_norms(params, "param/norm"))
@@ -213,7 +218,7 @@ def measure_together(
             record(probe, member_update_norms(params, previous))
         elif kind is Sharpness:
             data = train_subset(probes.train, probe.subset, probe.seed)
-            product = members_hvp(models, losses_of, *data, _chunk_size(models, probes.batch_size))
+            product = members_hvp(models, losses_of, *data, probes.batch_size)
             size = sum(p[0].numel() for p in params.values())
             op = LinearOperator((size, size), params[next(iter(params))].dtype, params[next(iter(params))].device)
             own = {m: next(p for p in members[m].probes if p.name == probe.name) for m in alive}
