@@ -418,3 +418,11 @@ def test_bad_inputs_raise_clear_errors():
         hessian_eigs(torch.eye(3))
     with pytest.raises(TypeError, match="objective: "):
         exact_hessian(op)
+
+
+def test_a_non_finite_product_ends_lanczos_with_nan_eigenpairs():
+    A = torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64))
+    A[3, 3] = float("inf")
+    result = hessian_eigs(MatrixOperator(A), k=2)
+    assert result.eigenvalues.isnan().all() and result.eigenvectors.isnan().all()
+    assert not result.converged and result.num_matvecs == 1

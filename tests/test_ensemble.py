@@ -259,3 +259,28 @@ def test_measure_together_equals_each_members_probes():
                 assert value == pytest.approx(expected[key], rel=1e-9), key
             assert got["sharpness/matvecs"] == expected["sharpness/matvecs"]
         warm = [s.probes[4].v0.clone() for s in sets]
+
+
+def test_a_member_diverging_under_the_sharpness_probe_is_recorded_as_diverged(tmp_path):
+    configs = members({"name": "sgd"})
+    configs = [
+        TrainConfig.model_validate(
+            {
+                **c.model_dump(),
+                "dtype": "float64",  # the exploding member's curvature is compared too: float32 rounding grows there
+                "probes": [{"name": "sharpness", "every": 1}, {"name": "loss", "every": 1}],
+            }
+        )
+        for c in configs
+    ]
+    configs[1] = TrainConfig.model_validate({**configs[1].model_dump(), "optimizer": {"name": "sgd", "lr": 1e4}})
+    runs = train_ensemble(configs, out=tmp_path / "e", run_ids=["a", "b", "c"])
+    sequential = train(configs[1], out=tmp_path / "s", run_id="b")
+    assert [run.status for run in runs] == ["done", "diverged", "done"] and sequential.status == "diverged"
+    for run in (runs[1], sequential):
+        last = run.metrics().query("step == step.max() and name == 'sharpness'")["value"]
+        assert last.isna().all()  # the Hessian of the diverged model has no finite eigenvalue: NaN, not a crash
+    got, expected = runs[1].metrics(), sequential.metrics()
+    assert got[["step", "name"]].equals(expected[["step", "name"]])
+    finite = np.isfinite(expected["value"])
+    pd.testing.assert_series_equal(got["value"][finite], expected["value"][finite], rtol=1e-5, atol=1e-6)

@@ -127,6 +127,8 @@ def hessian_density(
     nodes, weights = [], []
     for _ in range(num_probes):
         run = _lanczos(op, random_vectors(op, None, "rademacher", generator), steps, generator)
+        if not run.finite:
+            raise ValueError("obj: a Hessian-vector product is not finite (has the model diverged?)")
         values, vectors = _tridiagonal_eigh(run.alpha, run.beta)
         nodes.append(values.numpy())
         weights.append(vectors[0].numpy() ** 2)

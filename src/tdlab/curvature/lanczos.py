@@ -58,11 +58,15 @@ class EigResult(NamedTuple):
 
 class _Tridiagonal(NamedTuple):
     """Outcome of m Lanczos steps: T_m's diagonal `alpha` (m,), its off-diagonal plus the final residual norm
-    `beta` (m,; beta[m-1] multiplies q_{m+1}), both float64 on the CPU, and the basis rows `basis` (m, n)."""
+    `beta` (m,; beta[m-1] multiplies q_{m+1}), both float64 on the CPU, the basis rows `basis` (m, n), the number
+    of `products` taken and whether they were all `finite` (a non-finite product, as the Hessian of a diverged
+    model gives, ends the run before its step)."""
 
     alpha: Tensor
     beta: Tensor
     basis: Tensor
+    products: int
+    finite: bool = True
 
 
 def _orthogonalise(w: Tensor, basis: Tensor) -> Tensor:
@@ -126,6 +130,8 @@ def _lanczos_steps(
     while m < steps:
         basis[m] = q
         w = yield q
+        if not bool(torch.isfinite(w).all()):
+            return _Tridiagonal(alpha[:m], beta[:m], basis[:m], m + 1, finite=False)
         a = torch.dot(q, w).item()
         w = w - a * q
         if m > 0:
@@ -143,7 +149,7 @@ def _lanczos_steps(
             q = w / torch.linalg.vector_norm(w)
         else:
             q = w / b
-    return _Tridiagonal(alpha[:m], beta[:m], basis[:m])
+    return _Tridiagonal(alpha[:m], beta[:m], basis[:m], m)
 
 
 def _tridiagonal_eigh(alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
@@ -257,7 +263,8 @@ def hessian_eigs(
     1e-3 took 2.4 products per measurement with a worst relative error of 1.6e-3 (residual rule: 6.7 products,
     error 8e-6; residual rule at tol 1e-2: 2.7 products, error 1.4e-2). After an invariant subspace (beta = 0) the run
     goes on from a random vector in its complement until the extreme Ritz value there has converged too, so
-    that copies of a repeated eigenvalue (which one Krylov space holds only once) are found.
+    that copies of a repeated eigenvalue (which one Krylov space holds only once) are found. A non-finite product
+    (the Hessian of a diverged model) ends the run: the eigenpairs and residuals are NaN, `converged` False.
 
     Args:
         obj: an `Objective` (its Hessian at `theta`) or any symmetric `LinearOperator`.
@@ -322,13 +329,17 @@ def eigs_steps(
         return _converged(alpha, beta, which, k, tol, random_start=v0 is None)
 
     run = yield from _lanczos_steps(op, start, steps, generator, stop=converged)
+    if not run.finite:
+        nan = torch.full((k,), torch.nan, device=op.device, dtype=op.dtype)
+        eigenvectors = torch.full((n, k), torch.nan, device=op.device, dtype=op.dtype)
+        return EigResult(nan, eigenvectors, run.products, converged=False, residuals=nan.clone())
     values, vectors, residuals, _ = _ritz(run.alpha, run.beta, which, k)
     eigenvectors = run.basis.T @ vectors.to(op.device, op.dtype)
     eigenvectors = eigenvectors / torch.linalg.vector_norm(eigenvectors, dim=0)
     return EigResult(
         eigenvalues=values.to(op.device, op.dtype),
         eigenvectors=eigenvectors,
-        num_matvecs=run.alpha.shape[0],
+        num_matvecs=run.products,
         converged=run.alpha.shape[0] == n or converged(run.alpha, run.beta),
         residuals=residuals.to(op.device, op.dtype),
     )

@@ -141,8 +141,10 @@ class Sharpness(Probe):
         )
 
     def record(self, result: EigResult) -> dict[str, float]:
-        """Keep the warm start of the next measurement and return the metrics of `result`."""
-        self.v0 = result.eigenvectors.sum(dim=1).detach()
+        """Keep the warm start of the next measurement (unless the eigenvectors are not finite: a diverged model)
+        and return the metrics of `result`."""
+        if bool(torch.isfinite(result.eigenvectors).all()):
+            self.v0 = result.eigenvectors.sum(dim=1).detach()
         eigenvalues = result.eigenvalues.tolist()  # descending for which="LA"
         metrics = {"sharpness": eigenvalues[0]}
         metrics.update({f"sharpness/{i}": value for i, value in enumerate(eigenvalues[1:], start=2)})
