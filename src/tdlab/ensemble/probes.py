@@ -20,7 +20,7 @@ there; every other probe is measured member by member.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import TypeVar
 
 import torch
@@ -60,22 +60,17 @@ def members_loss_and_accuracy(
         >>> loss.shape, accuracy.shape
         (torch.Size([5]), torch.Size([5]))
     """
-    n = inputs.shape[0]
-    if n == 0:
+    if inputs.shape[0] == 0:
         raise ValueError("inputs: expected at least one example, got 0")
-    size = n if batch_size is None else batch_size
-    members = len(models)
     reference = next(iter(models.params.values()))
-    loss = torch.zeros(members, device=reference.device, dtype=reference.dtype)
-    right = torch.zeros(members, device=reference.device, dtype=reference.dtype)
+    loss = torch.zeros(len(models), device=reference.device, dtype=reference.dtype)
+    right = torch.zeros(len(models), device=reference.device, dtype=reference.dtype)
     with torch.no_grad():
-        for start in range(0, n, size):
-            x, y = _chunk(inputs, models, start, size), _chunk(targets, models, start, size)
-            outputs, each_y = models.outputs(x), y.expand(members, *y.shape)
-            loss += losses_of(outputs, each_y) * (y.shape[0] / n)
+        for outputs, each_targets, weight in _chunks(models, inputs, targets, batch_size):
+            loss += losses_of(outputs, each_targets) * weight
             if classification:
-                right += correct(outputs, each_y).flatten(1).sum(dim=1)
-    return loss, (right / n if classification else None)
+                right += correct(outputs, each_targets).flatten(1).sum(dim=1)
+    return loss, (right / inputs.shape[0] if classification else None)
 
 
 def members_gradients(
@@ -88,15 +83,12 @@ def members_gradients(
     """Every member's full-batch gradient grad (1/n) sum_i l(f_m(x_i), y_i), stacked (N, *shape) by parameter name,
     accumulated over chunks of `batch_size` examples weighted by n_b / n (members share no parameter, so the
     gradient of the summed losses holds each member's own)."""
-    n = inputs.shape[0]
-    size = n if batch_size is None else batch_size
     names, leaves = list(models.params), list(models.params.values())
     total = [torch.zeros_like(leaf) for leaf in leaves]
     with torch.enable_grad():
-        for start in range(0, n, size):
-            x, y = _chunk(inputs, models, start, size), _chunk(targets, models, start, size)
-            losses = losses_of(models.outputs(x), y.expand(len(models), *y.shape)) * (y.shape[0] / n)
-            torch._foreach_add_(total, torch.autograd.grad(losses.sum(), leaves))
+        for outputs, each_targets, weight in _chunks(models, inputs, targets, batch_size):
+            loss = losses_of(outputs, each_targets).sum() * weight
+            torch._foreach_add_(total, torch.autograd.grad(loss, leaves))
     return dict(zip(names, total, strict=True))
 
 
@@ -110,8 +102,6 @@ def members_hvp(
     """V (N, P) -> (H_m V[m])_m: every member's Hessian-vector product at the current parameters, with V[m] flat in
     the order of `models.params`. The Hessian of the summed members' losses is block diagonal (members share no
     parameter), so one double backward pass per chunk (reverse over reverse, as `Objective.hvp`) gives them all."""
-    n = inputs.shape[0]
-    size = n if batch_size is None else batch_size
     leaves = list(models.params.values())
     sizes = [leaf[0].numel() for leaf in leaves]
 
@@ -119,9 +109,8 @@ def members_hvp(
         vectors = [part.reshape(leaf.shape) for part, leaf in zip(V.split(sizes, dim=1), leaves, strict=True)]
         total = torch.zeros_like(V)
         with torch.enable_grad():
-            for start in range(0, n, size):
-                x, y = _chunk(inputs, models, start, size), _chunk(targets, models, start, size)
-                loss = losses_of(models.outputs(x), y.expand(len(models), *y.shape)).sum() * (y.shape[0] / n)
+            for outputs, each_targets, weight in _chunks(models, inputs, targets, batch_size):
+                loss = losses_of(outputs, each_targets).sum() * weight
                 grads = torch.autograd.grad(loss, leaves, create_graph=True)
                 products = torch.autograd.grad(grads, leaves, grad_outputs=vectors)
                 total += torch.cat([p.flatten(1) for p in products], dim=1)
@@ -161,11 +150,22 @@ def run_products_together(
     return results
 
 
-def _chunk(data: Tensor, models: StackedModels, start: int, size: int) -> Tensor:
-    """Rows start .. start + size of `data` on the members' device (floating data in their dtype)."""
+def _chunks(
+    models: StackedModels, inputs: Tensor, targets: Tensor, batch_size: int | None
+) -> Iterator[tuple[Tensor, Tensor, float]]:
+    """For each chunk of at most `batch_size` of the n shared examples (None: one chunk): the members' outputs
+    (N, b, out), the targets repeated for each member (N, b, *) and the chunk's weight b / n. The data go to the
+    members' device, floating data in their dtype; the outputs are computed as the caller resumes the iterator
+    (inside its grad mode)."""
     reference = next(iter(models.params.values()))
-    chunk = data[start : start + size].to(reference.device)
-    return chunk.to(reference.dtype) if chunk.is_floating_point() else chunk
+    n = inputs.shape[0]
+    size = n if batch_size is None else batch_size
+    for start in range(0, n, size):
+        x = inputs[start : start + size].to(reference.device)
+        x = x.to(reference.dtype) if x.is_floating_point() else x
+        y = targets[start : start + size].to(reference.device)
+        y = y.to(reference.dtype) if y.is_floating_point() else y
+        yield models.outputs(x), y.expand(len(models), *y.shape), y.shape[0] / n
 
 
 def _chunk_size(models: StackedModels, cap: int | None) -> int:
@@ -219,8 +219,9 @@ def measure_together(
         elif kind is Sharpness:
             data = train_subset(probes.train, probe.subset, probe.seed)
             product = members_hvp(models, losses_of, *data, probes.batch_size)
+            reference = next(iter(params.values()))
             size = sum(p[0].numel() for p in params.values())
-            op = LinearOperator((size, size), params[next(iter(params))].dtype, params[next(iter(params))].device)
+            op = LinearOperator((size, size), reference.dtype, reference.device)
             own = {m: next(p for p in members[m].probes if p.name == probe.name) for m in alive}
             computations = {m: p.eigenpairs(op, step) for m, p in own.items()}
             for m, result in run_products_together(computations, product, (len(models), size)).items():

@@ -9,9 +9,10 @@ losses (members share no parameter, so each stacked slice receives its own membe
 vmapping `grad`), then updates the stacked parameters with the `torch.optim` formulas (`tdlab.ensemble.updates`).
 Probes, metrics, checkpoints and statuses are per member, in one run directory each, exactly as
 `tdlab.train.train` writes them: a member's checkpoint can be resumed on its own by `tdlab.train.resume`. The
-loss, norm and sharpness probes are measured for all members at once (`tdlab.ensemble.probes`), the other
-probes member by member; the
-batch losses are handed to the runs every few hundred steps and before every probe, checkpoint or divergence.
+loss, norm and sharpness probes are measured for all members at once (`tdlab.ensemble.probes`), the other probes
+member by member; the batch losses are handed to the runs every few hundred steps and before every probe,
+checkpoint or divergence. As in the sequential loop, a member whose loss is not finite takes no step (and none
+after: it is diverged).
 """
 
 from __future__ import annotations
