@@ -147,7 +147,7 @@ def train_ensemble(
         return dict(zip(names, grads, strict=True)), losses.detach()
 
     alive = list(range(len(setups)))
-    moving_before = torch.ones(len(setups), dtype=torch.bool, device=reference.device)
+    alive_mask = torch.ones(len(setups), dtype=torch.bool, device=reference.device)
     pending: list[tuple[int, Tensor]] = []  # (step, losses): rows not yet handed to the runs
 
     def hand_over() -> None:
@@ -166,7 +166,7 @@ def train_ensemble(
         """Every alive member's due probes: those with a stacked form at once, the others member by member."""
         due = reference.probes.due(step)
         together = measure_together(step, due, models, [s.probes for s in setups], losses_of, previous, alive)
-        alone = any(p.name not in together[0] for p in due)
+        alone = any(p.name not in together[alive[0]] for p in due)
         for i in alive:
             if alone:
                 _copy_into(setups[i].model, params, i)
@@ -188,10 +188,10 @@ def train_ensemble(
         lr = base_lr * factor(step)
         finite = torch.isfinite(losses)
         diverged = [] if bool(finite.all()) else [i for i in alive if not finite[i]]
-        moving = finite & moving_before
-        if not bool(moving.all()):  # as the sequential loop, no step on a non-finite loss; none after divergence
-            lr = torch.where(moving, lr, 0.0)
-            grads = {name: torch.where(per_member(moving, g), g, 0.0) for name, g in grads.items()}
+        stepping = finite & alive_mask
+        if not bool(stepping.all()):  # as the sequential loop, no step on a non-finite loss; none after divergence
+            lr = torch.where(stepping, lr, 0.0)
+            grads = {name: torch.where(per_member(stepping, g), g, 0.0) for name, g in grads.items()}
         optimizer.step(params, grads, lr)
         pending.append((step + 1, losses))
         checkpoint = (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps
@@ -201,7 +201,7 @@ def train_ensemble(
             measure(step + 1, (xb, yb), previous)
         for i in diverged:
             alive.remove(i)
-            moving_before[i] = False
+            alive_mask[i] = False
             runs[i].flush()
             runs[i].set_status("diverged", diverged_step=step + 1, duration_s=time.perf_counter() - began)
         if checkpoint:
