@@ -154,6 +154,8 @@ def test_stacked_layers_compute_each_members_output(activation, norm, residual):
     outputs = ensemble(x)
     for m, model in enumerate(models):
         torch.testing.assert_close(outputs[m], model(x[m]), rtol=0, atol=1e-12)
+    some = ensemble.outputs(x[1], rows=torch.tensor([3, 1]))
+    torch.testing.assert_close(some, torch.stack([models[3](x[1]), models[1](x[1])]), rtol=0, atol=1e-12)
 
 
 def test_models_without_stacked_layers_run_through_vmap():
@@ -166,6 +168,8 @@ def test_models_without_stacked_layers_run_through_vmap():
         X = torch.randn(7, 6, dtype=torch.float64)
         for m, model in enumerate(models):
             torch.testing.assert_close(ensemble.outputs(X)[m], model(X), rtol=0, atol=1e-12)
+        some = ensemble.outputs(X, rows=torch.tensor([2, 0]))
+        torch.testing.assert_close(some, torch.stack([models[2](X), models[0](X)]), rtol=0, atol=1e-12)
     linear = [LinearModel(6, 3, init="he", seed=s).double() for s in range(2)]
     assert StackedModels.of(linear).stacked is not None
 

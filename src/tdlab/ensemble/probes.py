@@ -99,17 +99,19 @@ def members_hvp(
     targets: Tensor,
     batch_size: int | None = None,
 ) -> Callable[[Tensor], Tensor]:
-    """V (N, P) -> (H_m V[m])_m: every member's Hessian-vector product at the current parameters, with V[m] flat in
-    the order of `models.params`. The Hessian of the summed members' losses is block diagonal (members share no
-    parameter), so one double backward pass per chunk (reverse over reverse, as `Objective.hvp`) gives them all."""
+    """(V, rows) -> (H_m V[m])_m: the Hessian-vector products of the members in `rows` at the current parameters,
+    for V (N, P) holding their vectors flat in the order of `models.params` (zeros elsewhere; so are the other
+    rows of the result). The Hessian of the summed members' losses is block diagonal (members share no parameter),
+    so one double backward pass per chunk (reverse over reverse, as `Objective.hvp`) gives them all; only the
+    members in `rows` are evaluated."""
     leaves = list(models.params.values())
     sizes = [leaf[0].numel() for leaf in leaves]
 
-    def product(V: Tensor) -> Tensor:
+    def product(V: Tensor, rows: Tensor) -> Tensor:
         vectors = [part.reshape(leaf.shape) for part, leaf in zip(V.split(sizes, dim=1), leaves, strict=True)]
         total = torch.zeros_like(V)
         with torch.enable_grad():
-            for outputs, each_targets, weight in _chunks(models, inputs, targets, batch_size):
+            for outputs, each_targets, weight in _chunks(models, inputs, targets, batch_size, rows):
                 loss = losses_of(outputs, each_targets).sum() * weight
                 grads = torch.autograd.grad(loss, leaves, create_graph=True)
                 products = torch.autograd.grad(grads, leaves, grad_outputs=vectors)
@@ -121,12 +123,13 @@ def members_hvp(
 
 def run_products_together(
     computations: Mapping[int, Generator[Tensor, Tensor, Result]],
-    products: Callable[[Tensor], Tensor],
+    products: Callable[[Tensor, Tensor], Tensor],
     shape: tuple[int, int],
 ) -> dict[int, Result]:
     """`tdlab.curvature.run_products` for one computation per member (member index -> computation), their
-    products computed at once: each round stacks the vectors the unfinished computations ask for into the rows of
-    their members of V (`shape` = (members, size); zeros elsewhere) and sends each its row of products(V)."""
+    products computed at once: each round puts the vectors the unfinished computations ask for into the rows of
+    their members of V (`shape` = (members, size); zeros elsewhere) and sends each its row of products(V, rows),
+    `rows` the unfinished members (so that the finished ones cost nothing)."""
     results: dict[int, Result] = {}
     pending: dict[int, Tensor] = {}
 
@@ -144,19 +147,19 @@ def run_products_together(
         V = torch.zeros(shape, device=reference.device, dtype=reference.dtype)
         for m, v in pending.items():
             V[m] = v
-        W = products(V)
+        W = products(V, torch.tensor(sorted(pending), device=V.device))
         for m in list(pending):
             advance(m, W[m])
     return results
 
 
 def _chunks(
-    models: StackedModels, inputs: Tensor, targets: Tensor, batch_size: int | None
+    models: StackedModels, inputs: Tensor, targets: Tensor, batch_size: int | None, rows: Tensor | None = None
 ) -> Iterator[tuple[Tensor, Tensor, float]]:
-    """For each chunk of at most `batch_size` of the n shared examples (None: one chunk): the members' outputs
-    (N, b, out), the targets repeated for each member (N, b, *) and the chunk's weight b / n. The data go to the
-    members' device, floating data in their dtype; the outputs are computed as the caller resumes the iterator
-    (inside its grad mode)."""
+    """For each chunk of at most `batch_size` of the n shared examples (None: one chunk): the outputs (N, b, out)
+    of the members (or of those in `rows`), the targets repeated for each of them and the chunk's weight b / n.
+    The data go to the members' device, floating data in their dtype; the outputs are computed as the caller
+    resumes the iterator (inside its grad mode)."""
     reference = next(iter(models.params.values()))
     n = inputs.shape[0]
     size = n if batch_size is None else batch_size
@@ -165,7 +168,8 @@ def _chunks(
         x = x.to(reference.dtype) if x.is_floating_point() else x
         y = targets[start : start + size].to(reference.device)
         y = y.to(reference.dtype) if y.is_floating_point() else y
-        yield models.outputs(x), y.expand(len(models), *y.shape), y.shape[0] / n
+        outputs = models.outputs(x, rows)
+        yield outputs, y.expand(outputs.shape[0], *y.shape), y.shape[0] / n
 
 
 def _chunk_size(models: StackedModels, cap: int | None) -> int:

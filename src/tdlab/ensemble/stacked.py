@@ -158,9 +158,17 @@ class StackedModels:
     def _member(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
         return functional_call(self.template, (params, buffers), (x,))
 
-    def outputs(self, X: Tensor) -> Tensor:
-        """All members' outputs (N, n, out) on shared inputs X (n, *)."""
-        return self(X.expand(len(self), *X.shape))
+    def outputs(self, X: Tensor, rows: Tensor | None = None) -> Tensor:
+        """All members' outputs (N, n, out) on shared inputs X (n, *); with `rows` (indices), those members' only
+        (len(rows), n, out), through the rows of the stacked parameters (so gradients reach `params`)."""
+        if rows is None:
+            return self(X.expand(len(self), *X.shape))
+        params = {name: p[rows] for name, p in self.params.items()}
+        buffers = {name: b[rows] for name, b in self.buffers.items()}
+        x = X.expand(rows.shape[0], *X.shape)
+        if self.stacked is not None:
+            return functional_call(self.stacked, (params, buffers), (x,))
+        return vmap(self._member)(params, buffers, x)
 
     def member(self, index: int) -> dict[str, Tensor]:
         """The parameters of member `index` (detached clones)."""
