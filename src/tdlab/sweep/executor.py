@@ -9,7 +9,8 @@ Fresh training points of one shape (configs equal outside `tdlab.ensemble.VARYIN
 scale) are trained together as ensembles (`tdlab.ensemble.train_ensemble`), split into at least `workers` groups
 of at most `MAX_MEMBERS`; each member still gets its own run directory and checkpoints, so a killed ensemble is
 resumed member by member. Ensemble members agree with sequential runs to float rounding (about 1e-6), not bit for
-bit; `ensemble=False` runs every point on its own.
+bit, and in float32 a long trajectory can amplify that rounding (README, "Sweeps, ensembles, queries");
+`ensemble=False` runs every point on its own.
 """
 
 from __future__ import annotations
