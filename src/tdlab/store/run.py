@@ -336,7 +336,7 @@ class Run:
                 columns[name] = [float(value)]
             except (TypeError, ValueError) as err:
                 raise TypeError(f"metrics[{name!r}]: expected a number, got {value!r}") from err
-        self.log_steps([step], columns)
+        self._buffer([_check_step(step)], columns)
 
     def log_steps(self, steps: Sequence[int], metrics: Mapping[str, Sequence[float]]) -> None:
         """`log` for many steps at once: buffer the rows (steps[k], name, metrics[name][k]) of every name.
@@ -349,16 +349,21 @@ class Run:
             [0.5, 0.25]
         """
         steps = [_check_step(step) for step in steps]
-        rows = []
+        columns = {}
         for name, values in _check_metrics(metrics).items():
             try:
-                column = [float(value) for value in values]
+                columns[name] = [float(value) for value in values]
             except (TypeError, ValueError) as err:
                 raise TypeError(f"metrics[{name!r}]: expected numbers, got {values!r}") from err
-            if len(column) != len(steps):
-                raise ValueError(f"metrics[{name!r}]: expected {len(steps)} values (one per step), got {len(column)}")
-            rows.append((name, column))
-        for name, column in rows:
+            if len(columns[name]) != len(steps):
+                raise ValueError(
+                    f"metrics[{name!r}]: expected {len(steps)} values (one per step), got {len(columns[name])}"
+                )
+        self._buffer(steps, columns)
+
+    def _buffer(self, steps: list[int], columns: dict[str, list[float]]) -> None:
+        """Append checked rows to the buffer; flush when it holds `flush_every` rows."""
+        for name, column in columns.items():
             self._steps.extend(steps)
             self._names.extend([name] * len(steps))
             self._values.extend(column)
