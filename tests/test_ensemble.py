@@ -212,7 +212,7 @@ def test_members_loss_and_accuracy_are_each_members_loss_probe(task):
     loss_fn = nn.CrossEntropyLoss() if task == "classification" else nn.MSELoss()
     loss, accuracy = members_loss_and_accuracy(ensemble, member_losses(loss_fn), X, y, 10, task == "classification")
     for m, model in enumerate(models):
-        expected_loss, expected_accuracy = loss_and_accuracy(model, loss_fn, X, y, 10, task == "classification")
+        expected_loss, expected_accuracy = loss_and_accuracy(model, loss_fn, (X, y), 10, task == "classification")
         assert loss[m].item() == pytest.approx(expected_loss, rel=1e-12)
         assert (accuracy is None) == (expected_accuracy is None)
         if accuracy is not None:

@@ -276,7 +276,7 @@ def test_train_flat_gd_and_adam_against_hand_loops_and_torch_optim():
     assert not run.diverged and run.losses.shape == (5,)
     model = MLP(3, 2, width=4, depth=1, activation="tanh", bias_init_std=0.1, seed=0).double()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    X, y = obj.inputs, obj.targets
+    X, y = obj.data.tensors
     for _ in range(5):
         optimizer.zero_grad()
         nn.functional.mse_loss(model(X), y).backward()

@@ -418,7 +418,7 @@ class AutogradGradientNorm(Probe):
     needs_grad = True  # differentiates with torch.autograd, so it must not run under torch.no_grad
 
     def measure(self, ctx):
-        X, y = ctx.train
+        X, y = ctx.train.tensors
         grads = torch.autograd.grad(ctx.loss_fn(ctx.model(X), y), list(ctx.model.parameters()))
         return {"autograd/norm": torch.cat([g.reshape(-1) for g in grads]).norm().item()}
 

@@ -25,8 +25,9 @@ import torch
 from torch import Tensor
 
 from tdlab.curvature.lanczos import _lanczos, _tridiagonal_eigh
-from tdlab.curvature.operators import LinearOperator, as_operator, random_vectors, seeded
+from tdlab.curvature.operators import LinearOperator, as_operator, per_block, random_vectors, seeded
 from tdlab.oracles import Objective
+from tdlab.oracles.objective import Blocks
 
 _GRID_POINTS = 1000
 _SIGMA_FRACTION = 0.02  # default sigma as a fraction of the range of the nodes
@@ -89,7 +90,8 @@ def hessian_density(
     sigma: float | None = None,
     theta: Tensor | Mapping[str, Tensor] | None = None,
     generator: torch.Generator | None = None,
-) -> SpectralDensity:
+    blocks: Blocks | None = None,
+) -> SpectralDensity | dict[str, SpectralDensity]:
     """Spectral density of the Hessian (or any symmetric operator) by stochastic Lanczos quadrature.
 
     Args:
@@ -101,6 +103,8 @@ def hessian_density(
         sigma: Gaussian smoothing width, > 0; default 2% of the range of the nodes.
         theta: the point at which to take the Hessian of an `Objective` (default: current parameters).
         generator: random source of the probes; a fixed seed by default (reproducible).
+        blocks: None for the whole Hessian; "module" or a mapping from names to parameter selections for the
+            density of each diagonal block H[S, S], by block name (`per_block`); needs an `Objective`.
 
     Example:
         >>> import torch
@@ -110,6 +114,10 @@ def hessian_density(
         >>> d.nodes.shape, round(float(np.trapezoid(d.density, d.grid)), 12)
         ((5, 30), 1.0)
     """
+    if blocks is not None:
+        return per_block(
+            obj, blocks, theta, lambda op: hessian_density(op, num_probes, lanczos_steps, grid, sigma, None, generator)
+        )
     op = as_operator(obj, theta)
     if not isinstance(num_probes, int) or num_probes < 1:
         raise ValueError(f"num_probes: expected a positive integer, got {num_probes!r}")

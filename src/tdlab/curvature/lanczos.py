@@ -29,8 +29,9 @@ from typing import NamedTuple, TypeVar
 import torch
 from torch import Tensor
 
-from tdlab.curvature.operators import LinearOperator, as_operator, random_vectors, seeded
+from tdlab.curvature.operators import LinearOperator, as_operator, per_block, random_vectors, seeded
 from tdlab.oracles import Objective
+from tdlab.oracles.objective import Blocks
 
 _WHICH = ("LA", "SA", "LM")
 STOPPING_CRITERIA = ("residual", "ritz")
@@ -249,7 +250,8 @@ def hessian_eigs(
     theta: Tensor | Mapping[str, Tensor] | None = None,
     generator: torch.Generator | None = None,
     criterion: str = "residual",
-) -> EigResult:
+    blocks: Blocks | None = None,
+) -> EigResult | dict[str, EigResult]:
     """k extreme eigenpairs of the Hessian (or of any symmetric operator) by Lanczos with full
     reorthogonalisation.
 
@@ -277,9 +279,12 @@ def hessian_eigs(
         theta: the point at which to take the Hessian of an `Objective` (default: current parameters).
         generator: random source of the start and restart vectors; a fixed seed by default (reproducible).
         criterion: "residual" (the default, a bound) or "ritz" (the change of the Ritz values), see above.
+        blocks: None for the whole Hessian; "module" or a mapping from names to parameter selections for the
+            eigenpairs of each diagonal block H[S, S] (the curvature within one layer or group of parameters,
+            the others held fixed), returned by block name (`per_block`); needs an `Objective`.
 
     Returns:
-        `EigResult(eigenvalues, eigenvectors, num_matvecs, converged, residuals)`.
+        `EigResult(eigenvalues, eigenvectors, num_matvecs, converged, residuals)`, or one per block.
 
     Example:
         >>> import torch
@@ -289,6 +294,12 @@ def hessian_eigs(
         >>> [round(x, 6) for x in res.eigenvalues.tolist()], res.converged
         ([100.0, 99.0], True)
     """
+    if blocks is not None:
+        if v0 is not None:
+            raise ValueError("v0: not with blocks (each block has its own size); leave it None")
+        return per_block(
+            obj, blocks, theta, lambda op: hessian_eigs(op, k, which, tol, max_iter, None, None, generator, criterion)
+        )
     op = as_operator(obj, theta)
     return run_products(eigs_steps(op, k, which, tol, max_iter, v0, generator, criterion), op.matvec)
 

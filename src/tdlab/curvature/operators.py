@@ -22,7 +22,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse.linalg
@@ -30,7 +31,8 @@ import torch
 from torch import Tensor
 from torch.func import vmap
 
-from tdlab.oracles import Objective, flatten
+from tdlab.oracles import Objective, flatten, unflatten
+from tdlab.oracles.objective import Blocks, parameter_blocks
 
 _VMAP_CHUNK = 64  # columns per vectorised batch of products: bounds the memory of `op @ V`
 
@@ -158,7 +160,10 @@ class _ObjectiveOperator(LinearOperator):
 
     def _matmat(self, V: Tensor) -> Tensor:
         """Vectorised over the columns with `torch.func.vmap` (in chunks); column by column where the model
-        does not support vmap (e.g. dropout in train mode)."""
+        does not support vmap (e.g. dropout in train mode) or the products need collectives (a distributed
+        objective)."""
+        if self.objective.distributed:
+            return super()._matmat(V)
         try:
             return vmap(self._product, in_dims=1, out_dims=1, chunk_size=_VMAP_CHUNK)(V)
         except (RuntimeError, NotImplementedError):
@@ -230,6 +235,36 @@ def as_operator(
     if isinstance(obj_or_op, Objective):
         return HessianOperator(obj_or_op, theta)
     raise TypeError(f"obj: expected a tdlab.Objective or a LinearOperator, got {type(obj_or_op).__name__}")
+
+
+R = TypeVar("R")
+
+
+def per_block(
+    obj: Objective | LinearOperator,
+    blocks: Blocks,
+    theta: Tensor | Mapping[str, Tensor] | None,
+    measure: Callable[[LinearOperator], R],
+) -> dict[str, R]:
+    """`measure` applied to the Hessian of each block of parameters, by block name: the diagonal block H[S, S]
+    of the Hessian at theta for the coordinates S of the block (`Objective.restricted`), the other parameters
+    held at theta. `blocks` is "module" or a mapping from names to selections (`tdlab.oracles.parameter_blocks`).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from tdlab import Objective
+        >>> net = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+        >>> obj = Objective(net, nn.MSELoss(), (torch.randn(8, 2), torch.randn(8, 1)))
+        >>> {name: op.shape for name, op in per_block(obj, "module", None, lambda op: op).items()}
+        {'0': (9, 9), '2': (4, 4)}
+    """
+    if not isinstance(obj, Objective):
+        raise TypeError(f"blocks: need an Objective (its parameters), got a {type(obj).__name__}")
+    selections = parameter_blocks(obj.model, blocks)
+    if isinstance(theta, Tensor):
+        theta = unflatten(theta.to(obj.device, obj.dtype), obj.params)
+    return {name: measure(HessianOperator(obj.restricted(sel, theta), theta)) for name, sel in selections.items()}
 
 
 def seeded(generator: torch.Generator | None) -> torch.Generator:

@@ -26,8 +26,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from tdlab.curvature.operators import LinearOperator, as_operator, random_vectors, seeded
+from tdlab.curvature.operators import LinearOperator, as_operator, per_block, random_vectors, seeded
 from tdlab.oracles import Objective
+from tdlab.oracles.objective import Blocks
 
 _METHODS = ("hutchinson", "hutch++")
 
@@ -52,7 +53,8 @@ def hessian_trace(
     samples: int = 100,
     theta: Tensor | Mapping[str, Tensor] | None = None,
     generator: torch.Generator | None = None,
-) -> TraceResult:
+    blocks: Blocks | None = None,
+) -> TraceResult | dict[str, TraceResult]:
     """Estimate tr(H) (or the trace of any square operator) with `samples` products.
 
     Args:
@@ -62,10 +64,14 @@ def hessian_trace(
             part, Hutchinson on the remainder, which gets the rounding-up).
         theta: the point at which to take the Hessian of an `Objective` (default: current parameters).
         generator: random source of the Rademacher probes; a fixed seed by default (reproducible).
+        blocks: None for the whole Hessian; "module" or a mapping from names to parameter selections for the
+            trace of each diagonal block H[S, S], by block name (`per_block`); the block traces of a partition
+            of the parameters sum to tr(H). Needs an `Objective`.
 
     Returns:
-        `TraceResult(estimate, std_error, num_matvecs)`; the standard error is the sample standard deviation
-        of the Hutchinson quadratic forms over sqrt(their number) (for Hutch++, those of the remainder).
+        `TraceResult(estimate, std_error, num_matvecs)`, or one per block; the standard error is the sample
+        standard deviation of the Hutchinson quadratic forms over sqrt(their number) (for Hutch++, those of the
+        remainder).
 
     Example:
         >>> import torch
@@ -74,6 +80,8 @@ def hessian_trace(
         >>> hessian_trace(A, samples=10).estimate  # Rademacher probes are exact on a diagonal matrix
         55.0
     """
+    if blocks is not None:
+        return per_block(obj, blocks, theta, lambda op: hessian_trace(op, method, samples, None, generator))
     op = as_operator(obj, theta)
     if method not in _METHODS:
         raise ValueError(f"method: expected one of 'hutchinson', 'hutch++', got {method!r}")

@@ -29,7 +29,6 @@ from torch import Tensor
 from tdlab.curvature import LinearOperator
 from tdlab.ensemble.stacked import StackedModels
 from tdlab.probes import GradientNorm, LossProbe, ParameterNorm, Probe, ProbeSet, Sharpness, UpdateNorm
-from tdlab.probes.curvature import train_subset
 from tdlab.probes.gradient import member_norms
 from tdlab.probes.loss import correct
 from tdlab.probes.updates import member_update_norms
@@ -208,20 +207,20 @@ def measure_together(
                 if data is None:
                     continue
                 loss, accuracy = members_loss_and_accuracy(
-                    models, losses_of, *data, chunk, probes.task == "classification"
+                    models, losses_of, *data.tensors, chunk, probes.task == "classification"
                 )
                 record(probe, [{f"{split}/loss": value} for value in loss.tolist()])
                 if accuracy is not None:
                     record(probe, [{f"{split}/accuracy": value} for value in accuracy.tolist()])
         elif kind is GradientNorm:
-            grads = members_gradients(models, losses_of, *probes.train, probes.batch_size)
+            grads = members_gradients(models, losses_of, *probes.train.tensors, probes.batch_size)
             record(probe, member_norms(grads, "grad/norm"))
         elif kind is ParameterNorm:
             record(probe, member_norms(params, "param/norm"))
         elif kind is UpdateNorm and previous is not None:
             record(probe, member_update_norms(params, previous))
-        elif kind is Sharpness:
-            data = train_subset(probes.train, probe.subset, probe.seed)
+        elif kind is Sharpness and probe.blocks is None and probe.batches is None:
+            data = probes.train.subset(probe.subset, probe.seed).tensors
             product = members_hvp(models, losses_of, *data, probes.batch_size)
             reference = next(iter(params.values()))
             size = sum(p[0].numel() for p in params.values())

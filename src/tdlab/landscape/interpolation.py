@@ -36,7 +36,6 @@ from torch import Tensor
 
 from tdlab.data import accuracy
 from tdlab.oracles import Objective
-from tdlab.oracles.flat import unflatten
 
 
 class PathProfile(NamedTuple):
@@ -107,7 +106,7 @@ def path_profile(
     """
     _check_pair(theta_a, theta_b)
     values = _as_alphas(alphas)
-    if with_accuracy and obj.targets.is_floating_point():
+    if with_accuracy and next(iter(obj.data))[1].is_floating_point():
         raise ValueError("with_accuracy: needs integer class targets, the objective has floating targets")
     theta_a = theta_a.to(obj.device, obj.dtype)
     direction = theta_b.to(obj.device, obj.dtype) - theta_a
@@ -116,9 +115,7 @@ def path_profile(
         theta = theta_a + alpha * direction
         losses.append(float(obj.value(theta)))
         if with_accuracy:
-            with torch.no_grad():
-                outputs = obj.outputs(unflatten(theta, obj.params), obj.inputs)
-            accuracies.append(accuracy(outputs, obj.targets))
+            accuracies.append(obj.average(accuracy, theta))
     accuracy_tensor = torch.tensor(accuracies, dtype=torch.float64) if with_accuracy else None
     return PathProfile(values, torch.tensor(losses, dtype=torch.float64), accuracy_tensor)
 

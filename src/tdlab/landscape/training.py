@@ -20,6 +20,7 @@ from torch import Tensor
 
 from tdlab.optim.reference import adam_step, gd_step
 from tdlab.oracles import Objective
+from tdlab.oracles.data import to_device
 from tdlab.oracles.flat import unflatten
 
 METHODS = ("sgd", "adam")
@@ -83,6 +84,8 @@ def train_flat(
     if theta0.shape != (obj.dim,):
         raise ValueError(f"theta0: expected a flat vector of shape ({obj.dim},), got {tuple(theta0.shape)}")
     size = n if batch_size is None else batch_size
+    if size < n and obj.data.tensors is None:
+        raise ValueError("batch_size: mini-batches are drawn from in-memory data; this objective streams its data")
     per_epoch = n // size
     theta = theta0.detach().to(obj.device, obj.dtype).clone()
     state = None
@@ -95,8 +98,10 @@ def train_flat(
         else:
             if step % per_epoch == 0:
                 order = torch.randperm(n, generator=generator)
-            idx = order[(step % per_epoch) * size : (step % per_epoch + 1) * size].to(obj.device)
-            loss, g = _batch_loss_and_gradient(obj, theta, obj.inputs[idx], obj.targets[idx])
+            idx = order[(step % per_epoch) * size : (step % per_epoch + 1) * size]
+            inputs, targets = obj.data.tensors  # type: ignore[misc]
+            batch = to_device((inputs[idx.to(targets.device)], targets[idx.to(targets.device)]), obj.device, obj.dtype)
+            loss, g = _batch_loss_and_gradient(obj, theta, *batch)
         losses.append(loss)
         if not (math.isfinite(loss) and bool(torch.isfinite(g).all())):
             return TrainingRun(theta, torch.tensor(losses, dtype=torch.float64), True)

@@ -14,28 +14,23 @@ parameters are never read at a query point other than the default and never writ
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
-from typing import overload
+import fnmatch
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, overload
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from tdlab.oracles.flat import Params, flatten, trainable_parameters, unflatten
+from tdlab.oracles.data import Batches, Inputs, as_batches, call_args, to_device
+from tdlab.oracles.flat import Params, flatten, unflatten
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
+LossFn = Callable[[Any, Tensor], Tensor]
 ParamsLike = Tensor | Mapping[str, Tensor]
-
-
-def _as_tensors(data: object) -> tuple[Tensor, Tensor]:
-    if isinstance(data, torch.utils.data.TensorDataset) and len(data.tensors) == 2:
-        return data.tensors[0], data.tensors[1]
-    if isinstance(data, tuple | list) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
-        return data[0], data[1]
-    raise TypeError(
-        "data: expected a pair of tensors (inputs, targets) or a TensorDataset of two tensors, "
-        f"got {type(data).__name__}"
-    )
+_VALUE = "\0value"  # key of the loss among the gradient entries of one pass
+Selection = str | Sequence[str] | nn.Module | Callable[[str, Tensor], bool] | None
+Blocks = str | Mapping[str, Selection]
 
 
 @contextlib.contextmanager
@@ -53,26 +48,150 @@ def _batch_statistics_without_updates(model: nn.Module) -> Iterator[None]:
             m.track_running_stats = flag
 
 
+@contextlib.contextmanager
+def differentiable_kernels() -> Iterator[None]:
+    """Select kernels that have derivatives of every order, on CPU and CUDA, for the duration of a query.
+
+    The fused attention kernels that `F.scaled_dot_product_attention` picks (flash, memory-efficient, cuDNN)
+    and the fast paths of `nn.MultiheadAttention` / `nn.TransformerEncoderLayer` have no double backward, so a
+    Hessian-vector product through them fails. Inside this context attention runs through the math backend
+    (the same function, composed of differentiable operations) and the fast paths are off; both settings are
+    restored on exit.
+
+    Example:
+        >>> q = torch.randn(1, 2, 4, 8)
+        >>> with differentiable_kernels():
+        ...     out = torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True)
+        >>> out.shape
+        torch.Size([1, 2, 4, 8])
+    """
+    fast_path = torch.backends.mha.get_fastpath_enabled()
+    try:
+        torch.backends.mha.set_fastpath_enabled(False)
+        with sdpa_kernel([SDPBackend.MATH]):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast_path)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a `DistributedDataParallel` or `DataParallel` wrapper (the model itself otherwise).
+
+    Example:
+        >>> net = nn.Linear(2, 1)
+        >>> unwrap(nn.DataParallel(net)) is net
+        True
+    """
+    while isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
+        model = model.module
+    return model
+
+
+def select_parameters(model: nn.Module, params: Selection = None) -> Params:
+    """The parameters that make up theta, by name, detached (sharing storage with the model).
+
+    Args:
+        model: the module.
+        params: None for every trainable parameter (`requires_grad`); a sequence of parameter names (as in
+            `model.named_parameters()`); a glob pattern over the names (`"encoder.*.self_attn.*"`, fnmatch); a
+            submodule of `model` (its parameters); or a predicate `params(name, parameter) -> bool`. Tied
+            parameters appear once, under their first name.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+        >>> list(select_parameters(net, net[2]))
+        ['2.weight', '2.bias']
+        >>> list(select_parameters(net, lambda name, p: name.endswith("bias")))
+        ['0.bias', '2.bias']
+    """
+    named = dict(model.named_parameters())
+    if params is None:
+        chosen = [name for name, p in named.items() if p.requires_grad]
+    elif isinstance(params, nn.Module):
+        if not any(m is params for m in model.modules()):
+            raise ValueError(f"params: the module {type(params).__name__} is not a submodule of the model")
+        own = {id(p) for p in params.parameters()}
+        chosen = [name for name, p in named.items() if id(p) in own]
+    elif isinstance(params, str):
+        chosen = [name for name in named if fnmatch.fnmatchcase(name, params)]
+    elif callable(params):
+        chosen = [name for name, p in named.items() if params(name, p)]
+    elif isinstance(params, Sequence) and not isinstance(params, str):
+        unknown = [name for name in params if name not in named]
+        if unknown:
+            shown = ", ".join(list(named)[:8]) + (", ..." if len(named) > 8 else "")
+            raise ValueError(f"params: no parameter named {unknown} in the model (names: {shown})")
+        chosen = list(dict.fromkeys(params))
+    else:
+        raise TypeError(
+            "params: expected None, a sequence of parameter names, a glob pattern, a submodule or a predicate "
+            f"(name, parameter) -> bool, got {type(params).__name__}"
+        )
+    if not chosen:
+        raise ValueError("params: selects no parameter (the model has no trainable parameters, or none matches)")
+    return {name: named[name].detach() for name in chosen}
+
+
+def parameter_blocks(model: nn.Module, blocks: Blocks) -> dict[str, Selection]:
+    """Named blocks of parameters: `"module"` for one block per module that owns trainable parameters (named by
+    its path, "" for the root), or a mapping from block names to selections (see `select_parameters`).
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+        >>> parameter_blocks(net, "module")
+        {'0': ['0.weight', '0.bias'], '2': ['2.weight', '2.bias']}
+    """
+    if isinstance(blocks, Mapping):
+        if not blocks:
+            raise ValueError("blocks: expected at least one block, got an empty mapping")
+        return dict(blocks)
+    if blocks != "module":
+        raise ValueError(
+            f"blocks: expected 'module' or a mapping from block names to parameter selections, got {blocks!r}"
+        )
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    named = {id(p): name for name, p in model.named_parameters()}
+    out: dict[str, Selection] = {}
+    for path, module in model.named_modules():
+        own = [named[id(p)] for p in module.parameters(recurse=False) if id(p) in trainable and id(p) in named]
+        own = [name for name in own if name.rpartition(".")[0] == path]  # a tied parameter belongs to its first owner
+        if own:
+            out[path] = own
+    return out
+
+
 class Objective:
     """Loss of `model` on `data` as a function of the parameters, with first- and second-order oracles.
 
     Args:
-        model: any `nn.Module`; its trainable parameters define theta (in `named_parameters` order).
+        model: any `nn.Module` (a `DistributedDataParallel` or `DataParallel` wrapper is looked through).
         loss_fn: `loss_fn(outputs, targets)` returning the mean loss over the batch (e.g. `nn.MSELoss()`,
-            `nn.CrossEntropyLoss()`).
-        data: a pair `(inputs, targets)` of tensors, or a `TensorDataset` of two tensors. Moved to the model's
-            device.
-        batch_size: `None` for full batch; otherwise every oracle is the average over consecutive mini-batches
-            of this size (in data order), weighted by batch size so it equals the full-batch value whenever the
-            model treats examples independently.
+            `nn.CrossEntropyLoss()`); `outputs` is whatever the model returns (a tensor, or e.g. a Hugging Face
+            output whose `.logits` the loss reads).
+        data: a pair `(inputs, targets)` of tensors, a `TensorDataset`, a `DataLoader` with a fixed order, or any
+            re-iterable of `(inputs, targets)` batches; inputs a tensor (`model(x)`), a tuple (`model(*x)`) or a
+            dict (`model(**x)`). See `tdlab.oracles.data` (a reshuffling loader is refused, with the reason).
+        batch_size: for in-memory tensors, the chunk size (None: one chunk); a loader's batches are its own.
+        params: the parameters that make up theta: None (every trainable parameter), names, a submodule or a
+            predicate (see `select_parameters`); the others stay at their current values.
+        distributed: with `torch.distributed` initialised, each process holds its own shard of the data and
+            every oracle sums over all processes (one all-reduce per query), so every process gets the answer
+            of one process holding all the data; the query points and vectors must be the same on every process.
+
+    Every oracle is the average over the examples of all batches, f(theta) = (1/N) sum_b n_b f_b(theta), where
+    f_b is the mean loss of batch b with n_b examples (the first dimension of its targets). It equals the
+    full-batch value to rounding whenever the model treats examples independently. Batches are streamed: one
+    batch and its graph are in memory at a time, moved to the model's device as they come (floating-point
+    tensors cast to the model's dtype). All queries run with attention kernels that have double backward
+    (`differentiable_kernels`).
 
     Queries take theta as a flat vector, a dict of named tensors, or `None` (the model's current parameters).
     Results come back as the query's type: a dict for a dict, a flat vector otherwise.
 
     Train and eval mode: the objective evaluates the model in the mode it is in at the time of the query.
     In eval mode BatchNorm uses its running statistics and dropout is off, so f is a deterministic function of
-    theta. In train mode BatchNorm normalises each mini-batch with its own statistics (f then depends on the
-    batch split; running statistics are not updated by a query), and dropout draws a fresh mask at each query,
+    theta. In train mode BatchNorm normalises each batch with its own statistics (f then depends on the batch
+    split; running statistics are not updated by a query), and dropout draws a fresh mask at each query,
     so f, its gradient and H v are stochastic; a single HVP query uses one mask for the gradient and its
     derivative. Call `model.eval()` for the deterministic loss landscape that curvature routines assume.
 
@@ -85,49 +204,67 @@ class Objective:
         >>> g = obj.gradient()
         >>> obj.hvp(g).shape == g.shape == (obj.dim,)
         True
+        >>> Objective(model, nn.MSELoss(), (X, y), params=model[2]).dim
+        5
     """
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, data: object, batch_size: int | None = None):
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive integer or None (full batch), got {batch_size}")
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        data: object,
+        batch_size: int | None = None,
+        params: Selection = None,
+        distributed: bool = False,
+    ):
+        model = unwrap(model)
         self.model = model
         self.loss_fn = loss_fn
-        self.params: Params = trainable_parameters(model)
-        if not self.params:
-            raise ValueError("model: has no trainable parameters")
+        self.params: Params = select_parameters(model, params)
+        self._fixed: Params = {name: p.detach() for name, p in model.named_parameters() if name not in self.params}
         reference = next(iter(self.params.values()))
         self.device = reference.device
         self.dtype = reference.dtype
-        inputs, targets = _as_tensors(data)
-        if inputs.shape[0] != targets.shape[0]:
-            raise ValueError(
-                f"data: inputs and targets must have the same number of examples, "
-                f"got {inputs.shape[0]} and {targets.shape[0]}"
-            )
-        if inputs.is_floating_point():
-            inputs = inputs.to(self.dtype)
-        if targets.is_floating_point():
-            targets = targets.to(self.dtype)
-        self.inputs = inputs.to(self.device)
-        self.targets = targets.to(self.device)
-        self.batch_size = batch_size
+        self.data: Batches = as_batches(data, batch_size)
+        if self.data.tensors is not None:  # in-memory data moves to the device once, not at every pass
+            self.data = Batches(None, to_device(self.data.tensors, self.device, self.dtype), self.data.batch_size)
         self.dim = sum(p.numel() for p in self.params.values())
+        if distributed and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            raise ValueError("distributed: True needs torch.distributed initialised (init_process_group) first")
+        self.distributed = distributed
         # Some forward-mode rules fail inside torch.func (batch_norm's and mse_loss's backward in torch 2.13);
         # on the first failure Jacobian-vector products switch to the double-vjp identity (same numbers).
         self.forward_mode = True
 
+    def restricted(self, params: Selection, theta: ParamsLike | None = None) -> Objective:
+        """The same loss as a function of the selected parameters only, the others held at their values in
+        `theta` (default: the model's current values).
+
+        Its Hessian is the diagonal block H[S, S] of the full Hessian at theta, S the selected coordinates.
+
+        Example:
+            >>> net = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+            >>> obj = Objective(net, nn.MSELoss(), (torch.randn(8, 2), torch.randn(8, 1)))
+            >>> obj.restricted("2.*").dim
+            4
+        """
+        block = Objective(self.model, self.loss_fn, self.data, params=params, distributed=self.distributed)
+        if theta is not None:
+            point = self._params(theta)
+            block._fixed.update({name: t for name, t in point.items() if name in block._fixed})
+        return block
+
     # ----------------------------------------------------------------------------------------- plumbing
     @property
     def num_examples(self) -> int:
-        return self.inputs.shape[0]
+        """N, the number of examples (over all processes when distributed)."""
+        count = torch.tensor(float(self.data.num_examples), device=self.device, dtype=torch.float64)
+        return int(self._all_reduce([count])[0])
 
-    def batches(self) -> Iterator[tuple[Tensor, Tensor, float]]:
-        """Yield (inputs, targets, weight) with weights n_b / N summing to 1."""
-        n = self.num_examples
-        size = n if self.batch_size is None else self.batch_size
-        for start in range(0, n, size):
-            stop = min(start + size, n)
-            yield self.inputs[start:stop], self.targets[start:stop], (stop - start) / n
+    def batches(self) -> Iterator[tuple[Inputs, Tensor]]:
+        """The (inputs, targets) batches of this process, moved to the model's device and dtype, one at a time."""
+        for inputs, targets in self.data:
+            yield to_device(inputs, self.device, self.dtype), to_device(targets, self.device, self.dtype)
 
     def _params(self, theta: ParamsLike | None) -> Params:
         if theta is None:
@@ -139,14 +276,13 @@ class Objective:
             raise ValueError(f"theta: missing parameters {sorted(missing)}")
         return {name: theta[name] for name in self.params}
 
-    def _buffers(self) -> Params:
-        return dict(self.model.named_buffers())
-
-    def outputs(self, theta: Params, inputs: Tensor) -> Tensor:
+    def outputs(self, theta: Params, inputs: Inputs) -> Any:
         """Model outputs at parameters `theta` (a dict), without touching the model's own parameters."""
-        return functional_call(self.model, (theta, self._buffers()), (inputs,))
+        args, kwargs = call_args(inputs)
+        state = {**self._fixed, **theta, **dict(self.model.named_buffers())}
+        return functional_call(self.model, state, args, kwargs)
 
-    def _loss(self, theta: Params, inputs: Tensor, targets: Tensor) -> Tensor:
+    def _loss(self, theta: Params, inputs: Inputs, targets: Tensor) -> Tensor:
         return self.loss_fn(self.outputs(theta, inputs), targets)
 
     @staticmethod
@@ -158,25 +294,60 @@ class Objective:
             return unflatten(v.to(self.device, self.dtype), self.params)
         return {name: v[name] for name in self.params}
 
-    def _accumulate(self, per_batch: Callable[[Tensor, Tensor], Params]) -> Params:
+    def _all_reduce(self, tensors: list[Tensor]) -> list[Tensor]:
+        """Sums over all processes (one collective call), or the tensors themselves."""
+        if not self.distributed:
+            return tensors
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        torch.distributed.all_reduce(flat)
+        return list(unflatten(flat, {str(i): t for i, t in enumerate(tensors)}).values())
+
+    def _mean(self, per_batch: Callable[[Inputs, Tensor], Params]) -> Params:
+        """(1/N) sum_b n_b per_batch(batch b), streamed over the batches and summed over processes."""
         total: Params | None = None
-        with _batch_statistics_without_updates(self.model):
-            for inputs, targets, weight in self.batches():
+        count = 0
+        with _batch_statistics_without_updates(self.model), differentiable_kernels():
+            for inputs, targets in self.batches():
+                n = targets.shape[0]
                 part = per_batch(inputs, targets)
                 if total is None:
-                    total = {k: weight * t.detach() for k, t in part.items()}
+                    total = {k: n * t.detach() for k, t in part.items()}
                 else:
                     for k, t in part.items():
-                        total[k] += weight * t.detach()
-        assert total is not None
-        return total
+                        total[k] += n * t.detach()
+                count += n
+        if total is None:
+            raise ValueError("data: gave no batch")
+        names = list(total)
+        *sums, examples = self._all_reduce(
+            [*total.values(), torch.tensor(float(count), device=self.device, dtype=self.dtype)]
+        )
+        return {name: s / examples for name, s in zip(names, sums, strict=True)}
 
     # ------------------------------------------------------------------------------------------ oracles
     def value(self, theta: ParamsLike | None = None) -> Tensor:
         """f(theta) as a 0-d tensor."""
         params = self._params(theta)
-        with torch.no_grad(), _batch_statistics_without_updates(self.model):
-            return sum(w * self._loss(params, x, y) for x, y, w in self.batches())  # type: ignore[return-value]
+        with torch.no_grad():
+            return self._mean(lambda x, y: {"value": self._loss(params, x, y)})["value"]
+
+    def average(self, metric: Callable[[Any, Tensor], Tensor | float], theta: ParamsLike | None = None) -> float:
+        """(1/N) sum_b n_b metric(outputs_b, targets_b) at theta, streamed like the loss: e.g. the accuracy.
+
+        Example:
+            >>> from tdlab.data import accuracy
+            >>> obj = Objective(nn.Linear(2, 3), nn.CrossEntropyLoss(), (torch.randn(8, 2), torch.randint(0, 3, (8,))))
+            >>> 0.0 <= obj.average(accuracy) <= 1.0
+            True
+        """
+        params = self._params(theta)
+
+        def per_batch(inputs: Inputs, targets: Tensor) -> Params:
+            value = metric(self.outputs(params, inputs), targets)
+            return {"metric": torch.as_tensor(value, device=self.device, dtype=self.dtype)}
+
+        with torch.no_grad():
+            return float(self._mean(per_batch)["metric"])
 
     @overload
     def gradient(self, theta: Mapping[str, Tensor]) -> Params: ...
@@ -189,19 +360,17 @@ class Objective:
     def value_and_gradient(self, theta: ParamsLike | None = None) -> tuple[Tensor, ParamsLike]:
         """(f(theta), grad f(theta)) in one pass over the data."""
         params = self._params(theta)
-        value = torch.zeros((), device=self.device, dtype=self.dtype)
 
-        def loss_with_value(p: Params, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        def loss_with_value(p: Params, inputs: Inputs, targets: Tensor) -> tuple[Tensor, Tensor]:
             loss = self._loss(p, inputs, targets)
             return loss, loss.detach()
 
-        def per_batch(inputs: Tensor, targets: Tensor) -> Params:
-            nonlocal value
+        def per_batch(inputs: Inputs, targets: Tensor) -> Params:
             g, loss = grad(loss_with_value, has_aux=True)(params, inputs, targets)
-            value = value + loss * (inputs.shape[0] / self.num_examples)
-            return g
+            return {**g, _VALUE: loss}
 
-        grads = self._accumulate(per_batch)
+        grads = self._mean(per_batch)
+        value = grads.pop(_VALUE)
         return value, self._like(grads, theta)
 
     def hvp(self, v: ParamsLike, theta: ParamsLike | None = None) -> ParamsLike:
@@ -213,11 +382,11 @@ class Objective:
         """
         params, tangent = self._params(theta), self._vector(v)
 
-        def per_batch(inputs: Tensor, targets: Tensor) -> Params:
+        def per_batch(inputs: Inputs, targets: Tensor) -> Params:
             _, pullback = vjp(grad(lambda p: self._loss(p, inputs, targets)), params)
             return pullback(tangent)[0]
 
-        return self._like(self._accumulate(per_batch), v)
+        return self._like(self._mean(per_batch), v)
 
     def ggn_vp(self, v: ParamsLike, theta: ParamsLike | None = None) -> ParamsLike:
         """Generalised Gauss-Newton-vector product G(theta) v = J^T H_L J v.
@@ -226,17 +395,17 @@ class Objective:
         """
         params, tangent = self._params(theta), self._vector(v)
 
-        def per_batch(inputs: Tensor, targets: Tensor) -> Params:
-            def model_outputs(p: Params) -> Tensor:
+        def per_batch(inputs: Inputs, targets: Tensor) -> Params:
+            def model_outputs(p: Params) -> Any:
                 return self.outputs(p, inputs)
 
-            outputs = model_outputs(params).detach()
+            outputs = torch.utils._pytree.tree_map(torch.Tensor.detach, model_outputs(params))
             jv = self._jvp(model_outputs, params, tangent)
             hjv = self._jvp(grad(lambda o: self.loss_fn(o, targets)), outputs, jv)
             _, pullback = vjp(model_outputs, params)
             return pullback(hjv)[0]
 
-        return self._like(self._accumulate(per_batch), v)
+        return self._like(self._mean(per_batch), v)
 
     def _jvp(self, fn: Callable, primal: object, tangent: object) -> object:
         """Jacobian-vector product of `fn` at `primal`: forward mode, or the double-vjp identity

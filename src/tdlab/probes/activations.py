@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from tdlab.oracles.data import Inputs, call_with
 from tdlab.probes.base import Probe, ProbeContext, to_model
 
 ACTIVATIONS: tuple[type[nn.Module], ...] = (
@@ -98,7 +99,7 @@ def hidden_modules(model: nn.Module, layers: Sequence[str] | None = None) -> dic
     return found
 
 
-def representations(model: nn.Module, modules: dict[str, nn.Module], inputs: Tensor) -> dict[str, Tensor]:
+def representations(model: nn.Module, modules: dict[str, nn.Module], inputs: Inputs) -> dict[str, Tensor]:
     """Outputs of `modules` on one forward pass of `inputs`, by forward hooks removed afterwards.
 
     A module called k > 1 times in the forward pass (a shared activation module) gives k entries
@@ -122,7 +123,7 @@ def representations(model: nn.Module, modules: dict[str, nn.Module], inputs: Ten
     handles = [module.register_forward_hook(hook_for(name)) for name, module in modules.items()]
     try:
         with torch.no_grad():
-            model(to_model(inputs, model))
+            call_with(model, to_model(inputs, model))
     finally:
         for handle in handles:
             handle.remove()
@@ -164,7 +165,7 @@ class ActivationStats(Probe):
 
     def measure(self, ctx: ProbeContext) -> dict[str, float]:
         modules = hidden_modules(ctx.model, self.layers)
-        hidden = representations(ctx.model, modules, ctx.train[0][: self.num_inputs])
+        hidden = representations(ctx.model, modules, ctx.train.first(self.num_inputs)[0])
         return {
             f"act/{layer}/{key}": value
             for layer, h in hidden.items()

@@ -38,33 +38,23 @@ import torch
 from torch import Tensor, nn
 
 from tdlab.oracles import Objective, Params, trainable_parameters
+from tdlab.oracles.data import Batches, as_batches, to_device
 
 Task = Literal["classification", "regression"]
-Batch = tuple[Tensor, Tensor]
 Sink = Callable[[int, dict[str, float]], Any]
 _TASKS = ("classification", "regression")
 _SPLITS = ("train", "test", "batch")
 
 
-def _check_pair(value: object, argument: str) -> Batch:
-    if isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(t, Tensor) for t in value):
-        inputs, targets = value
-        if inputs.shape[0] != targets.shape[0]:
-            raise ValueError(
-                f"{argument}: inputs and targets must have the same number of examples, "
-                f"got {inputs.shape[0]} and {targets.shape[0]}"
-            )
-        return inputs, targets
-    raise TypeError(f"{argument}: expected a pair of tensors (inputs, targets), got {type(value).__name__}")
-
-
-def infer_task(targets: Tensor) -> Task:
-    """'regression' for floating-point targets, 'classification' for integer (class index) targets.
+def infer_task(data: Batches | Tensor) -> Task:
+    """'regression' for floating-point targets, 'classification' for integer (class index) targets (of the
+    first batch when `data` is a `Batches`).
 
     Example:
         >>> infer_task(torch.tensor([0, 2, 1]))
         'classification'
     """
+    targets = data if isinstance(data, Tensor) else next(iter(data))[1]
     return "regression" if targets.is_floating_point() else "classification"
 
 
@@ -81,15 +71,16 @@ def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return reference.device, reference.dtype
 
 
-def to_model(inputs: Tensor, model: nn.Module) -> Tensor:
-    """Move a data tensor to the model's device; floating-point data also takes the model's dtype.
+def to_model(inputs: Any, model: nn.Module) -> Any:
+    """Move data (a tensor, or a tuple or dict of them) to the model's device; floating-point tensors also take
+    the model's dtype.
 
     Example:
         >>> to_model(torch.zeros(2, 3), nn.Linear(3, 1).double()).dtype
         torch.float64
     """
     device, dtype = model_device_dtype(model)
-    return inputs.to(device, dtype) if inputs.is_floating_point() else inputs.to(device)
+    return to_device(inputs, device, dtype)
 
 
 @dataclass
@@ -100,9 +91,10 @@ class ProbeContext:
         step: optimiser steps taken so far.
         model: the model being trained (read only).
         loss_fn: `loss_fn(outputs, targets)`, the mean loss over a batch.
-        train: (inputs, targets) on which train-set probes measure: the training set or a fixed subset of it.
-        test: (inputs, targets) of the test split, or None.
-        batch: the mini-batch of this step, or None.
+        train: the data on which train-set probes measure (the training set or a fixed subset of it), as
+            `Batches`; anything `tdlab.oracles.as_batches` takes is converted.
+        test: the test split as `Batches`, or None.
+        batch: the mini-batch of this step as `Batches` (one batch), or None.
         previous_params: the trainable parameters before this step (detached copies), or None.
         optimizer: the optimiser, or None.
         task: "classification" or "regression".
@@ -112,17 +104,22 @@ class ProbeContext:
     step: int
     model: nn.Module
     loss_fn: Callable[[Tensor, Tensor], Tensor]
-    train: Batch
-    test: Batch | None = None
-    batch: Batch | None = None
+    train: Batches
+    test: Batches | None = None
+    batch: Batches | None = None
     previous_params: Params | None = None
     optimizer: torch.optim.Optimizer | None = None
     task: Task = "classification"
     batch_size: int | None = None
     _objectives: dict[str, Objective] = field(default_factory=dict, init=False, repr=False)
 
-    def data(self, split: str = "train") -> Batch:
-        """The (inputs, targets) of `split` ('train', 'test' or 'batch')."""
+    def __post_init__(self) -> None:
+        self.train = as_batches(self.train, argument="train")
+        self.test = None if self.test is None else as_batches(self.test, argument="test")
+        self.batch = None if self.batch is None else as_batches(self.batch, argument="batch")
+
+    def data(self, split: str = "train") -> Batches:
+        """The data of `split` ('train', 'test' or 'batch')."""
         if split not in _SPLITS:
             raise ValueError(f"split: expected one of {', '.join(map(repr, _SPLITS))}, got {split!r}")
         data = {"train": self.train, "test": self.test, "batch": self.batch}[split]
@@ -230,8 +227,10 @@ class ProbeSet:
     Args:
         probes: the probes; their names and their metric names must be unique.
         model, loss_fn: the model and its mean-reduced loss `loss_fn(outputs, targets)`.
-        train: (inputs, targets) for train-set probes: the training set or a fixed subset of it.
-        test: (inputs, targets) of a test split, or None.
+        train: the data of train-set probes (the training set or a fixed subset of it): a pair of tensors, a
+            `TensorDataset`, a `DataLoader` with a fixed order or any re-iterable of (inputs, targets) batches,
+            inputs a tensor, tuple or dict (see `tdlab.oracles.data`).
+        test: the test split, in any of the same forms, or None.
         task: "classification" or "regression"; None infers it from the dtype of the train targets.
         eval_mode: measure with the model in eval mode (deterministic BatchNorm and dropout), restored after.
         sink: called as `sink(step, metrics)` after every measurement (e.g. a run's `log`).
@@ -246,8 +245,8 @@ class ProbeSet:
         probes: Sequence[Probe],
         model: nn.Module,
         loss_fn: Callable[[Tensor, Tensor], Tensor],
-        train: Batch,
-        test: Batch | None = None,
+        train: object,
+        test: object | None = None,
         task: Task | None = None,
         eval_mode: bool = True,
         sink: Sink | None = None,
@@ -260,10 +259,10 @@ class ProbeSet:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"probes: names must be unique, got {duplicates} more than once")
-        self.train = _check_pair(train, "train")
-        self.test = None if test is None else _check_pair(test, "test")
+        self.train = as_batches(train, argument="train")
+        self.test = None if test is None else as_batches(test, argument="test")
         if task is None:
-            task = infer_task(self.train[1])
+            task = infer_task(self.train)
         if task not in _TASKS:
             raise ValueError(f"task: expected one of 'classification', 'regression' or None, got {task!r}")
         if batch_size is not None and batch_size < 1:
@@ -283,7 +282,7 @@ class ProbeSet:
 
     @contextlib.contextmanager
     def step(
-        self, step: int, batch: Batch | None = None, optimizer: torch.optim.Optimizer | None = None
+        self, step: int, batch: object | None = None, optimizer: torch.optim.Optimizer | None = None
     ) -> Iterator[dict[str, float]]:
         """Wrap optimiser step number `step` (from 1); on exit measure the probes due at `step`.
 
@@ -300,7 +299,7 @@ class ProbeSet:
     def measure(
         self,
         step: int,
-        batch: Batch | None = None,
+        batch: object | None = None,
         optimizer: torch.optim.Optimizer | None = None,
         previous_params: Params | None = None,
         given: Mapping[str, Mapping[str, float]] | None = None,
@@ -322,7 +321,7 @@ class ProbeSet:
             loss_fn=self.loss_fn,
             train=self.train,
             test=self.test,
-            batch=None if batch is None else _check_pair(batch, "batch"),
+            batch=batch,
             previous_params=previous_params,
             optimizer=optimizer,
             task=self.task,

@@ -18,8 +18,9 @@ from tdlab.curvature import (
     hessian_trace,
     run_products,
 )
-from tdlab.oracles import Objective
-from tdlab.probes.base import Batch, Probe, ProbeContext
+from tdlab.oracles import Objective, parameter_blocks
+from tdlab.oracles.objective import Blocks
+from tdlab.probes.base import Probe, ProbeContext
 
 _TRACE_METHODS = {"hutchinson": 2, "hutch++": 6}  # method of `hessian_trace`: its smallest number of samples
 
@@ -31,28 +32,53 @@ def _generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
-def train_subset(train: Batch, subset: int | None, seed: int) -> Batch:
-    """The train split, or `subset` of its points drawn with `seed` (the same points at every measurement).
-
-    Example:
-        >>> X, y = torch.arange(10.0).view(5, 2), torch.arange(5)
-        >>> train_subset((X, y), 2, seed=0)[1].tolist() == train_subset((X, y), 2, seed=0)[1].tolist()
-        True
-    """
-    inputs, targets = train
-    if subset is None or subset >= inputs.shape[0]:
-        return train
-    index = torch.randperm(inputs.shape[0], generator=torch.Generator().manual_seed(seed))[:subset]
-    index = index.to(inputs.device)
-    return inputs[index], targets[index]
-
-
 def _train_objective(ctx: ProbeContext, subset: int | None, seed: int) -> Objective:
-    """The context's train objective, or the objective on `subset` train points drawn once with `seed`."""
-    data = train_subset(ctx.train, subset, seed)
+    """The context's train objective, or the objective on `subset` train points drawn once with `seed` (the
+    first `subset` of streamed data)."""
+    data = ctx.train.subset(subset, seed)
     if data is ctx.train:
         return ctx.objective("train")
     return Objective(ctx.model, ctx.loss_fn, data, batch_size=ctx.batch_size)
+
+
+def _objectives(
+    ctx: ProbeContext, subset: int | None, seed: int, batches: int | None, batch_size: int | None
+) -> list[Objective]:
+    """The objectives a curvature probe measures: the train objective (see `_train_objective`), or, when
+    `batches` is set, one per mini-batch (`Batches.minibatches`, drawn once with `seed`)."""
+    if batches is None:
+        return [_train_objective(ctx, subset, seed)]
+    data = ctx.train.subset(subset, seed)
+    return [Objective(ctx.model, ctx.loss_fn, b) for b in data.minibatches(batches, batch_size, seed)]
+
+
+def mean_and_error(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error sd / sqrt(m) (sd with ddof 1) of m >= 2 values.
+
+    Example:
+        >>> mean_and_error([1.0, 2.0, 3.0])
+        (2.0, 0.5773502691896258)
+    """
+    array = np.asarray(values, dtype=np.float64)
+    return float(array.mean()), float(array.std(ddof=1) / np.sqrt(array.size))
+
+
+def _check_batches(batches: int | None, batch_size: int | None) -> None:
+    if batches is not None and (isinstance(batches, bool) or not isinstance(batches, int) or batches < 2):
+        raise ValueError(
+            f"batches: expected an integer >= 2 (mini-batches for a standard error) or None, got {batches!r}"
+        )
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size: expected a positive integer or None, got {batch_size!r}")
+    if batch_size is not None and batches is None:
+        raise ValueError("batch_size: only with batches (the mini-batch estimate); set batches too")
+
+
+def _check_blocks(blocks: Blocks | None) -> None:
+    if blocks is not None and blocks != "module" and not isinstance(blocks, Mapping):
+        raise ValueError(
+            f"blocks: expected None, 'module' or a mapping from block names to parameter selections, got {blocks!r}"
+        )
 
 
 def _check_subset(subset: int | None) -> None:
@@ -69,12 +95,25 @@ class Sharpness(Probe):
     previous measurement's eigenvectors (warm start: the Hessian changes little between measurements), kept
     in the probe's state to survive a resume; the first measurement starts from a random vector (`seed`).
 
-    Metrics: "sharpness" (lambda_1), "sharpness/2" .. "sharpness/k", "sharpness/matvecs".
+    Parameter blocks (`blocks="module"`, or a mapping from names to parameter selections such as
+    `{"attention": "*.self_attn.*"}`): also the top eigenvalue of each diagonal block H[S, S], the curvature
+    within one layer or group with the others held fixed ("sharpness/block/<name>"), each warm-started.
+
+    Mini-batch estimate with an error bar (`batches=m`): lambda_1 of the Hessian of each of m disjoint
+    mini-batches (of `batch_size` train points drawn once with `seed`, or the first m batches of streamed data),
+    reported as their mean lambda_bar = (1/m) sum_b lambda_1(H_b) and its standard error sd_b / sqrt(m). This
+    is the expected sharpness of a mini-batch Hessian, an upper bound on average of the full-batch sharpness
+    (lambda_1 is convex in H, so E lambda_1(H_b) >= lambda_1(E H_b), Jensen), not an unbiased estimate of it;
+    the standard error says whether a change between two measurements exceeds the batch-to-batch spread.
+
+    Metrics: "sharpness" (lambda_1, or lambda_bar), "sharpness/2" .. "sharpness/k", "sharpness/se" (with
+    `batches`), "sharpness/block/<name>", "sharpness/matvecs" (all products of the measurement).
 
     Cost: "sharpness/matvecs" Hessian-vector products (each about two forward and two backward passes over the
-    train split, or over `subset` train points drawn once with `seed`); tens cold, a few warm. `tol` and
-    `criterion` are those of `hessian_eigs`: the default residual rule at tol 1e-6 is a bound; for a probe run
-    every few steps, `criterion="ritz", tol=1e-3` needs about a third of the products (see `hessian_eigs`).
+    train split, or over `subset` train points drawn once with `seed`, or over one mini-batch); tens cold, a few
+    warm, for the whole Hessian and again for each block and each mini-batch. `tol` and `criterion` are those of
+    `hessian_eigs`: the default residual rule at tol 1e-6 is a bound; for a probe run every few steps,
+    `criterion="ritz", tol=1e-3` needs about a third of the products (see `hessian_eigs`).
 
     Example:
         >>> from torch import nn
@@ -83,6 +122,8 @@ class Sharpness(Probe):
         >>> probe = Sharpness()
         >>> probe.measure(ctx)["sharpness"] > 0
         True
+        >>> sorted(Sharpness(blocks="module", batches=4, batch_size=8).measure(ctx))
+        ['sharpness', 'sharpness/block/0', 'sharpness/block/2', 'sharpness/matvecs', 'sharpness/se']
     """
 
     name = "sharpness"
@@ -96,6 +137,9 @@ class Sharpness(Probe):
         subset: int | None = None,
         seed: int = 0,
         criterion: str = "residual",
+        blocks: Blocks | None = None,
+        batches: int | None = None,
+        batch_size: int | None = None,
     ):
         super().__init__(every)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -106,32 +150,60 @@ class Sharpness(Probe):
             allowed = ", ".join(map(repr, STOPPING_CRITERIA))
             raise ValueError(f"criterion: expected one of {allowed}, got {criterion!r}")
         _check_subset(subset)
+        _check_blocks(blocks)
+        _check_batches(batches, batch_size)
         self.k = k
         self.tol = tol
         self.criterion = criterion
         self.max_iter = max_iter
         self.subset = subset
         self.seed = seed
+        self.blocks = blocks
+        self.batches = batches
+        self.batch_size = batch_size
         self.v0: Tensor | None = None
+        self.block_v0: dict[str, Tensor] = {}
 
     def measure(self, ctx: ProbeContext) -> dict[str, float]:
-        op = HessianOperator(_train_objective(ctx, self.subset, self.seed))
-        return self.record(run_products(self.eigenpairs(op, ctx.step), op.matvec))
+        objectives = _objectives(ctx, self.subset, self.seed, self.batches, self.batch_size)
+        if self.batches is None and self.blocks is None:
+            op = HessianOperator(objectives[0])
+            return self.record(run_products(self.eigenpairs(op, ctx.step), op.matvec))
+        results = [self._top(HessianOperator(obj), ctx.step, self.v0, self.k) for obj in objectives]
+        self._keep(results[0], None)
+        tops = [r.eigenvalues.tolist() for r in results]
+        metrics: dict[str, float] = {}
+        if self.batches is None:
+            metrics.update(self._values(tops[0]))
+        else:
+            metrics["sharpness"], metrics["sharpness/se"] = mean_and_error([t[0] for t in tops])
+        matvecs = sum(r.num_matvecs for r in results)
+        if self.blocks is not None:
+            for block, selection in parameter_blocks(ctx.model, self.blocks).items():
+                block_results = [
+                    self._top(HessianOperator(obj.restricted(selection)), ctx.step, self.block_v0.get(block), 1)
+                    for obj in objectives
+                ]
+                self._keep(block_results[0], block)
+                values = [r.eigenvalues[0].item() for r in block_results]
+                metrics[f"sharpness/block/{block}"] = float(np.mean(values))
+                matvecs += sum(r.num_matvecs for r in block_results)
+        metrics["sharpness/matvecs"] = float(matvecs)
+        return metrics
 
-    def eigenpairs(self, op: LinearOperator, step: int) -> Generator[Tensor, Tensor, EigResult]:
-        """The Lanczos run of the measurement at `step` on the Hessian operator `op`, warm-started, as a
-        generator of the Hessian-vector products it needs (`tdlab.curvature.eigs_steps`)."""
-        v0 = None
-        if self.v0 is not None:
-            if self.v0.shape != (op.shape[0],):
+    def _top(self, op: LinearOperator, step: int, v0: Tensor | None, k: int) -> EigResult:
+        return run_products(self._steps(op, step, v0, k), op.matvec)
+
+    def _steps(self, op: LinearOperator, step: int, v0: Tensor | None, k: int) -> Generator[Tensor, Tensor, EigResult]:
+        if v0 is not None:
+            if v0.shape != (op.shape[0],):
                 raise ValueError(
-                    f"state: the warm-start vector has {self.v0.numel()} entries, "
-                    f"the model has {op.shape[0]} parameters"
+                    f"state: the warm-start vector has {v0.numel()} entries, the model has {op.shape[0]} parameters"
                 )
-            v0 = self.v0.to(op.device, op.dtype)
+            v0 = v0.to(op.device, op.dtype)
         return eigs_steps(
             op,
-            k=self.k,
+            k=k,
             which="LA",
             tol=self.tol,
             max_iter=self.max_iter,
@@ -140,28 +212,50 @@ class Sharpness(Probe):
             criterion=self.criterion,
         )
 
+    def eigenpairs(self, op: LinearOperator, step: int) -> Generator[Tensor, Tensor, EigResult]:
+        """The Lanczos run of the measurement at `step` on the Hessian operator `op`, warm-started, as a
+        generator of the Hessian-vector products it needs (`tdlab.curvature.eigs_steps`)."""
+        return self._steps(op, step, self.v0, self.k)
+
+    def _keep(self, result: EigResult, block: str | None) -> None:
+        """Keep the warm start of the next measurement, unless the eigenvectors are not finite (a diverged model)."""
+        if bool(torch.isfinite(result.eigenvectors).all()):
+            v0 = result.eigenvectors.sum(dim=1).detach()
+            if block is None:
+                self.v0 = v0
+            else:
+                self.block_v0[block] = v0
+
+    @staticmethod
+    def _values(eigenvalues: list[float]) -> dict[str, float]:
+        metrics = {"sharpness": eigenvalues[0]}
+        metrics.update({f"sharpness/{i}": value for i, value in enumerate(eigenvalues[1:], start=2)})
+        return metrics
+
     def record(self, result: EigResult) -> dict[str, float]:
         """Keep the warm start of the next measurement (unless the eigenvectors are not finite: a diverged model)
         and return the metrics of `result`."""
-        if bool(torch.isfinite(result.eigenvectors).all()):
-            self.v0 = result.eigenvectors.sum(dim=1).detach()
-        eigenvalues = result.eigenvalues.tolist()  # descending for which="LA"
-        metrics = {"sharpness": eigenvalues[0]}
-        metrics.update({f"sharpness/{i}": value for i, value in enumerate(eigenvalues[1:], start=2)})
+        self._keep(result, None)
+        metrics = self._values(result.eigenvalues.tolist())  # descending for which="LA"
         metrics["sharpness/matvecs"] = float(result.num_matvecs)
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
-        return {} if self.v0 is None else {"v0": self.v0}
+        state: dict[str, Any] = {} if self.v0 is None else {"v0": self.v0}
+        state.update({f"v0/{block}": v for block, v in self.block_v0.items()})
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        unknown = set(state) - {"v0"}
+        unknown = {key for key in state if key != "v0" and not key.startswith("v0/")}
         if unknown:
-            raise ValueError(f"state: unknown keys {sorted(unknown)} for the sharpness probe (allowed: 'v0')")
-        v0 = state.get("v0")
-        if v0 is not None and (not isinstance(v0, Tensor) or v0.ndim != 1):
-            raise ValueError("state: 'v0' must be a 1-D tensor (the warm-start vector)")
-        self.v0 = v0
+            raise ValueError(
+                f"state: unknown keys {sorted(unknown)} for the sharpness probe (allowed: 'v0', 'v0/<block>')"
+            )
+        for key, v0 in state.items():
+            if v0 is not None and (not isinstance(v0, Tensor) or v0.ndim != 1):
+                raise ValueError(f"state: {key!r} must be a 1-D tensor (a warm-start vector)")
+        self.v0 = state.get("v0")
+        self.block_v0 = {key[3:]: v for key, v in state.items() if key.startswith("v0/")}
 
 
 class HessianTrace(Probe):
@@ -172,10 +266,18 @@ class HessianTrace(Probe):
     "hessian/trace_se" is the standard error of the estimate, std(z^T H z) / sqrt(number of probes).
     tr(H) / dim is the mean curvature, a flatness measure complementary to lambda_1 (Keskar et al. 2017).
 
-    Metrics: "hessian/trace", "hessian/trace_se".
+    Mini-batch estimate (`batches=m`): the trace of the Hessian of each of m disjoint mini-batches (as in
+    `Sharpness`), each from `samples` products; "hessian/trace" is their mean, an unbiased estimate of the trace
+    of the Hessian over the examples the batches hold (the trace is linear and the batch loss a mean), and
+    "hessian/trace_se" the standard error sd_b / sqrt(m) over the batches, which holds both sources of noise,
+    the batch draw and Hutchinson's probes. Blocks (`blocks=`): the trace of each diagonal block H[S, S],
+    "hessian/trace/<block>"; the block traces of a partition of the parameters sum to tr(H).
+
+    Metrics: "hessian/trace", "hessian/trace_se", "hessian/trace/<block>".
 
     Cost: `samples` Hessian-vector products (each about two forward and two backward passes over the train
-    split, or over `subset` train points drawn once with `seed`).
+    split, or over `subset` train points drawn once with `seed`), times the number of mini-batches, plus as many
+    again for each block.
 
     Example:
         >>> from torch import nn
@@ -194,6 +296,9 @@ class HessianTrace(Probe):
         method: str = "hutchinson",
         subset: int | None = None,
         seed: int = 0,
+        blocks: Blocks | None = None,
+        batches: int | None = None,
+        batch_size: int | None = None,
     ):
         super().__init__(every)
         if method not in _TRACE_METHODS:
@@ -202,17 +307,29 @@ class HessianTrace(Probe):
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < smallest:
             raise ValueError(f"samples: expected an integer >= {smallest} for {method!r}, got {samples!r}")
         _check_subset(subset)
+        _check_blocks(blocks)
+        _check_batches(batches, batch_size)
         self.samples = samples
         self.method = method
         self.subset = subset
         self.seed = seed
+        self.blocks = blocks
+        self.batches = batches
+        self.batch_size = batch_size
 
     def measure(self, ctx: ProbeContext) -> dict[str, float]:
-        objective = _train_objective(ctx, self.subset, self.seed)
-        result = hessian_trace(
-            objective,
-            method=self.method,
-            samples=self.samples,
-            generator=_generator(self.seed, ctx.step),
-        )
-        return {"hessian/trace": float(result.estimate), "hessian/trace_se": float(result.std_error)}
+        objectives = _objectives(ctx, self.subset, self.seed, self.batches, self.batch_size)
+        generator = _generator(self.seed, ctx.step)
+        results = [hessian_trace(obj, self.method, self.samples, generator=generator) for obj in objectives]
+        if self.batches is None:
+            metrics = {"hessian/trace": float(results[0].estimate), "hessian/trace_se": float(results[0].std_error)}
+        else:
+            mean, error = mean_and_error([r.estimate for r in results])
+            metrics = {"hessian/trace": mean, "hessian/trace_se": error}
+        if self.blocks is not None:
+            for obj in objectives:
+                blocks = hessian_trace(obj, self.method, self.samples, generator=generator, blocks=self.blocks)
+                for block, result in blocks.items():  # type: ignore[union-attr]
+                    key = f"hessian/trace/{block}"
+                    metrics[key] = metrics.get(key, 0.0) + result.estimate / len(objectives)
+        return metrics

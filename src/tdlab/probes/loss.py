@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from tdlab.oracles.data import as_batches, call_with
 from tdlab.probes.base import Probe, ProbeContext, to_model
 
 
@@ -27,40 +29,38 @@ def correct(outputs: Tensor, targets: Tensor) -> Tensor:
 
 def loss_and_accuracy(
     model: nn.Module,
-    loss_fn: Callable[[Tensor, Tensor], Tensor],
-    inputs: Tensor,
-    targets: Tensor,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: object,
     batch_size: int | None = None,
     classification: bool = True,
 ) -> tuple[float, float | None]:
     """Mean loss (1/N) sum_i l(f(x_i), y_i) and accuracy (1/N) sum_i [argmax_c f(x_i)_c = y_i].
 
-    The data are evaluated in chunks of `batch_size` examples (None: one chunk); the chunk losses, means
-    themselves, are weighted by n_b / N. Accuracy is None when `classification` is False. Runs in the model's
-    current mode, under `torch.no_grad`.
+    `data` is anything `tdlab.oracles.as_batches` takes (tensors, a DataLoader, dict inputs, ...); in-memory
+    data is evaluated in chunks of `batch_size` examples (None: one chunk), streamed data in its own batches.
+    The batch losses, means themselves, are weighted by n_b / N. Accuracy is None when `classification` is
+    False. Runs in the model's current mode, under `torch.no_grad`.
 
     Example:
         >>> model = nn.Linear(2, 3)
         >>> X, y = torch.randn(10, 2), torch.randint(0, 3, (10,))
-        >>> loss, accuracy = loss_and_accuracy(model, nn.CrossEntropyLoss(), X, y, batch_size=4)
+        >>> loss, accuracy = loss_and_accuracy(model, nn.CrossEntropyLoss(), (X, y), batch_size=4)
         >>> 0.0 <= accuracy <= 1.0
         True
     """
-    n = inputs.shape[0]
-    if n == 0:
-        raise ValueError("inputs: expected at least one example, got 0")
-    size = n if batch_size is None else batch_size
-    losses, corrects = [], []
+    batches = as_batches(data).rebatched(batch_size)
+    loss, hits, n = 0.0, 0.0, 0
     with torch.no_grad():
-        for start in range(0, n, size):
-            x = to_model(inputs[start : start + size], model)
-            y = to_model(targets[start : start + size], model)
-            outputs = model(x)
-            losses.append(loss_fn(outputs, y) * (y.shape[0] / n))
+        for inputs, targets in batches:
+            y = to_model(targets, model)
+            outputs = call_with(model, to_model(inputs, model))
+            loss += float(loss_fn(outputs, y)) * y.shape[0]
             if classification:
-                corrects.append(correct(outputs, y).sum())
-    loss = float(torch.stack(losses).sum())
-    return loss, (float(torch.stack(corrects).sum()) / n if classification else None)
+                hits += float(correct(outputs, y).sum())
+            n += y.shape[0]
+    if n == 0:
+        raise ValueError("data: expected at least one example, got 0")
+    return loss / n, (hits / n if classification else None)
 
 
 class LossProbe(Probe):
@@ -93,7 +93,7 @@ class LossProbe(Probe):
         for split, data in (("train", ctx.train), ("test", ctx.test)):
             if data is None:
                 continue
-            loss, accuracy = loss_and_accuracy(ctx.model, ctx.loss_fn, *data, self.batch_size, classification)
+            loss, accuracy = loss_and_accuracy(ctx.model, ctx.loss_fn, data, self.batch_size, classification)
             metrics[f"{split}/loss"] = loss
             if accuracy is not None:
                 metrics[f"{split}/accuracy"] = accuracy

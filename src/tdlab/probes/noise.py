@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
+from torch.utils._pytree import tree_map
 
 from tdlab.oracles import Params, trainable_parameters
+from tdlab.oracles.data import Inputs, as_batches, call_args
 from tdlab.probes.base import Probe, ProbeContext, to_model
 
 _SOURCES = ("subset", "batch")
 
 
 def per_example_gradients(
-    model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], inputs: Tensor, targets: Tensor
+    model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], inputs: Inputs, targets: Tensor
 ) -> Params:
     """Gradients g_i = grad_theta l(f(x_i; theta), y_i) of each example, stacked along a leading axis.
 
@@ -38,8 +41,9 @@ def per_example_gradients(
     params = trainable_parameters(model)
     buffers = dict(model.named_buffers())
 
-    def example_loss(p: Params, x: Tensor, y: Tensor) -> Tensor:
-        return loss_fn(functional_call(model, (p, buffers), (x.unsqueeze(0),)), y.unsqueeze(0))
+    def example_loss(p: Params, x: Inputs, y: Tensor) -> Tensor:
+        args, kwargs = call_args(tree_map(lambda t: t.unsqueeze(0), x))
+        return loss_fn(functional_call(model, (p, buffers), args, kwargs), y.unsqueeze(0))
 
     return vmap(grad(example_loss), in_dims=(None, 0, 0), randomness="different")(params, inputs, targets)
 
@@ -47,7 +51,7 @@ def per_example_gradients(
 def gradient_noise(
     model: nn.Module,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
-    inputs: Tensor,
+    inputs: Inputs,
     targets: Tensor,
     batch_size: int | None = None,
     chunk_size: int | None = None,
@@ -70,20 +74,18 @@ def gradient_noise(
         >>> abs(stats["noise/batch_var"] * 8 - stats["noise/grad_var"]) < 1e-5
         True
     """
-    n = inputs.shape[0]
+    n = targets.shape[0]
     if n < 2:
         raise ValueError(f"inputs: expected at least 2 examples for a variance, got {n}")
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size: expected a positive integer or None, got {batch_size}")
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size: expected a positive integer or None, got {chunk_size}")
-    size = n if chunk_size is None else chunk_size
     count, mean, squares = 0, None, None
-    for start in range(0, n, size):
-        x = to_model(inputs[start : start + size], model)
-        y = to_model(targets[start : start + size], model)
+    for x, y in as_batches((inputs, targets), chunk_size):
+        x, y = to_model(x, model), to_model(y, model)
         G = per_example_gradients(model, loss_fn, x, y)
-        flat = torch.cat([g.reshape(x.shape[0], -1) for g in G.values()], dim=1)
+        flat = torch.cat([g.reshape(y.shape[0], -1) for g in G.values()], dim=1)
         chunk_mean = flat.mean(dim=0)
         chunk_squares = (flat - chunk_mean).square().sum()
         if mean is None:
@@ -150,22 +152,19 @@ class GradientNoise(Probe):
         self.chunk_size = chunk_size
         self.seed = seed
 
-    def _examples(self, ctx: ProbeContext) -> tuple[Tensor, Tensor]:
+    def _examples(self, ctx: ProbeContext) -> tuple[Inputs, Tensor]:
+        """The step's mini-batch, or `num_examples` train points drawn once with `seed` (the first ones of
+        streamed data), as one in-memory batch."""
         if self.source == "batch":
             if ctx.batch is None:
                 raise ValueError("source: 'batch' needs the step's mini-batch, but the context has none")
-            return ctx.batch
-        inputs, targets = ctx.train
-        n = inputs.shape[0]
-        if self.num_examples >= n:
-            return inputs, targets
-        generator = torch.Generator().manual_seed(self.seed)
-        index = torch.randperm(n, generator=generator)[: self.num_examples].to(inputs.device)
-        return inputs[index], targets[index]
+            return ctx.batch.first(ctx.batch.num_examples)
+        data = ctx.train.subset(self.num_examples, self.seed)
+        return data.first(data.num_examples)
 
     def measure(self, ctx: ProbeContext) -> dict[str, float]:
         inputs, targets = self._examples(ctx)
         batch_size = self.batch_size
         if batch_size is None and ctx.batch is not None:
-            batch_size = ctx.batch[0].shape[0]
+            batch_size = ctx.batch.num_examples
         return gradient_noise(ctx.model, ctx.loss_fn, inputs, targets, batch_size, self.chunk_size)

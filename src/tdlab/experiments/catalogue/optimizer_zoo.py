@@ -208,7 +208,7 @@ def _network_gap(method: str, config: OptimizerZooConfig, device: torch.device) 
     )
     twin = copy.deepcopy(model)
     optimizer = torch_optimizer(method, twin.parameters(), lr, **hyper)
-    inputs, targets = objective.inputs, objective.targets
+    inputs, targets = objective.data.tensors  # type: ignore[misc]
     gap = 0.0
     for t in range(1, config.match_steps + 1):
         optimizer.zero_grad()

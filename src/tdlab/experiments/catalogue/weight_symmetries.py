@@ -155,8 +155,9 @@ def _barriers(obj: Objective, chain: Chain, theta_a: Tensor, theta_b: Tensor, co
 def _relative_change(obj: Objective, theta: Tensor, other: Tensor) -> float:
     """max |f_other(x) - f_theta(x)| / max |f_theta(x)| over the training inputs."""
     with torch.no_grad():
-        reference = obj.outputs(unflatten(theta, obj.params), obj.inputs)
-        changed = obj.outputs(unflatten(other, obj.params), obj.inputs)
+        inputs = obj.data.tensors[0]  # type: ignore[index]
+        reference = obj.outputs(unflatten(theta, obj.params), inputs)
+        changed = obj.outputs(unflatten(other, obj.params), inputs)
     return float((changed - reference).abs().max() / reference.abs().max())
 
 
