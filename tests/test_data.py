@@ -236,6 +236,15 @@ def test_loss_for_and_accuracy():
 def test_load_dataset_registry():
     assert set(DATASETS) == {"mnist1d", "digits", "synthetic-regression", "gaussian-linear"}
     assert load_dataset("mnist1d", n_train=50, n_test=20).X_train.shape == (50, 40)
+
+
+def test_load_dataset_by_import_path_runs_the_users_function():
+    own = load_dataset("tdlab.data.synthetic:gaussian_linear", n=20, d=5)
+    assert_same_dataset(own, gaussian_linear(20, 5))
+    with pytest.raises(ValueError, match="cannot import 'no_such_module:f'"):
+        load_dataset("no_such_module:f")
+    with pytest.raises(TypeError, match="returned a Tensor, expected a tdlab.data.Dataset"):
+        load_dataset("torch:zeros", size=(2,))
     assert_same_dataset(load_dataset("digits", seed=2), digits(seed=2))
     assert_same_dataset(load_dataset("gaussian-linear", n=20, d=5), gaussian_linear(20, 5))
     data = load_dataset("synthetic-regression", standardize=True, n_train=100, in_features=3)
@@ -248,7 +257,8 @@ def test_load_dataset_registry():
     [
         (
             lambda: load_dataset("cifar10"),
-            "dataset: expected one of 'mnist1d', 'digits', 'synthetic-regression', 'gaussian-linear', got 'cifar10'",
+            "dataset: expected one of 'mnist1d', 'digits', 'synthetic-regression', 'gaussian-linear' or an import "
+            "path 'package.module:function', got 'cifar10'",
         ),
         (lambda: synthetic_regression(teacher="cnn"), "teacher: expected one of 'linear', 'mlp', got 'cnn'"),
         (lambda: synthetic_regression(noise=-1.0), "noise: expected a non-negative number"),

@@ -479,6 +479,7 @@ def test_build_probe_registry_and_errors():
         "update-norm",
         "parameter-norm",
         "sharpness",
+        "preconditioned-sharpness",
         "hessian-trace",
         "gradient-noise",
         "activations",

@@ -13,6 +13,7 @@ from tdlab.curvature.operators import (
     as_operator,
 )
 from tdlab.curvature.power import power_iteration
+from tdlab.curvature.preconditioned import PreconditionedOperator
 from tdlab.curvature.trace import TraceResult, hessian_trace
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "HessianOperator",
     "LinearOperator",
     "MatrixOperator",
+    "PreconditionedOperator",
     "SpectralDensity",
     "TraceResult",
     "as_operator",

@@ -303,7 +303,11 @@ class Objective:
         return list(unflatten(flat, {str(i): t for i, t in enumerate(tensors)}).values())
 
     def _mean(self, per_batch: Callable[[Inputs, Tensor], Params]) -> Params:
-        """(1/N) sum_b n_b per_batch(batch b), streamed over the batches and summed over processes."""
+        """(1/N) sum_b n_b per_batch(batch b), streamed over the batches and summed over processes.
+
+        The sums are kept in float32 for half-precision models (float16 overflows at 65504, bfloat16 counts
+        exactly only to 256) and in the model's dtype otherwise; the mean is returned in the model's dtype."""
+        wide = torch.float32 if self.dtype in (torch.float16, torch.bfloat16) else self.dtype
         total: Params | None = None
         count = 0
         with _batch_statistics_without_updates(self.model), differentiable_kernels():
@@ -311,18 +315,18 @@ class Objective:
                 n = targets.shape[0]
                 part = per_batch(inputs, targets)
                 if total is None:
-                    total = {k: n * t.detach() for k, t in part.items()}
+                    total = {k: n * t.detach().to(wide) for k, t in part.items()}
                 else:
                     for k, t in part.items():
-                        total[k] += n * t.detach()
+                        total[k] += n * t.detach().to(wide)
                 count += n
         if total is None:
             raise ValueError("data: gave no batch")
         names = list(total)
         *sums, examples = self._all_reduce(
-            [*total.values(), torch.tensor(float(count), device=self.device, dtype=self.dtype)]
+            [*total.values(), torch.tensor(float(count), device=self.device, dtype=wide)]
         )
-        return {name: s / examples for name, s in zip(names, sums, strict=True)}
+        return {name: (s / examples).to(self.dtype) for name, s in zip(names, sums, strict=True)}
 
     # ------------------------------------------------------------------------------------------ oracles
     def value(self, theta: ParamsLike | None = None) -> Tensor:

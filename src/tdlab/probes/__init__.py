@@ -13,6 +13,7 @@ Add them to any loop in two lines (see `ProbeSet`), or by name from a config wit
 | update-norm | `UpdateNorm` | update/norm, update/ratio (+ per param) | none (a copy of the parameters) |
 | parameter-norm | `ParameterNorm` | param/norm, param/norm/<param> | none |
 | sharpness | `Sharpness` | sharpness, sharpness/<i>, sharpness/matvecs | Lanczos: a few to tens of HVPs |
+| preconditioned-sharpness | `PreconditionedSharpness` | preconditioned-sharpness{,/threshold,/matvecs} | as sharpness |
 | hessian-trace | `HessianTrace` | hessian/trace, hessian/trace_se | `samples` HVPs |
 | gradient-noise | `GradientNoise` | noise/grad_var, noise/snr, ... | 1 per-example forward + backward |
 | activations | `ActivationStats` | act/<layer>/{mean,var,dead,cosine,rel_var} | 1 forward, probe batch |
@@ -29,6 +30,7 @@ from tdlab.probes.curvature import HessianTrace, Sharpness
 from tdlab.probes.gradient import GradientNorm
 from tdlab.probes.loss import LossProbe, loss_and_accuracy
 from tdlab.probes.noise import GradientNoise, gradient_noise, per_example_gradients
+from tdlab.probes.preconditioned import PreconditionedSharpness, adaptive_preconditioner
 from tdlab.probes.updates import ParameterNorm, UpdateNorm, update_norms
 
 PROBES: dict[str, type[Probe]] = {
@@ -39,6 +41,7 @@ PROBES: dict[str, type[Probe]] = {
         UpdateNorm,
         ParameterNorm,
         Sharpness,
+        PreconditionedSharpness,
         HessianTrace,
         GradientNoise,
         ActivationStats,
@@ -72,12 +75,14 @@ __all__ = [
     "HessianTrace",
     "LossProbe",
     "ParameterNorm",
+    "PreconditionedSharpness",
     "Probe",
     "ProbeContext",
     "ProbeSet",
     "Sharpness",
     "UpdateNorm",
     "activation_statistics",
+    "adaptive_preconditioner",
     "build_probe",
     "gradient_noise",
     "hidden_modules",

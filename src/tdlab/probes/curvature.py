@@ -176,7 +176,7 @@ class Sharpness(Probe):
         if self.batches is None:
             metrics.update(self._values(tops[0]))
         else:
-            metrics["sharpness"], metrics["sharpness/se"] = mean_and_error([t[0] for t in tops])
+            metrics[self.name], metrics[f"{self.name}/se"] = mean_and_error([t[0] for t in tops])
         matvecs = sum(r.num_matvecs for r in results)
         if self.blocks is not None:
             for block, selection in parameter_blocks(ctx.model, self.blocks).items():
@@ -186,9 +186,9 @@ class Sharpness(Probe):
                 ]
                 self._keep(block_results[0], block)
                 values = [r.eigenvalues[0].item() for r in block_results]
-                metrics[f"sharpness/block/{block}"] = float(np.mean(values))
+                metrics[f"{self.name}/block/{block}"] = float(np.mean(values))
                 matvecs += sum(r.num_matvecs for r in block_results)
-        metrics["sharpness/matvecs"] = float(matvecs)
+        metrics[f"{self.name}/matvecs"] = float(matvecs)
         return metrics
 
     def _top(self, op: LinearOperator, step: int, v0: Tensor | None, k: int) -> EigResult:
@@ -226,10 +226,9 @@ class Sharpness(Probe):
             else:
                 self.block_v0[block] = v0
 
-    @staticmethod
-    def _values(eigenvalues: list[float]) -> dict[str, float]:
-        metrics = {"sharpness": eigenvalues[0]}
-        metrics.update({f"sharpness/{i}": value for i, value in enumerate(eigenvalues[1:], start=2)})
+    def _values(self, eigenvalues: list[float]) -> dict[str, float]:
+        metrics = {self.name: eigenvalues[0]}
+        metrics.update({f"{self.name}/{i}": value for i, value in enumerate(eigenvalues[1:], start=2)})
         return metrics
 
     def record(self, result: EigResult) -> dict[str, float]:
@@ -237,7 +236,7 @@ class Sharpness(Probe):
         and return the metrics of `result`."""
         self._keep(result, None)
         metrics = self._values(result.eigenvalues.tolist())  # descending for which="LA"
-        metrics["sharpness/matvecs"] = float(result.num_matvecs)
+        metrics[f"{self.name}/matvecs"] = float(result.num_matvecs)
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
@@ -249,7 +248,7 @@ class Sharpness(Probe):
         unknown = {key for key in state if key != "v0" and not key.startswith("v0/")}
         if unknown:
             raise ValueError(
-                f"state: unknown keys {sorted(unknown)} for the sharpness probe (allowed: 'v0', 'v0/<block>')"
+                f"state: unknown keys {sorted(unknown)} for the {self.name} probe (allowed: 'v0', 'v0/<block>')"
             )
         for key, v0 in state.items():
             if v0 is not None and (not isinstance(v0, Tensor) or v0.ndim != 1):
