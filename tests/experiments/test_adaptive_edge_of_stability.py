@@ -12,12 +12,11 @@ from pydantic import ValidationError
 from torch import nn
 
 from tdlab.curvature import exact_hessian
-from tdlab.data import mnist1d
+from tdlab.data import half_squared_error, mnist1d
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue.adaptive_edge_of_stability import (
     PRE,
     AdaptiveEdgeOfStabilityConfig,
-    _half_squared_error,
     _train,
     checks,
     run,
@@ -53,7 +52,7 @@ def test_train_is_plain_adam_and_measures_the_dense_preconditioned_sharpness():
     rows = pd.DataFrame(_train(config, 0.01, (data.X_train, Y), CPU), columns=["step", "name", "value"])
     # the same Adam without probes, by hand: m, v, bias corrections, eps outside the square root
     model = MLP(40, 10, width=5, depth=1, activation="tanh", init="default", seed=0).double()
-    obj = Objective(model, _half_squared_error, (data.X_train, Y))
+    obj = Objective(model, half_squared_error, (data.X_train, Y))
     theta, m, v = obj.flat_parameters(), 0.0, 0.0
     losses, expected = [], {}
     for t in range(config.steps + 1):

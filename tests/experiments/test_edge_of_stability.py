@@ -11,11 +11,10 @@ from torch import nn
 
 from tdlab import Objective
 from tdlab.curvature import exact_hessian
-from tdlab.data import mnist1d
+from tdlab.data import half_squared_error, mnist1d
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue.edge_of_stability import (
     EdgeOfStabilityConfig,
-    _half_squared_error,
     _summarise,
     _train,
     run,
@@ -78,7 +77,7 @@ def _tiny_problem(config: EdgeOfStabilityConfig) -> tuple[Objective, tuple[torch
     model = MLP(
         40, 10, width=config.width, depth=config.depth, activation=config.activation, init="default", seed=config.seed
     ).double()
-    return Objective(model, _half_squared_error, (data.X_train, Y)), (data.X_train, Y)
+    return Objective(model, half_squared_error, (data.X_train, Y)), (data.X_train, Y)
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.7])

@@ -3,7 +3,7 @@ regression, label noise, standardisation, and the loss / accuracy of a task."""
 
 from tdlab.data.dataset import TASKS, Dataset
 from tdlab.data.loaders import classification_sample, digits, mnist1d
-from tdlab.data.metrics import accuracy, loss_for
+from tdlab.data.metrics import accuracy, half_squared_error, loss_for
 from tdlab.data.registry import DATASETS, load_dataset
 from tdlab.data.synthetic import TEACHERS, gaussian_linear, synthetic_regression
 from tdlab.data.transforms import standardize, with_label_noise
@@ -17,6 +17,7 @@ __all__ = [
     "classification_sample",
     "digits",
     "gaussian_linear",
+    "half_squared_error",
     "load_dataset",
     "loss_for",
     "mnist1d",

@@ -36,7 +36,7 @@ from matplotlib.figure import Figure
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from tdlab.data import mnist1d
+from tdlab.data import half_squared_error, mnist1d
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
 from tdlab.models import MLP
 from tdlab.probes import PreconditionedSharpness, ProbeSet, Sharpness
@@ -79,11 +79,6 @@ class AdaptiveEdgeOfStabilityConfig(ExperimentConfig):
         return value
 
 
-def _half_squared_error(outputs: Tensor, targets: Tensor) -> Tensor:
-    """1/2 sum_k (f_k(x) - y_k)^2, averaged over examples."""
-    return 0.5 * (outputs - targets).pow(2).sum(dim=1).mean()
-
-
 def _train(
     config: AdaptiveEdgeOfStabilityConfig, eta: float, data: tuple[Tensor, Tensor], context: Context
 ) -> list[tuple[int, str, float]]:
@@ -108,14 +103,14 @@ def _train(
             Sharpness(every=config.sharpness_every, **lanczos),
         ],
         model,
-        _half_squared_error,
+        half_squared_error,
         train=(X, Y),
         task="regression",
     )
     rows = []
     for step in context.track(range(config.steps + 1), f"Adam eta={eta:g}"):
         optimizer.zero_grad()
-        loss = _half_squared_error(model(X), Y)
+        loss = half_squared_error(model(X), Y)
         if not torch.isfinite(loss):
             rows.append((step, "diverged_at", float(step)))
             break

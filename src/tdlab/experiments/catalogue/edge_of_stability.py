@@ -32,7 +32,7 @@ from scipy.stats import spearmanr
 from torch import Tensor, nn
 
 from tdlab.curvature import hessian_eigs
-from tdlab.data import mnist1d
+from tdlab.data import half_squared_error, mnist1d
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
 from tdlab.models import MLP
 from tdlab.oracles import Objective
@@ -69,11 +69,6 @@ class EdgeOfStabilityConfig(ExperimentConfig):
         return value
 
 
-def _half_squared_error(outputs: Tensor, targets: Tensor) -> Tensor:
-    """1/2 sum_k (f_k(x) - y_k)^2, averaged over examples."""
-    return 0.5 * (outputs - targets).pow(2).sum(dim=1).mean()
-
-
 def _train(config: EdgeOfStabilityConfig, eta: float, data: tuple[Tensor, Tensor], context: Context) -> dict:
     """Full-batch GD (heavy ball) at step `eta` from the seed's initialisation; loss every step, sharpness
     every `sharpness_every` steps and at the end."""
@@ -87,7 +82,7 @@ def _train(config: EdgeOfStabilityConfig, eta: float, data: tuple[Tensor, Tensor
         init="default",
         seed=config.seed,
     ).to(device=X.device, dtype=X.dtype)
-    obj = Objective(model, _half_squared_error, (X, Y))
+    obj = Objective(model, half_squared_error, (X, Y))
     optimizer = torch.optim.SGD(model.parameters(), lr=eta, momentum=config.momentum)
     generator = torch.Generator().manual_seed(config.seed)
     losses, sharp_steps, sharpness, matvecs = [], [], [], []

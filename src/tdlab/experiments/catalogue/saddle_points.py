@@ -36,7 +36,7 @@ from scipy.stats import spearmanr
 from torch import Tensor
 
 from tdlab.curvature import exact_hessian
-from tdlab.data import synthetic_regression
+from tdlab.data import half_squared_error, synthetic_regression
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
 from tdlab.landscape import CriticalPoint, find_critical_point, train_flat
 from tdlab.models import MLP
@@ -81,11 +81,6 @@ class SaddlePointsConfig(ExperimentConfig):
         return self
 
 
-def _half_squared_error(outputs: Tensor, targets: Tensor) -> Tensor:
-    """1/2 sum_k (f_k(x) - y_k)^2, averaged over examples."""
-    return 0.5 * (outputs - targets).pow(2).sum(dim=1).mean()
-
-
 def _objective(config: SaddlePointsConfig, seed: int, device: torch.device) -> Objective:
     data = synthetic_regression(
         n_train=config.n_train,
@@ -99,7 +94,7 @@ def _objective(config: SaddlePointsConfig, seed: int, device: torch.device) -> O
     model = MLP(config.in_features, 1, width=config.width, depth=1, activation="tanh", bias_init_std=0.1, seed=seed).to(
         device, torch.float64
     )
-    return _WeightDecayed(model, _half_squared_error, data.train, config.weight_decay)
+    return _WeightDecayed(model, half_squared_error, data.train, config.weight_decay)
 
 
 class _WeightDecayed(Objective):

@@ -35,7 +35,7 @@ from pydantic import Field, field_validator
 from scipy.optimize import minimize_scalar
 from torch import Tensor, nn
 
-from tdlab.data import classification_sample
+from tdlab.data import classification_sample, half_squared_error
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
 from tdlab.models import MLP
 from tdlab.oracles import Objective
@@ -97,11 +97,6 @@ class TaylorStepConfig(ExperimentConfig):
         return value
 
 
-def _half_squared_error(outputs: Tensor, targets: Tensor) -> Tensor:
-    """1/2 sum_k (f_k(x) - y_k)^2, averaged over examples."""
-    return 0.5 * (outputs - targets).pow(2).sum(dim=1).mean()
-
-
 def _objective(config: TaylorStepConfig, device: torch.device) -> Objective:
     """The float64 training loss of the seed's MLP on the configured data."""
     data = classification_sample(config.dataset, config.n_train, config.seed).to(device, torch.float64)
@@ -116,7 +111,7 @@ def _objective(config: TaylorStepConfig, device: torch.device) -> Objective:
     ).to(device, torch.float64)
     if config.loss == "mse":
         targets = nn.functional.one_hot(data.y_train, data.out_features).to(torch.float64)
-        return Objective(model, _half_squared_error, (data.X_train, targets))
+        return Objective(model, half_squared_error, (data.X_train, targets))
     return Objective(model, nn.CrossEntropyLoss(), (data.X_train, data.y_train))
 
 
