@@ -374,6 +374,57 @@ def test_store_query_and_container_protocol(store):
         store.run("zz")
 
 
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("SELECT * FROM read_text('/etc/passwd')", "Permission Error"),
+        ("SELECT * FROM read_csv('{outside}/secret.csv')", "Permission Error"),
+        ("COPY (SELECT * FROM runs) TO '{store}/leak.csv'", "only a SELECT query is allowed.*COPY"),
+        ("COPY (SELECT 1) TO '{outside}/leak.csv'", "only a SELECT query is allowed"),
+        ("ATTACH '{outside}/new.db' AS other", "only a SELECT query is allowed.*ATTACH"),
+        ("INSTALL httpfs", "only a SELECT query is allowed"),
+        ("SET enable_external_access = true", "only a SELECT query is allowed"),
+        ("CREATE TABLE t AS SELECT 1", "only a SELECT query is allowed"),
+        ("SELECT 1; COPY (SELECT 1) TO '{outside}/leak.csv'", "expected one statement, got 2"),
+        (
+            "SELECT current_setting('enable_external_access') AND 0 = (SELECT count(*) FROM glob('/etc/*'))",
+            "Permission",
+        ),
+    ],
+)
+def test_query_is_read_only_and_confined_to_the_store(store, tmp_path_factory, sql, message):
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "secret.csv").write_text("a\n1\n")
+    before = sorted(p.relative_to(store.path) for p in store.path.rglob("*"))
+    with pytest.raises(ValueError, match=message):
+        store.query(sql.format(store=store.path, outside=outside))
+    assert sorted(p.relative_to(store.path) for p in store.path.rglob("*")) == before  # nothing written
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.csv"]
+    assert store.query("SELECT count(*) AS n FROM runs")["n"].tolist() == [4]  # the views still read the store
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "1 = 1) UNION SELECT * FROM runs --",
+        "1 = 1; DROP TABLE runs",
+        "status = 'done') OR (1 = 1",
+    ],
+)
+def test_where_must_be_one_expression(store, where):
+    with pytest.raises(ValueError, match="where: expected one SQL boolean expression"):
+        store.runs(where=where)
+
+
+def test_where_comments_cannot_swallow_the_rest_of_the_query(store):
+    assert (
+        store.runs(where="status = 'done' -- a note")["id"].tolist()
+        == store.runs(where="status = 'done'")["id"].tolist()
+    )
+    with pytest.raises(ValueError, match="Permission Error"):
+        store.runs(where="id IN (SELECT content FROM read_text('/etc/passwd'))")
+
+
 def test_empty_or_missing_store_gives_empty_frames(tmp_path):
     (tmp_path / "notes").mkdir()  # not a run: no meta.json
     (tmp_path / ".staging").mkdir()

@@ -13,7 +13,10 @@ integers mixed with floats become floats. A top-level config key that equals a f
 status, created, duration_s, path, run_id, step, name, value) is renamed "config.<key>".
 
 Every query opens a fresh in-memory DuckDB connection, so it sees the runs as they are on disk at that moment
-(rows still buffered in a live `Run` are not visible). Directories whose names start with "." and directories
+(rows still buffered in a live `Run` are not visible). Queries are read only and confined to the store folder:
+once the views exist, external access is off (no network, no extension installs, no file outside the folder to
+read, write or attach) and the configuration is locked; `query` runs exactly one SELECT statement, and a `where`
+filter must parse as one SQL expression. Directories whose names start with "." and directories
 without meta.json are not runs.
 """
 
@@ -83,6 +86,19 @@ def _naive_utc(iso: str | None) -> datetime | None:
 
 def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def _expression(where: str) -> str:
+    """`where` parsed as one SQL expression and written back (comments and stacked statements cannot pass).
+
+    Example:
+        >>> _expression('"optimizer.lr" > 0.1 -- a comment')
+        '"optimizer.lr" > 0.1'
+    """
+    try:
+        return str(duckdb.SQLExpression(where))
+    except duckdb.Error as err:
+        raise ValueError(f"where: expected one SQL boolean expression, got {where!r}: {_first_line(err)}") from None
 
 
 def _first_line(err: Exception) -> str:
@@ -222,7 +238,17 @@ class Store:
             "r.* EXCLUDE (id, created, duration_s, path) "
             f"FROM ({rows}) AS m JOIN runs AS r ON m.run_id = r.id"
         )
+        self._confine(con)
         return con, len(directories)
+
+    def _confine(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Once the views exist: files only inside the store folder, no external access (no network, no
+        extensions, no other files to read, write or attach), and a locked configuration that a query cannot
+        change back."""
+        folder = str(self.path.resolve()).rstrip(os.sep) + os.sep
+        con.execute(f"SET allowed_directories = [{_sql_string(folder)}]")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
 
     # ------------------------------------------------------------------ queries
     def runs(self, where: str | None = None) -> pd.DataFrame:
@@ -276,6 +302,8 @@ class Store:
     ) -> pd.DataFrame:
         if where is not None and not isinstance(where, str):
             raise TypeError(f"where: expected a SQL expression (str) or None, got {type(where).__name__}")
+        if where is not None:
+            where = _expression(where)
         con, num_runs = self._connect(run_ids)
         try:
             conditions = [f"({where})"] if where is not None and num_runs > 0 else []
@@ -304,6 +332,12 @@ class Store:
             raise TypeError(f"sql: expected a string, got {type(sql).__name__}")
         con, _ = self._connect()
         try:
+            statements = con.extract_statements(sql)
+            if len(statements) != 1:
+                raise ValueError(f"sql: expected one statement, got {len(statements)}")
+            kind = statements[0].type
+            if kind != duckdb.StatementType.SELECT:
+                raise ValueError(f"sql: only a SELECT query is allowed (the store is read only), got {kind.name}")
             return con.execute(sql).df()
         except duckdb.Error as err:
             raise ValueError(f"sql: cannot run the query: {_first_line(err)}") from err
