@@ -32,9 +32,9 @@ from torch.func import grad, jvp
 from torch.utils.benchmark import Timer
 
 from tdlab import Objective
+from tdlab.config import resolve_device
 from tdlab.curvature import HessianOperator, LinearOperator, hessian_eigs, power_iteration
 from tdlab.data import mnist1d
-from tdlab.experiments.base import resolve_device
 from tdlab.oracles import unflatten
 
 WIDTHS = (40, 256, 256, 128, 10)

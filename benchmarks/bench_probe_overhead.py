@@ -21,11 +21,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from tdlab.config import resolve_device
 from tdlab.data import loss_for, mnist1d
-from tdlab.experiments.base import resolve_device
 from tdlab.models import MLP
 from tdlab.probes import ProbeSet, Sharpness
-from tdlab.train.loop import batch_indices
+from tdlab.train.batches import batch_indices
 
 
 def _update(model, optimizer, loss_fn, xb, yb) -> None:

@@ -13,7 +13,7 @@ import yaml
 
 from tdlab.store import Run, Store
 from tdlab.train import TrainConfig, load_config, resume, train
-from tdlab.train.loop import batch_indices
+from tdlab.train.batches import batch_indices
 
 SMALL = {
     "name": "tiny",

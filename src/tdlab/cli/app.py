@@ -76,7 +76,7 @@ def _tracker(bar: Progress):
 
 
 def _overrides(items: list[str] | None) -> dict[str, Any]:
-    from tdlab.train.config import apply_override
+    from tdlab.config import apply_override
 
     raw: dict[str, Any] = {}
     for item in items or []:

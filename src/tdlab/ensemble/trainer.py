@@ -30,9 +30,10 @@ from tdlab.ensemble.probes import measure_together
 from tdlab.ensemble.stacked import StackedModels, member_losses
 from tdlab.ensemble.updates import SUPPORTED, StackedOptimizer, member_state, per_member
 from tdlab.store import Run, flatten_config
+from tdlab.train.batches import batch_slot, epoch_order
 from tdlab.train.builders import schedule_factor
 from tdlab.train.config import TrainConfig
-from tdlab.train.loop import Setup, batch_slot, build, epoch_order
+from tdlab.train.loop import Setup, build
 
 VARYING = {"seed", "name", "optimizer.lr", "model.init_scale"}
 _PENDING_STEPS = 256  # batch losses kept before they are handed to the runs (they are also at every event)

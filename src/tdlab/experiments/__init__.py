@@ -6,7 +6,8 @@ Example:
     >>> outcome = ex.run("quadratic-step-size", out="/tmp/runs")  # doctest: +SKIP
 """
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, resolve_device
+from tdlab.config import resolve_device
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
 from tdlab.experiments.registry import experiments, get
 from tdlab.experiments.runner import ExperimentRun, run
 

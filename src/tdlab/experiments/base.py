@@ -30,13 +30,6 @@ T = TypeVar("T")
 CheckKind = Literal["relative", "absolute", "interval", "at_most", "at_least", "boolean"]
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' means CUDA when available, else CPU; any other string is passed to `torch.device`."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 class ExperimentConfig(BaseModel):
     """Base of every experiment's config: unknown fields are errors, every field is validated up front."""
 

@@ -13,7 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tdlab.experiments.base import Context, Experiment, ExperimentConfig, Result, resolve_device  # noqa: E402
+from tdlab.config import resolve_device  # noqa: E402
+from tdlab.experiments.base import Context, Experiment, ExperimentConfig, Result  # noqa: E402
 from tdlab.experiments.registry import get  # noqa: E402
 from tdlab.store import Run  # noqa: E402
 

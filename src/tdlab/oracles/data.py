@@ -90,7 +90,7 @@ def to_device(tree: Any, device: torch.device, dtype: torch.dtype | None = None)
     return tree_map(move, tree)
 
 
-def _check_batch(batch: object, argument: str) -> Batch:
+def check_batch(batch: object, argument: str) -> Batch:
     if not (isinstance(batch, tuple | list) and len(batch) == 2):
         raise TypeError(
             f"{argument}: expected batches of (inputs, targets), got a {type(batch).__name__}"
@@ -113,7 +113,7 @@ def _check_batch(batch: object, argument: str) -> Batch:
     return inputs, targets
 
 
-def _slice(inputs: Inputs, rows: slice | Tensor) -> Inputs:
+def take_rows(inputs: Inputs, rows: slice | Tensor) -> Inputs:
     return tree_map(lambda t: t[rows] if isinstance(t, Tensor) else t, inputs)
 
 
@@ -155,11 +155,11 @@ class Batches:
             size = n if self.batch_size is None else self.batch_size
             for start in range(0, n, size):
                 rows = slice(start, min(start + size, n))
-                yield _slice(inputs, rows), targets[rows]
+                yield take_rows(inputs, rows), targets[rows]
             return
         count = 0
         for batch in self._source:  # type: ignore[union-attr]
-            inputs, targets = _check_batch(batch, "data")
+            inputs, targets = check_batch(batch, "data")
             count += targets.shape[0]
             yield inputs, targets
         if self._num_examples is not None and count != self._num_examples:
@@ -194,13 +194,13 @@ class Batches:
         """
         if self.tensors is not None:
             inputs, targets = self.tensors
-            return _slice(inputs, slice(0, count)), targets[:count]
+            return take_rows(inputs, slice(0, count)), targets[:count]
         taken, parts = 0, []
         for inputs, targets in self:
             if taken >= count:
                 break
             keep = min(count - taken, targets.shape[0])
-            parts.append((_slice(inputs, slice(0, keep)), targets[:keep]))
+            parts.append((take_rows(inputs, slice(0, keep)), targets[:keep]))
             taken += keep
         return concatenate(parts)
 
@@ -214,7 +214,7 @@ class Batches:
         inputs, targets = self.tensors
         index = torch.randperm(targets.shape[0], generator=torch.Generator().manual_seed(seed))[:count]
         return Batches(
-            None, (_slice(inputs, index.to(targets.device)), targets[index.to(targets.device)]), self.batch_size
+            None, (take_rows(inputs, index.to(targets.device)), targets[index.to(targets.device)]), self.batch_size
         )
 
     def minibatches(self, count: int, size: int | None, seed: int) -> Iterator[Batches]:
@@ -248,7 +248,7 @@ class Batches:
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(targets.device)
         for i in range(count):
             rows = order[i * size : (i + 1) * size]
-            yield Batches(None, (_slice(inputs, rows), targets[rows]), None)
+            yield Batches(None, (take_rows(inputs, rows), targets[rows]), None)
 
     def __repr__(self) -> str:
         kind = "tensors" if self.tensors is not None else type(self._source).__name__
@@ -292,7 +292,7 @@ def as_batches(data: object, batch_size: int | None = None, argument: str = "dat
         data = data.tensors
     if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[1], Tensor):
         # A batch's targets are a tensor, never a batch: (inputs, targets) held in memory, not two batches.
-        return Batches(None, _check_batch(data, argument), batch_size)
+        return Batches(None, check_batch(data, argument), batch_size)
     if isinstance(data, DataLoader) and _reshuffles(data):
         raise ValueError(
             f"{argument}: the DataLoader reshuffles at every pass (a RandomSampler), so the objective would change "
@@ -314,5 +314,5 @@ def as_batches(data: object, batch_size: int | None = None, argument: str = "dat
     first = next(iter(data), None)  # one batch read up front, so that a wrong shape fails here, not mid-query
     if first is None:
         raise ValueError(f"{argument}: gave no batch")
-    _check_batch(first, argument)
+    check_batch(first, argument)
     return Batches(data, None, None)

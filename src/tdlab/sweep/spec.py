@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tdlab.train.config import apply_override
+from tdlab.config import apply_override
 
 
 class SweepSpec(BaseModel):

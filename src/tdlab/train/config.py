@@ -26,6 +26,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tdlab.config import apply_overrides
+from tdlab.train.batches import BatchOrder
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -91,6 +94,7 @@ class TrainConfig(_Strict):
     dtype: Literal["float32", "float64"] = "float32"
     steps: int = Field(1000, ge=1)
     batch_size: int | None = Field(128, ge=1, description="mini-batch size; null for full-batch GD")
+    batch_order: BatchOrder = Field("reshuffle", description="reshuffle (each epoch), replacement or cyclic")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
@@ -114,23 +118,5 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"config: {path} must hold a mapping of fields, got {type(raw).__name__}")
-    for item in overrides or []:
-        apply_override(raw, item)
+    apply_overrides(raw, overrides or [])
     return TrainConfig.model_validate(raw)
-
-
-def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Set `raw[a][b] = value` for an override `a.b=value`; the value is parsed as YAML (numbers, lists, null)."""
-    if "=" not in item:
-        raise ValueError(f"--set: expected key=value, got {item!r}")
-    key, text = item.split("=", 1)
-    parts = key.strip().split(".")
-    if not all(parts):
-        raise ValueError(f"--set: malformed key {key!r}")
-    node = raw
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ValueError(f"--set: {key!r}: {part!r} is not a group of fields")
-        node = child
-    node[parts[-1]] = yaml.safe_load(text)

@@ -1,7 +1,7 @@
-"""The training loop: config -> data, model, optimiser, probes -> steps -> a run directory.
+"""`tdlab train`: config -> data, model, optimiser, probes -> `tdlab.train.trainer.fit` -> a run directory.
 
-Mini-batches are a pure function of (seed, step): epoch e visits the training set in the order of a permutation
-seeded by (seed, e), so a resumed run sees exactly the batches the uninterrupted run would have seen. A loss that
+Mini-batches are a pure function of (seed, step) (`tdlab.train.batches`), so a resumed run sees exactly the
+batches the uninterrupted run would have seen. A loss that
 becomes NaN or inf ends the run with status `diverged` (the step is recorded in meta.json). Checkpoints are
 written every `checkpoint_every` steps. Ctrl-C leaves status `failed` with error "interrupted", a kill leaves
 status `running`; both are continued by `resume`, which restarts from the last checkpoint and truncates the
@@ -10,8 +10,6 @@ metrics back to it, so that no row is lost or duplicated.
 
 from __future__ import annotations
 
-import functools
-import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -20,16 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
+from tdlab.config import resolve_device
 from tdlab.data import Dataset, load_dataset, loss_for
-from tdlab.experiments.base import resolve_device
 from tdlab.models import build_model
 from tdlab.probes import ProbeSet, build_probe
 from tdlab.store import Run
 from tdlab.train.builders import build_optimizer, build_scheduler
 from tdlab.train.config import TrainConfig
 from tdlab.train.tensorboard import TensorBoardSink
+from tdlab.train.trainer import fit
 
 ProgressFactory = Callable[[int, int], AbstractContextManager[Callable[[int, str], None]]]
 
@@ -96,39 +95,6 @@ def build(config: TrainConfig) -> Setup:
     return Setup(config, device, dataset, model, loss_fn, optimizer, scheduler, probes)
 
 
-def batch_indices(num_examples: int, batch_size: int | None, seed: int, step: int) -> Tensor | None:
-    """Indices of the mini-batch of optimiser step `step` (0-based); None for full batch."""
-    if batch_size is None or batch_size >= num_examples:
-        return None
-    epoch, rows = batch_slot(num_examples, batch_size, step)
-    return epoch_order(num_examples, seed, epoch)[rows]
-
-
-def batch_slot(num_examples: int, batch_size: int, step: int) -> tuple[int, slice]:
-    """The epoch of optimiser step `step` (0-based) and the slice of that epoch's order holding its mini-batch
-    (the last `num_examples % batch_size` examples of an epoch's order are left out).
-
-    Example:
-        >>> batch_slot(10, 3, 4)
-        (1, slice(3, 6, None))
-    """
-    epoch, position = divmod(step, num_examples // batch_size)
-    return epoch, slice(position * batch_size, (position + 1) * batch_size)
-
-
-@functools.lru_cache(maxsize=1024)
-def epoch_order(num_examples: int, seed: int, epoch: int) -> Tensor:
-    """The order in which epoch `epoch` visits the training set (cached: one permutation per epoch)."""
-    return torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-
-
-def _batches(setup: Setup, start: int) -> Iterator[tuple[int, tuple[Tensor, Tensor]]]:
-    X, y = setup.dataset.train
-    for step in range(start, setup.config.steps):
-        idx = batch_indices(X.shape[0], setup.config.batch_size, setup.config.seed, step)
-        yield step, ((X, y) if idx is None else (X[idx.to(X.device)], y[idx.to(y.device)]))
-
-
 def train(
     config: TrainConfig,
     out: str | Path = "runs",
@@ -178,36 +144,36 @@ def _checkpoint(setup: Setup, run: Run, step: int) -> None:
 
 
 def _loop(setup: Setup, run: Run, start: int, progress: ProgressFactory | None, tensorboard: bool, fresh: bool) -> Run:
-    """Steps `start` .. `steps - 1`; a `fresh` run first measures step 0 (it has no checkpoint before the first
-    periodic one: a run killed before then starts over, as resuming without a checkpoint does)."""
-    config, model, optimizer = setup.config, setup.model, setup.optimizer
-    sink = TensorBoardSink(run.path, model, run.log) if tensorboard else run.log
-    setup.probes.sink = sink
+    """Steps `start + 1` .. `steps` through `tdlab.train.trainer.fit`; a `fresh` run first measures step 0 (it
+    has no checkpoint before the first periodic one: a run killed before then starts over, as resuming without a
+    checkpoint does)."""
+    config = setup.config
+    sink = TensorBoardSink(run.path, setup.model, run.log) if tensorboard else run.log
     began = time.perf_counter()
     bar = progress(start, config.steps) if progress is not None else nullcontext(lambda step, text: None)
+
+    def checkpoint(step: int, loss: float) -> None:
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            _checkpoint(setup, run, step)
+
     try:
         with bar as advance:
-            if fresh:
-                setup.probes.measure(0)
-            for step, (inputs, targets) in _batches(setup, start):
-                model.train()
-                lr = optimizer.param_groups[0]["lr"]
-                with setup.probes.step(step + 1, batch=(inputs, targets), optimizer=optimizer):
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = setup.loss_fn(model(inputs), targets)
-                    value = loss.item()
-                    if math.isfinite(value):
-                        loss.backward()
-                        optimizer.step()
-                        setup.scheduler.step()
-                sink(step + 1, {"train/batch_loss": value, "lr": lr})
-                if not math.isfinite(value):
-                    run.flush()
-                    run.set_status("diverged", diverged_step=step + 1, duration_s=time.perf_counter() - began)
-                    return run
-                advance(step + 1, f"loss {value:.4g}")
-                if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-                    _checkpoint(setup, run, step + 1)
+            result = fit(
+                setup.model,
+                setup.loss_fn,
+                setup.dataset.train,
+                setup.optimizer,
+                config.steps,
+                batch_size=config.batch_size,
+                batch_order=config.batch_order,
+                seed=config.seed,
+                scheduler=setup.scheduler,
+                probes=setup.probes,
+                callbacks=[lambda step, loss: advance(step, f"loss {loss:.4g}"), checkpoint],
+                start=start,
+                measure_start=fresh,
+                sink=sink,
+            )
     except KeyboardInterrupt:
         run.set_status("failed", error="interrupted")
         raise
@@ -215,5 +181,8 @@ def _loop(setup: Setup, run: Run, start: int, progress: ProgressFactory | None, 
         if isinstance(sink, TensorBoardSink):
             sink.close()
     run.flush()
-    run.set_status("done", duration_s=time.perf_counter() - began)
+    if result.diverged:
+        run.set_status("diverged", diverged_step=result.diverged_at, duration_s=time.perf_counter() - began)
+    else:
+        run.set_status("done", duration_s=time.perf_counter() - began)
     return run
