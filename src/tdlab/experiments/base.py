@@ -5,12 +5,16 @@ An experiment answers five questions, so that the CLI, the sweep runner and the 
 - **claim**: the one sentence of the lectures it tests;
 - **config**: a pydantic model whose defaults run in under a minute on 2 CPU cores, with named presets
   (``full`` reproduces the paper-scale figure);
-- **run**: a function ``run(config, context) -> Result`` producing tidy metric rows;
-- **checks**: named comparisons of a measured number with its theory, each with a tolerance and a verdict;
-- **figures**: matplotlib figures a reader of the lectures would recognise.
+- **measure**: ``measure(config, context) -> metrics``, tidy rows (a `name` and a `value` column, and whatever
+  identifies a row: `step`, `eta`, `seed`, ...), through `tdlab.train.fit` and the probes where it trains a network;
+- **checks**: ``checks(metrics, config) -> list[Check]``, named comparisons of a measured number with its theory,
+  each with a tolerance and a verdict;
+- **figures**: ``figures(metrics, config) -> {name: Figure}``, matplotlib figures a reader of the lectures would
+  recognise.
 
-Adding an experiment means adding one module to `tdlab.experiments.catalogue` that defines
-``EXPERIMENT = Experiment(...)``; nothing else needs to change.
+Checks and figures read only the metrics, so a stored run is re-checked (`tdlab check RUN`) and redrawn from its
+metrics alone. Adding an experiment means adding one module to `tdlab.experiments.catalogue` that defines
+``EXPERIMENT = Experiment(...)`` (`tdlab new experiment NAME` writes one that runs); nothing else changes.
 """
 
 from __future__ import annotations
@@ -175,9 +179,14 @@ class Context:
         return self._track(iterable, description, total)
 
 
+Measure = Callable[[Any, Context], pd.DataFrame]
+Checks = Callable[[pd.DataFrame, Any], list[Check]]
+Figures = Callable[[pd.DataFrame, Any], dict[str, Figure]]
+
+
 @dataclass(frozen=True)
 class Experiment:
-    """A catalogue entry: its name, claim, config type, presets and run function.
+    """A catalogue entry: its name, claim, config type, presets and its three functions.
 
     `part` names the lecture block it belongs to ("optimisation", "signal propagation", ...) for the report;
     `references` are the papers whose claim or figure it reproduces.
@@ -186,10 +195,17 @@ class Experiment:
     name: str
     claim: str
     config: type[ExperimentConfig]
-    run: Callable[[Any, Context], Result]
+    measure: Measure
+    checks: Checks
+    figures: Figures
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     references: tuple[str, ...] = ()
     part: str = ""
+
+    def run(self, config: ExperimentConfig, context: Context) -> Result:
+        """Measure, then check and draw from the metrics alone."""
+        metrics = self.measure(config, context)
+        return Result(metrics, self.checks(metrics, config), self.figures(metrics, config))
 
     def make_config(self, preset: str | None = None, **overrides: Any) -> ExperimentConfig:
         """Defaults, then the preset's values, then `overrides`; validated by pydantic."""
@@ -198,3 +214,19 @@ class Experiment:
             raise ValueError(f"preset: {self.name} has presets {allowed}, got {preset!r}")
         values = {**(self.presets.get(preset, {}) if preset else {}), **overrides}
         return self.config(**values)
+
+
+def legacy(run: Callable[[Any, Context], Result]) -> dict[str, Any]:
+    """TRANSITIONAL (removed once every experiment is split): an old `run` as measure/checks/figures. Its checks
+    and figures do not come from the metrics (they are kept from the last `measure`), so it cannot be re-checked."""
+    last: dict[str, Result] = {}
+
+    def measure(config: Any, context: Context) -> pd.DataFrame:
+        last["result"] = run(config, context)
+        return last["result"].metrics
+
+    return {
+        "measure": measure,
+        "checks": lambda metrics, config: last["result"].checks,
+        "figures": lambda metrics, config: last["result"].figures,
+    }

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tdlab.config import resolve_device  # noqa: E402
-from tdlab.experiments.base import Context, Experiment, ExperimentConfig, Result  # noqa: E402
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result  # noqa: E402
 from tdlab.experiments.registry import get  # noqa: E402
 from tdlab.store import Run  # noqa: E402
 
@@ -73,7 +75,34 @@ def save_result(record: Run, result: Result) -> None:
     if not result.metrics.empty:
         record.write_results(result.metrics)
     record.write_checks([check.model_dump() for check in result.checks])
-    for figure_name, figure in result.figures.items():
+    save_figures(record, result.figures)
+
+
+def save_figures(record: Run, figures: dict[str, Figure]) -> list[Path]:
+    """Save each figure as PNG and SVG in the run's `figures/` folder; returns the PNG paths."""
+    saved = []
+    for figure_name, figure in figures.items():
         for ext in ("png", "svg"):
             figure.savefig(record.figure_path(figure_name, ext), dpi=120, bbox_inches="tight")
+        saved.append(record.figure_path(figure_name, "png"))
         plt.close(figure)
+    return saved
+
+
+def stored(record: Run) -> tuple[Experiment, ExperimentConfig, pd.DataFrame]:
+    """The experiment of a stored catalogue run, its validated config and its metrics (from `results.parquet`)."""
+    experiment = get(record.meta.get("kind", ""))
+    config = experiment.config.model_validate(record.config)
+    return experiment, config, record.results()
+
+
+def recheck(record: Run) -> list[Check]:
+    """The checks of a stored catalogue run, evaluated again from its stored metrics and config alone."""
+    experiment, config, metrics = stored(record)
+    return experiment.checks(metrics, config)
+
+
+def redraw(record: Run) -> list[Path]:
+    """The figures of a stored catalogue run, drawn again from its stored metrics into its `figures/` folder."""
+    experiment, config, metrics = stored(record)
+    return save_figures(record, experiment.figures(metrics, config))

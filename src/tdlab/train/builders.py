@@ -1,12 +1,17 @@
-"""Optimisers and learning-rate schedules from their configs, with errors that name the bad field."""
+"""Data, models, optimisers and learning-rate schedules from their config sections, with errors that name the bad
+field; `tdlab train`, the ensembles and the catalogue build through these."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 
+from tdlab.data import Dataset, load_dataset
+from tdlab.models import build_model
 from tdlab.optim.schedules import (
     Constant,
     CosineDecay,
@@ -15,7 +20,41 @@ from tdlab.optim.schedules import (
     PowerDecay,
     Schedule,
 )
-from tdlab.train.config import OptimizerConfig, ScheduleConfig
+from tdlab.train.config import DataConfig, ModelConfig, OptimizerConfig, ScheduleConfig
+
+
+@contextmanager
+def config_section(path: str, registry: str) -> Iterator[None]:
+    """Re-raise a builder's ValueError ("field: ...") with the field's path in the config ("model.field: ...");
+    the registry's unknown-name error ("model: expected one of ...") is about the section's `name`."""
+    try:
+        yield
+    except ValueError as error:
+        message = str(error)
+        field = re.match(r"([A-Za-z_][\w.\[\]]*):", message)
+        if field is None:
+            raise ValueError(f"{path}: {message}") from error
+        name = "name" if field.group(1) == registry else field.group(1)
+        raise ValueError(f"{path}.{name}{message[field.end(1) :]}") from error
+
+
+def build_data(config: DataConfig, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Dataset:
+    """The dataset of a `data` section (`tdlab.data.load_dataset`), on `device` with floating tensors in `dtype`.
+
+    Example:
+        >>> build_data(DataConfig(name="synthetic-regression", n_train=32, n_test=8, in_features=4)).X_train.shape
+        torch.Size([32, 4])
+    """
+    with config_section("data", "dataset"):
+        return load_dataset(config.name, **config.kwargs()).to(device, dtype)
+
+
+def build_network(config: ModelConfig, dataset: Dataset) -> torch.nn.Module:
+    """The model of a `model` section, sized for `dataset` (inputs, outputs) and on its device and dtype."""
+    with config_section("model", "model"):
+        model = build_model(config.name, dataset.in_features, dataset.out_features, **config.kwargs())
+    return model.to(dataset.X_train.device, dataset.X_train.dtype)
+
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,

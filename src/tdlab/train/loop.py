@@ -10,10 +10,9 @@ metrics back to it, so that no row is lost or duplicated.
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +20,10 @@ import torch
 from torch import nn
 
 from tdlab.config import resolve_device
-from tdlab.data import Dataset, load_dataset, loss_for
-from tdlab.models import build_model
+from tdlab.data import Dataset, loss_for
 from tdlab.probes import ProbeSet, build_probe
 from tdlab.store import Run
-from tdlab.train.builders import build_optimizer, build_scheduler
+from tdlab.train.builders import build_data, build_network, build_optimizer, build_scheduler, config_section
 from tdlab.train.config import TrainConfig
 from tdlab.train.tensorboard import TensorBoardSink
 from tdlab.train.trainer import fit
@@ -47,38 +45,20 @@ class Setup:
     probes: ProbeSet
 
 
-@contextmanager
-def _section(path: str, registry: str) -> Iterator[None]:
-    """Re-raise a builder's ValueError ("field: ...") with the field's path in the config ("model.field: ...");
-    the registry's unknown-name error ("model: expected one of ...") is about the section's `name`."""
-    try:
-        yield
-    except ValueError as error:
-        message = str(error)
-        field = re.match(r"([A-Za-z_][\w.\[\]]*):", message)
-        if field is None:
-            raise ValueError(f"{path}: {message}") from error
-        name = "name" if field.group(1) == registry else field.group(1)
-        raise ValueError(f"{path}.{name}{message[field.end(1) :]}") from error
-
-
 def build(config: TrainConfig) -> Setup:
     """Build data, model, optimiser, schedule and probes; raises ValueError naming the config path of a bad field
     (`model.residual: ...`)."""
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
     torch.manual_seed(config.seed)
-    with _section("data", "dataset"):
-        dataset = load_dataset(config.data.name, **config.data.kwargs()).to(device, dtype)
-    with _section("model", "model"):
-        model = build_model(config.model.name, dataset.in_features, dataset.out_features, **config.model.kwargs())
-    model = model.to(device, dtype)
+    dataset = build_data(config.data, device, dtype)
+    model = build_network(config.model, dataset)
     loss_fn = loss_for(dataset.task)
     optimizer = build_optimizer(model.parameters(), config.optimizer)
     scheduler = build_scheduler(optimizer, config.schedule, config.steps)
     built = []
     for index, probe in enumerate(config.probes):
-        with _section(f"probes[{index}]", "probe"):
+        with config_section(f"probes[{index}]", "probe"):
             built.append(build_probe(probe.name, **probe.kwargs()))
     probes = ProbeSet(
         built,

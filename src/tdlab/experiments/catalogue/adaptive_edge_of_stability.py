@@ -37,7 +37,7 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from tdlab.data import half_squared_error, mnist1d
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.models import MLP
 from tdlab.probes import PreconditionedSharpness, ProbeSet, Sharpness
 from tdlab.theory.adaptive_stability import adam_stability_threshold
@@ -319,7 +319,7 @@ EXPERIMENT = Experiment(
     "(2 + 2 beta1)/((1 - beta1) eta) = 38/eta, then trains at that edge while the loss keeps falling; the ordinary "
     "sharpness stays far below GD's 2/eta.",
     config=AdaptiveEdgeOfStabilityConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "n_train": 1000,

@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.models import LinearModel
 from tdlab.theory.least_squares import min_norm_solution
 
@@ -349,7 +349,7 @@ EXPERIMENT = Experiment(
     claim="On an underdetermined linear problem GD and SGD from zero reach the minimum-norm interpolant, while Adam, "
     "Adagrad and RMSProp reach a different interpolant of larger norm that generalises worse (Wilson et al. 2017).",
     config=AdaptiveVsMinNormConfig,
-    run=run,
+    **legacy(run),
     presets={"full": {"n": 200, "n_test": 2000, "steps": 5000}},
     references=(
         "Wilson, Roelofs, Stern, Srebro & Recht (2017), The marginal value of adaptive gradient methods in machine "

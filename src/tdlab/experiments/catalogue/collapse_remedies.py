@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from tdlab.curvature import hessian_eigs
 from tdlab.data import synthetic_regression
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.experiments.catalogue.relu_collapse import circle_inputs
 from tdlab.models import MLP
 from tdlab.oracles import Objective
@@ -335,7 +335,7 @@ EXPERIMENT = Experiment(
     "slow their collapse; the variants differ in their per-layer gradients, in how the top Hessian eigenvalue "
     "grows with depth, and in the steps they need to reach a training loss.",
     config=CollapseRemediesConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "width": 1024,

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from tdlab.data import Dataset, mnist1d, with_label_noise
 from tdlab.ensemble import StackedModels
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.experiments.catalogue._ensemble import accuracies, fit, squared_error
 from tdlab.experiments.catalogue._solvers import min_norm_least_squares
 from tdlab.models import MLP, RandomFeatures
@@ -254,7 +254,7 @@ EXPERIMENT = Experiment(
         "again beyond it."
     ),
     config=DoubleDescentConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "n_train": 1000,

@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.experiments.catalogue._solvers import min_norm_least_squares
 from tdlab.theory import random_matrix as theory
 
@@ -263,7 +263,7 @@ EXPERIMENT = Experiment(
     "interpolation threshold gamma = p/n = 1 and r^2 (1 - 1/gamma) + sigma^2/(gamma - 1) above it: it peaks at "
     "gamma = 1 and descends again; optimally tuned ridge removes the peak.",
     config=DoubleDescentLinearConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "n": 1000,

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from tdlab.curvature import hessian_eigs
 from tdlab.data import half_squared_error, mnist1d
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.models import MLP
 from tdlab.oracles import Objective
 from tdlab.theory.stability import max_stable_sharpness, normalised_sharpness
@@ -318,7 +318,7 @@ EXPERIMENT = Experiment(
     claim="Full-batch GD sharpens the loss until the top Hessian eigenvalue reaches 2/eta, then trains at the "
     "edge of stability: the sharpness hovers at 2/eta while the loss keeps falling non-monotonically.",
     config=EdgeOfStabilityConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "n_train": 4000,

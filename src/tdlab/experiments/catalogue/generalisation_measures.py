@@ -48,7 +48,7 @@ from torch.func import functional_call, vmap
 
 from tdlab.data import Dataset, digits, mnist1d, standardize, with_label_noise
 from tdlab.ensemble import StackedModels
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.experiments.catalogue._ensemble import accuracies, fit
 from tdlab.models import MLP
 from tdlab.theory.generalisation_bounds import gaussian_kl, pac_bayes_bound
@@ -428,7 +428,7 @@ EXPERIMENT = Experiment(
         "trained on true labels, but their bounds are vacuous, and only some track the generalisation gap."
     ),
     config=GeneralisationMeasuresConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "dataset": "mnist1d",

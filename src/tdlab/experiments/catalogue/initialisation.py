@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 from pydantic import Field
 from torch import Tensor, nn
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.models import MLP, init_variance
 from tdlab.theory import finite_width, mean_field
 
@@ -300,7 +300,7 @@ EXPERIMENT = Experiment(
     claim="Under N(0, 1), Xavier and He initialisation the activations and gradients of deep tanh and ReLU MLPs "
     "explode, vanish or are preserved layer by layer as the mean-field variance map predicts.",
     config=InitialisationConfig,
-    run=run,
+    **legacy(run),
     presets={"full": {"width": 1024, "depth": 50, "seeds": 10, "num_inputs": 32}},
     references=(
         "Glorot & Bengio (2010), Understanding the difficulty of training deep feedforward neural networks, AISTATS",

@@ -36,7 +36,7 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from tdlab.data import classification_sample
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.landscape import filter_normalized_direction, filter_norms, hessian_directions, loss_plane, train_flat
 from tdlab.models import MLP
 from tdlab.oracles import Objective
@@ -370,7 +370,7 @@ EXPERIMENT = Experiment(
     "bowl, smoother with skip connections; along the top Hessian eigenvectors the slice follows the "
     "second-order model near its centre.",
     config=LandscapePlaneConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "n_train": 4000,

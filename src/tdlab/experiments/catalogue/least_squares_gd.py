@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.models import LinearModel
 from tdlab.theory import least_squares as theory
 from tdlab.theory.quadratic import gd_steps_to_tolerance
@@ -422,7 +422,7 @@ EXPERIMENT = Experiment(
     "step, so it fits the largest singular directions first; from zero it converges to the minimum-norm solution "
     "(SGD too), and stopping at step t acts like ridge with lambda ~ 1/(eta t).",
     config=LeastSquaresGDConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "n": 400,

@@ -29,7 +29,7 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from tdlab.data import classification_sample
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.landscape import (
     directional_curvature,
     largest_bump,
@@ -270,7 +270,7 @@ EXPERIMENT = Experiment(
     claim="The loss along the straight line from the initialisation to an SGD solution decreases monotonically "
     "(Goodfellow et al. 2015), and the line's curvature at the solution is d^T H d.",
     config=LinearInterpolationConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "n_train": 4000,

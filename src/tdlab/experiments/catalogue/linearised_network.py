@@ -44,7 +44,7 @@ from torch import Tensor
 from torch.func import grad, jacrev, jvp, vjp, vmap
 
 from tdlab.data import mnist1d
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.models import make_activation
 from tdlab.theory.ntk import LINEARISATION_EXPONENT, mode_fitting_time, mode_residual
 
@@ -464,7 +464,7 @@ EXPERIMENT = Experiment(
         "features contain those of a linear probe on the penultimate layer."
     ),
     config=LinearisedNetworkConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "n_train": 128,

@@ -42,7 +42,7 @@ from matplotlib.figure import Figure
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.landscape import train_flat
 from tdlab.oracles import Objective
 
@@ -295,7 +295,7 @@ EXPERIMENT = Experiment(
     claim="In the mean-field scaling a wide two-layer ReLU network is a system of particles whose loss curve "
     "does not depend on the width once it is large (the particle limit of Chizat & Bach 2018).",
     config=MeanFieldTwoLayerConfig,
-    run=run,
+    **legacy(run),
     presets={"full": {"widths": (250, 1000, 4000, 16000), "n_train": 512, "steps": 2000, "record_every": 20}},
     references=(
         "Chizat & Bach (2018), On the global convergence of gradient descent for over-parameterized models using "

@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.experiments.catalogue.quadratic_step_size import (
     QuadraticRun,
     descend,
@@ -707,7 +707,7 @@ EXPERIMENT = Experiment(
     "leaves a stationary variance eta s^2/(lambda (2 - eta lambda)), so SGD converges with a constant step only "
     "when the model interpolates and otherwise needs eta_t ~ 1/t.",
     config=MomentumConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "dim": 20,

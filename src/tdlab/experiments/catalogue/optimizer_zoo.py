@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.optim.reference import (
     METHODS,
     adagrad_step,
@@ -648,7 +648,7 @@ EXPERIMENT = Experiment(
         "gradient flow."
     ),
     config=OptimizerZooConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "steps": 3000,

@@ -38,7 +38,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from tdlab.data import accuracy, mnist1d
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.models import MLP
 from tdlab.theory import mean_field
 
@@ -433,7 +433,7 @@ EXPERIMENT = Experiment(
     "correlations between inputs approach their fixed point at the depth scale xi_c = -1/log chi_c, which "
     "diverges at criticality, and only networks shallower than about 6 xi_c train.",
     config=OrderToChaosConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "width": 1000,

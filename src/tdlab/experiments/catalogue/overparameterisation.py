@@ -33,7 +33,7 @@ from torch.func import functional_call, jacrev, vmap
 
 from tdlab.data import mnist1d
 from tdlab.ensemble import StackedModels
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.experiments.catalogue._ensemble import accuracies, fit
 from tdlab.models import MLP
 from tdlab.theory.ntk import relu_ntk_trace
@@ -209,7 +209,7 @@ EXPERIMENT = Experiment(
         "while their test error does not rise."
     ),
     config=OverparameterisationConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "n_train": 4000,

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.theory.least_squares import residual_mean_square
 
 Array = NDArray[np.float64]
@@ -258,7 +258,7 @@ EXPERIMENT = Experiment(
     "training error falls with the degree while the test error is lowest at the true degree; past the "
     "interpolation threshold the minimum-norm fits' test error comes down again.",
     config=PolynomialDegreeConfig,
-    run=run,
+    **legacy(run),
     presets={"full": {"datasets": 200, "far_degrees": (40, 60, 100, 200, 400, 1000, 2000, 4000), "grid": 2000}},
     references=(
         "Bishop (2006), Pattern Recognition and Machine Learning, Sec. 1.1 (polynomial curve fitting)",

@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.theory import quadratic as theory
 
 Kappa = Annotated[float, Field(gt=1.0)]
@@ -634,7 +634,7 @@ EXPERIMENT = Experiment(
     "step: GD is stable iff eta < 2/L, diverges at the rate |1 - eta L| beyond, and the best fixed step "
     "2/(L + mu) gives the rate (kappa - 1)/(kappa + 1).",
     config=QuadraticStepSizeConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "dim": 20,

@@ -38,7 +38,7 @@ from pydantic import Field, field_validator, model_validator
 
 from tdlab.data import Dataset, digits, mnist1d, standardize, with_label_noise
 from tdlab.ensemble import StackedModels
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.experiments.catalogue._ensemble import accuracies, fit
 from tdlab.models import MLP
 from tdlab.theory.random_labels import accuracy_standard_error, chance_accuracy
@@ -261,7 +261,7 @@ EXPERIMENT = Experiment(
         "test accuracy at chance, and more slowly; partially random labels fall in between."
     ),
     config=RandomLabelsConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "n_train": 512,

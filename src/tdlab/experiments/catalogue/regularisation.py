@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 from scipy.stats import norm
 from torch import Tensor, nn
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.models import LinearModel, RandomFeatures
 from tdlab.optim import ProximalGD
 from tdlab.optim.weight_decay import SGDW
@@ -486,7 +486,7 @@ EXPERIMENT = Experiment(
     "inverted dropout keeps the expected activation and shrinks the train/test gap; an L2 penalty and decoupled "
     "weight decay coincide for SGD (lambda' = lambda/eta) but not for Adam.",
     config=RegularisationConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "n": 400,

@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from pydantic import Field
 from torch import Tensor
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.models import MLP
 from tdlab.probes.activations import activation_statistics, representations
 from tdlab.theory import finite_width, mean_field
@@ -402,7 +402,7 @@ EXPERIMENT = Experiment(
     "the representations of two inputs follows the iterated ReLU correlation map towards 1, while the variance "
     "map keeps the activations' scale.",
     config=ReluCollapseConfig,
-    run=run,
+    **legacy(run),
     presets={"full": {"width": 1024, "depth": 50, "seeds": 10, "num_inputs": 64}},
     references=(
         "Cho & Saul (2009), Kernel methods for deep learning, NeurIPS",

@@ -34,7 +34,7 @@ from scipy import stats
 from torch import Tensor, nn
 
 from tdlab.curvature import hessian_eigs
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.models import MLP, initialise
 from tdlab.oracles import Objective
 from tdlab.theory import cauchy
@@ -533,7 +533,7 @@ EXPERIMENT = Experiment(
     "stop learning and large steps kill units, and one hidden layer of elbows interpolates any continuous "
     "function exactly at its knots.",
     config=ReluElbowsConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "elbow_units": 2**23,

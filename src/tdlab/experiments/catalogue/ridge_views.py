@@ -29,7 +29,7 @@ from matplotlib.ticker import NullFormatter
 from numpy.typing import NDArray
 from pydantic import Field
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.theory import least_squares as theory
 
 Array = NDArray[np.float64]
@@ -172,7 +172,7 @@ EXPERIMENT = Experiment(
     "least squares on data augmented with sqrt(lambda) I, the minimum-norm solution with sqrt(lambda) I as fake "
     "features, the SVD filter s/(s^2 + lambda), and the posterior mean under a Gaussian prior.",
     config=RidgeViewsConfig,
-    run=run,
+    **legacy(run),
     presets={"full": {"n_tall": 400, "d_tall": 100, "n_wide": 100, "d_wide": 400, "lams": (1e-3, 0.1, 10.0, 1e3)}},
     references=(
         "Hoerl & Kennard (1970), Ridge regression: biased estimation for nonorthogonal problems, Technometrics",

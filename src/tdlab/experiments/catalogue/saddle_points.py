@@ -37,7 +37,7 @@ from torch import Tensor
 
 from tdlab.curvature import exact_hessian
 from tdlab.data import half_squared_error, synthetic_regression
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.landscape import CriticalPoint, find_critical_point, train_flat
 from tdlab.models import MLP
 from tdlab.oracles import Objective
@@ -388,7 +388,7 @@ EXPERIMENT = Experiment(
     claim="The index of a network's critical points grows with their loss, and GD escapes a strict saddle along "
     "its most negative curvature direction in log(r / delta) / log(1 + eta |lambda_min|) steps.",
     config=SaddlePointsConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "n_train": 256,

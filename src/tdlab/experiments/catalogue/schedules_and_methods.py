@@ -30,7 +30,7 @@ from pydantic import Field, model_validator
 from sklearn.linear_model import Lasso
 from torch import Tensor, nn
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.optim.newton import newton_cg, newton_step
 from tdlab.optim.projected import ProjectedGD, project_box, project_l1_ball, project_l2_ball
 from tdlab.optim.proximal import ProximalGD, subgradient_l1_step
@@ -606,7 +606,7 @@ EXPERIMENT = Experiment(
         "Newton solves a quadratic in one step and trust-region Newton-CG converges on Rosenbrock."
     ),
     config=SchedulesAndMethodsConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "schedule_steps": 3000,

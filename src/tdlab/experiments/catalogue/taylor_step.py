@@ -36,7 +36,7 @@ from scipy.optimize import minimize_scalar
 from torch import Tensor, nn
 
 from tdlab.data import classification_sample, half_squared_error
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.models import MLP
 from tdlab.oracles import Objective
 from tdlab.theory.taylor import (
@@ -408,7 +408,7 @@ EXPERIMENT = Experiment(
     claim="The loss change of a gradient step -eps g is -eps g.g + eps^2/2 g.Hg up to O(eps^3), and the best "
     "step is eps* = g.g / g.Hg where the quadratic model holds.",
     config=TaylorStepConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "n_train": 2000,

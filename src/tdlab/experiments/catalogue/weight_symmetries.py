@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from tdlab.curvature import HessianOperator, LinearOperator, hessian_eigs
 from tdlab.data import Dataset, classification_sample
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
 from tdlab.landscape import (
     barrier_height,
     mlp_chain,
@@ -404,7 +404,7 @@ EXPERIMENT = Experiment(
     "rescaling makes an equivalent minimum arbitrarily sharp (Dinh et al. 2017), and aligning two networks' "
     "units by weight matching lowers the loss barrier between them (Ainsworth et al. 2023).",
     config=WeightSymmetriesConfig,
-    run=run,
+    **legacy(run),
     presets={
         "full": {
             "n_train": 4000,
