@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -188,22 +189,13 @@ def show(
     with bad_input_exits():
         record = _find_run(out, run)
     console.print(f"[bold]{record.id}[/bold]  kind: {record.meta.get('kind')}  status: {record.status}")
-    console.print(yaml.safe_dump(record.config, sort_keys=False).rstrip())
-    metrics = record.metrics()
+    console.print(escape(yaml.safe_dump(record.config, sort_keys=False).rstrip()))
+    catalogue = record.meta.get("kind") != "train"
+    metrics = record.results() if catalogue else record.metrics()
     if metrics.empty:
         console.print("no metrics recorded")
-        return
-    table = Table(title="metrics")
-    for column in ("name", "rows", "first", "last", "min", "max"):
-        table.add_column(column, justify="left" if column == "name" else "right")
-    for name, group in metrics.groupby("name", sort=True):
-        values = group.sort_values("step")["value"]
-        table.add_row(
-            str(name),
-            str(len(values)),
-            *[number(float(v)) for v in (values.iloc[0], values.iloc[-1], values.min(), values.max())],
-        )
-    console.print(table)
+    else:
+        _print_metric_summary(metrics)
     checks = record.checks()
     if checks:
         _print_checks(checks)
@@ -214,6 +206,21 @@ def show(
             console.print(f"figure: {png}")
 
 
+def _print_metric_summary(metrics) -> None:
+    """One row per metric name: its row count, first and last value (by step when there is one), min and max."""
+    table = Table(title="metrics")
+    for column in ("name", "rows", "first", "last", "min", "max"):
+        table.add_column(column, justify="left" if column == "name" else "right")
+    for name, group in metrics.groupby("name", sort=True):
+        values = (group.sort_values("step") if "step" in group else group)["value"].astype(float)
+        table.add_row(
+            escape(str(name)),
+            str(len(values)),
+            *[number(float(v)) for v in (values.iloc[0], values.iloc[-1], values.min(), values.max())],
+        )
+    console.print(table)
+
+
 def _print_checks(checks: list[dict], title: str = "checks") -> None:
     table = Table(title=title)
     for column in ("check", "measured", "theory", "tolerance", "verdict"):
@@ -222,8 +229,65 @@ def _print_checks(checks: list[dict], title: str = "checks") -> None:
         verdict = "[green]PASS[/green]" if check["passed"] else "[red]FAIL[/red]"
         theory = "" if check.get("theory") is None else number(float(check["theory"]))
         tolerance = check["kind"] if check.get("tolerance") is None else f"{check['tolerance']:.3g} ({check['kind']})"
-        table.add_row(check["name"], number(float(check["measured"])), theory, tolerance, verdict)
+        table.add_row(escape(check["name"]), number(float(check["measured"])), theory, tolerance, verdict)
     console.print(table)
+
+
+@app.command()
+def check(
+    run: Annotated[str, typer.Argument(help="A catalogue run id (in --out) or a run directory.")],
+    redraw: Annotated[bool, typer.Option("--redraw", help="Also draw its figures again from its metrics.")] = False,
+    out: OutOption = Path("runs"),
+) -> None:
+    """Evaluate a stored catalogue run's checks again from its stored metrics and config alone.
+
+    Prints the verdicts beside the stored ones; exits 1 when a check fails or a verdict differs from the stored one.
+
+    Example:
+
+        tdlab check edge-of-stability-20261204-101500-ab12cd --redraw
+    """
+    from tdlab.experiments.runner import recheck
+    from tdlab.experiments.runner import redraw as draw_again
+
+    with bad_input_exits():
+        record = _find_run(out, run)
+        if record.meta.get("kind") == "train":
+            raise ValueError(f"run: {record.id} is a training run; `tdlab check` re-checks catalogue runs")
+        checks = recheck(record)
+    before = {c["name"]: c["passed"] for c in record.checks()}
+    _print_checks([c.model_dump() for c in checks], title=f"{record.id}: checks from stored metrics")
+    changed = [c.name for c in checks if before.get(c.name) is not c.passed]
+    if changed:
+        console.print(f"[red]verdicts differ from the stored ones:[/red] {escape(', '.join(changed))}")
+    if redraw:
+        for png in draw_again(record):
+            console.print(f"figure: {png}")
+    if changed or not all(c.passed for c in checks):
+        raise typer.Exit(1)
+
+
+new_app = typer.Typer(help="Write a new piece of tdlab from a template that already runs.", no_args_is_help=True)
+app.add_typer(new_app, name="new")
+
+
+@new_app.command("experiment")
+def new_experiment(
+    name: Annotated[str, typer.Argument(help="The experiment's name: lower-case words joined by '-'.")],
+    root: Annotated[Path, typer.Option(help="The root of a tdlab checkout.")] = Path("."),
+) -> None:
+    """Write a catalogue module and its test that run and follow the experiment contract.
+
+    Example:
+
+        tdlab new experiment gd-on-least-squares
+    """
+    from tdlab.experiments.scaffold import new_experiment as write
+
+    with bad_input_exits():
+        module, test = write(name, root)
+    console.print(f"experiment: [bold]{module}[/bold]\ntest: [bold]{test}[/bold]")
+    console.print(f"run it: tdlab run {name}; test it: python -m pytest {test}")
 
 
 @app.command()
@@ -236,7 +300,7 @@ def catalog() -> None:
     table.add_column("part")
     table.add_column("claim")
     for name, experiment in experiments().items():
-        table.add_row(name, experiment.part, experiment.claim)
+        table.add_row(name, escape(experiment.part), escape(experiment.claim))
     console.print(table)
 
 
@@ -302,7 +366,7 @@ def reproduce(
             try:
                 outcomes.append(run(name, preset=preset, out=out, track=_tracker(bar)))
             except Exception as error:  # a broken experiment is reported, the others still run
-                console.print(f"[red]{name} failed:[/red] {error}")
+                console.print(f"[red]{name} failed:[/red] {escape(str(error))}")
             bar.advance(overall)
     table = Table(title=f"checks ({'quick' if quick else 'full'})")
     for column in ("experiment", "check", "measured", "theory", "verdict"):

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 stderr = Console(stderr=True)
 
@@ -36,8 +37,8 @@ def bad_input_exits() -> Iterator[None]:
         yield
     except ValidationError as error:
         model = error.title if isinstance(error.title, type) else None
-        stderr.print(f"[red]error:[/red] {describe_validation_error(error, model)}", highlight=False, soft_wrap=True)
+        stderr.print(f"[red]error:[/red] {escape(describe_validation_error(error, model))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except (ValueError, TypeError, FileNotFoundError) as error:
-        stderr.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        stderr.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
