@@ -81,3 +81,44 @@ def test_reproduce_writes_the_report(tmp_path):
 
 def _image_sources(page: str) -> list[str]:
     return [part.split('"', 1)[0] for part in page.split('<img src="')[1:]]
+
+
+def test_check_reevaluates_a_stored_run_from_its_metrics_and_redraws(tmp_path):
+    """`tdlab check` gives the stored verdicts from results.parquet alone; a tampered metric changes them."""
+    out = tmp_path / "runs"
+    assert runner.invoke(app, ["run", "quadratic-step-size", "--out", str(out)]).exit_code == 0
+    (run,) = list(Store(out))
+    for png in (run.path / "figures").glob("*.png"):
+        png.unlink()
+    result = runner.invoke(app, ["check", run.id, "--out", str(out), "--redraw"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output and "FAIL" not in result.output
+    assert list((run.path / "figures").glob("*.png")), "figures drawn again from the stored metrics"
+    frame = run.results()
+    frame["value"] = frame["value"] * 10.0  # every measured number off by a factor of ten
+    run.write_results(frame)
+    result = runner.invoke(app, ["check", run.id, "--out", str(out)], terminal_width=200)
+    assert result.exit_code == 1 and "FAIL" in result.output and "differ" in result.output
+
+
+def test_show_of_a_catalogue_run_prints_its_metrics_checks_and_figures(tmp_path):
+    out = tmp_path / "runs"
+    assert runner.invoke(app, ["run", "quadratic-step-size", "--out", str(out)]).exit_code == 0
+    (run,) = list(Store(out))
+    result = runner.invoke(app, ["show", run.id, "--out", str(out)], terminal_width=200)
+    assert result.exit_code == 0
+    assert "no metrics recorded" not in result.output
+    assert "metrics" in result.output and "checks" in result.output and "figure:" in result.output
+
+
+def test_catalogue_report_redraws_figures_from_the_store(tmp_path):
+    out = tmp_path / "runs"
+    assert runner.invoke(app, ["run", "quadratic-step-size", "--out", str(out)]).exit_code == 0
+    (run,) = list(Store(out))
+    for png in (run.path / "figures").glob("*.png"):
+        png.unlink()
+    result = runner.invoke(app, ["report", str(out), "--catalogue", "--to", str(tmp_path / "page")])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert "<img" in page and all((tmp_path / "page" / src).is_file() for src in _image_sources(page))
+    assert runner.invoke(app, ["report", str(tmp_path / "empty"), "--catalogue"]).exit_code == 2

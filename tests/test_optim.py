@@ -1,6 +1,6 @@
-"""tdlab.optim: test functions against autograd, update rules against hand computation and torch.optim,
-schedules against torch's schedulers, proximal / projected / Newton / trust-region steps against their
-optimality conditions."""
+"""tdlab.optim: test functions against autograd, update rules against hand computation and torch.optim (as pure
+rules and as the registered lecture optimisers), schedules against torch's schedulers, proximal / projected /
+Newton / trust-region steps against their optimality conditions. The registry itself: tests/test_optim_registry.py."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ from torch.func import grad, hessian
 from tdlab.optim import (
     TEST_FUNCTIONS,
     ExponentialDecay,
+    LectureAdagrad,
+    LectureAdam,
+    LectureMomentum,
+    LectureNesterov,
+    LectureRMSProp,
     PiecewiseConstant,
     PowerDecay,
     ProjectedGD,
@@ -43,7 +48,6 @@ from tdlab.optim import (
     soft_threshold,
     steihaug_cg,
     subgradient_l1_step,
-    torch_optimizer,
     trust_region,
     update_radius,
 )
@@ -132,6 +136,16 @@ def _quadratic_gradient(seed: int):
     return lambda w: A @ w - b
 
 
+LECTURE = {
+    "momentum": LectureMomentum,
+    "nesterov": LectureNesterov,
+    "adagrad": LectureAdagrad,
+    "rmsprop": LectureRMSProp,
+    "adam": LectureAdam,
+}
+RULES = {"momentum": momentum_step, "adagrad": adagrad_step, "rmsprop": rmsprop_step, "adam": adam_step}
+
+
 @pytest.mark.parametrize(
     ("method", "lr", "hyper"),
     [
@@ -143,18 +157,17 @@ def _quadratic_gradient(seed: int):
         ("adam", 0.05, {"betas": (0.8, 0.99), "eps": 1e-8}),
     ],
 )
-def test_reference_rules_match_torch_optim(method, lr, hyper):
+def test_reference_rules_match_torch_optim_and_the_lecture_optimizers(method, lr, hyper):
+    """200 steps on a quadratic: the pure rule, its registered optimiser (the same rule on a parameter) and the
+    torch.optim optimiser of `torch_equivalent` (SGD for gd) give the same iterates; for Nesterov, torch's and the
+    lecture optimiser's parameters are the look-ahead points."""
     gradient = _quadratic_gradient(3)
     w = torch.randn(5, generator=torch.Generator().manual_seed(7), dtype=F64)
-    p = w.clone().requires_grad_(True)
-    optimizer = torch_optimizer(method, [p], lr, **hyper)
-    step = {
-        "gd": gd_step,
-        "momentum": momentum_step,
-        "adagrad": adagrad_step,
-        "rmsprop": rmsprop_step,
-        "adam": adam_step,
-    }
+    p, q = w.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    if method == "gd":
+        optimizer, lecture = torch.optim.SGD([p], lr=lr), torch.optim.SGD([q], lr=lr)
+    else:
+        optimizer, lecture = LECTURE[method].torch_equivalent([p], lr, **hyper), LECTURE[method]([q], lr, **hyper)
     state = None
     for _ in range(200):
         if method == "gd":
@@ -162,11 +175,49 @@ def test_reference_rules_match_torch_optim(method, lr, hyper):
         elif method == "nesterov":
             w, state = nesterov_step(w, gradient(nesterov_lookahead(w, state, lr, **hyper)), state, lr, **hyper)
         else:
-            w, state = step[method](w, gradient(w), state, lr, **hyper)
-        p.grad = gradient(p.detach())
-        optimizer.step()
+            w, state = RULES[method](w, gradient(w), state, lr, **hyper)
+        for param, opt in ((p, optimizer), (q, lecture)):
+            param.grad = gradient(param.detach())
+            opt.step()
         expected = nesterov_lookahead(w, state, lr, **hyper) if method == "nesterov" else w
         torch.testing.assert_close(p.detach(), expected, rtol=0, atol=1e-12)
+        torch.testing.assert_close(q.detach(), expected, rtol=0, atol=1e-12)
+    if method == "nesterov":
+        torch.testing.assert_close(lecture.state[q]["w"], w, rtol=0, atol=1e-12)  # the lecture's own iterate
+
+
+def test_lecture_optimizers_keep_plain_state_and_resume_from_it():
+    """The rule state lives in optimizer.state as tensors: a state_dict round trip continues the same iterates."""
+    gradient = _quadratic_gradient(4)
+    w = torch.randn(5, generator=torch.Generator().manual_seed(2), dtype=F64)
+    for cls in LECTURE.values():
+        a, b = w.clone().requires_grad_(True), w.clone().requires_grad_(True)
+        first, second = cls([a], lr=0.05), cls([b], lr=0.05)
+        for t in range(10):
+            if t == 5:
+                second.load_state_dict(pickle.loads(pickle.dumps(first.state_dict())))
+                b.data.copy_(a.detach())
+            for param, opt in ((a, first), (b, second)):
+                param.grad = gradient(param.detach())
+                opt.step()
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=0, atol=1e-15)
+
+
+def test_rmsprop_epsilon_inside_and_outside_the_root():
+    """Outside (torch, Hinton): g / (sqrt(v) + eps); inside (the lectures, Goodfellow et al. Alg. 8.5):
+    g / sqrt(delta + v). With v = (1 - rho) g^2 = 0.04 and eps = 0.01: 0.2 + 0.01 against sqrt(0.05)."""
+    w, g = torch.tensor([0.0], dtype=F64), torch.tensor([2.0], dtype=F64)
+    outside, _ = rmsprop_step(w, g, None, lr=1.0, rho=0.99, eps=0.01)
+    inside, _ = rmsprop_step(w, g, None, lr=1.0, rho=0.99, eps=0.01, eps_in_root=True)
+    assert outside.item() == pytest.approx(-2.0 / (0.2 + 0.01), rel=1e-14)
+    assert inside.item() == pytest.approx(-2.0 / np.sqrt(0.05), rel=1e-14)
+    p = torch.zeros(1, dtype=F64, requires_grad=True)
+    optimizer = LectureRMSProp([p], lr=1.0, eps=0.01, eps_in_root=True)
+    p.grad = g.clone()
+    optimizer.step()
+    assert p.item() == pytest.approx(inside.item(), rel=1e-15)
+    with pytest.raises(ValueError, match="eps_in_root"):
+        LectureRMSProp.torch_equivalent([p], lr=1.0, eps_in_root=True)
 
 
 def test_momentum_with_dampening_is_not_the_lecture_rule():
@@ -197,10 +248,10 @@ def test_rule_errors():
         adam_step(w, w, None, lr=0.1, betas=(0.9, 1.0))
     with pytest.raises(ValueError, match="rho"):
         rmsprop_step(w, w, None, lr=0.1, rho=-0.1)
-    with pytest.raises(ValueError, match="method: expected one of"):
-        torch_optimizer("lbfgs", [w.requires_grad_()], lr=0.1)
-    with pytest.raises(ValueError, match="hyperparameters: adam takes"):
-        torch_optimizer("adam", [w], lr=0.1, beta=0.9)
+    with pytest.raises(ValueError, match="beta: expected a number in"):
+        LectureMomentum.torch_equivalent([w.requires_grad_()], lr=0.1, beta=1.5)
+    with pytest.raises(TypeError, match="beta"):
+        LectureAdam([w], lr=0.1, beta=0.9)
 
 
 # ------------------------------------------------------------------------------------------ schedules
@@ -335,8 +386,17 @@ def test_projected_optimizer():
         v = projected_gradient_step(v, v - target, 0.5, projection)
         torch.testing.assert_close(w.detach(), v)
     torch.testing.assert_close(w.detach(), target / target.norm(), rtol=0, atol=1e-3)
-    with pytest.raises(TypeError, match="projection"):
+    with pytest.raises(ValueError, match="projection: expected one of l2_ball, l1_ball, box"):
         ProjectedGD([w], lr=0.1, projection=1.0)
+    with pytest.raises(ValueError, match="lower: expected lower <= upper"):
+        ProjectedGD([w], lr=0.1, projection="box", lower=1.0, upper=0.0)
+    named = torch.tensor([0.0, 0.0], dtype=F64, requires_grad=True)
+    by_name = ProjectedGD([named], lr=0.5, projection="l2_ball", radius=1.0)
+    for _ in range(10):
+        by_name.zero_grad()
+        (0.5 * ((named - target) ** 2).sum()).backward()
+        by_name.step()
+    torch.testing.assert_close(named.detach(), w.detach(), rtol=0, atol=0)
 
 
 # ------------------------------------------------------------------------------------------ Newton

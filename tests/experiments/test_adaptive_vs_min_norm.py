@@ -1,6 +1,6 @@
 """adaptive-vs-min-norm: Wilson et al.'s construction (X sign(X^T y) = 4 y), Lemma 3.1 on a small instance (the
 adaptive iterates stay on the ray of sign(X^T y)), the training helper, config validation, and a quick run whose
-checks must all pass."""
+checks must all pass and re-check from its stored metrics."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 
-from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import adaptive_vs_min_norm as avm
-from tdlab.experiments.registry import get
 
 
 def _instance(n: int = 12, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,7 +41,7 @@ def test_private_blocks_do_not_overlap():
 def test_adaptive_iterates_stay_on_the_sign_ray(method, lr):
     """Wilson et al. Lemma 3.1: every iterate is a multiple of sign(X^T y) (up to torch's eps)."""
     X, y = _instance()
-    _, path = avm.train(method, X, y, lr, 200, len(y), torch.Generator(), 10)
+    _, path = avm.train(method, X, y, lr, 200, len(y), 0, 10)
     direction = torch.sign(X.T @ y)
     cosines = path[1:] @ direction / (path[1:].norm(dim=1) * direction.norm())
     assert torch.all(cosines > 1 - 1e-10)
@@ -50,7 +49,7 @@ def test_adaptive_iterates_stay_on_the_sign_ray(method, lr):
 
 def test_gd_reaches_the_minimum_norm_interpolant():
     X, y = _instance()
-    w, _ = avm.train("gd", X, y, 0.25, 2000, len(y), torch.Generator(), 100)
+    w, _ = avm.train("gd", X, y, 0.25, 2000, len(y), 0, 100)
     torch.testing.assert_close(w, torch.linalg.pinv(X) @ y, rtol=0, atol=1e-10)
     # the minimum-norm interpolant weights the label feature most and labels unseen examples correctly
     assert w[0] > abs(w[1] + w[2])
@@ -63,9 +62,14 @@ def test_config_validation():
         avm.AdaptiveVsMinNormConfig(p=0.5)
 
 
-def test_quick_run_passes_every_check():
-    experiment = get("adaptive-vs-min-norm")
-    result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
+def test_sgd_reaches_the_minimum_norm_interpolant():
+    X, y = _instance()
+    w, _ = avm.train("sgd", X, y, 0.5, 3000, 3, 1, 3000)
+    torch.testing.assert_close(w, torch.linalg.pinv(X) @ y, rtol=0, atol=1e-8)
+
+
+def test_quick_run_passes_every_check_and_rechecks_from_the_store(tmp_path):
+    result = assert_rechecks(avm.EXPERIMENT, avm.EXPERIMENT.make_config(), tmp_path)
     failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]
     assert not failed, failed
     assert len(result.checks) == 10

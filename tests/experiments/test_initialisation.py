@@ -11,11 +11,11 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 from scipy import integrate
 
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import initialisation as ini
-from tdlab.experiments.registry import get
 from tdlab.models import MLP
 from tdlab.theory import mean_field
 
@@ -88,11 +88,11 @@ def test_layer_sigma_w2_is_fan_in_times_the_weight_variance():
         np.testing.assert_allclose(measured, ini.layer_sigma_w2(scheme, 300, 400, 2), rtol=0.02)
 
 
-def test_pre_activation_moments_match_a_hand_written_pass():
+def test_second_moments_match_a_hand_written_pass():
     model = MLP(4, 3, width=6, depth=3, activation="tanh", init="he", bias=True, bias_init_std=0.3, seed=1).double()
     X = torch.randn(5, 4, dtype=torch.float64)
     g = torch.randn(5, 3, dtype=torch.float64)
-    forward, backward = ini.pre_activation_moments(model, X, g)
+    forward, backward = ini.second_moments(model, X, g)
     h, zs = X, []
     for layer in model.hidden:
         z = layer.linear(h)
@@ -100,8 +100,8 @@ def test_pre_activation_moments_match_a_hand_written_pass():
         zs.append(z)
         h = torch.tanh(z)
     (model.readout(h) * g).sum().backward()
-    torch.testing.assert_close(forward, torch.stack([z.detach().square().mean(dim=1) for z in zs]))
-    torch.testing.assert_close(backward, torch.stack([z.grad.square().mean(dim=1) for z in zs]))
+    np.testing.assert_allclose(forward, [float(z.detach().square().mean()) for z in zs], rtol=1e-12)
+    np.testing.assert_allclose(backward, [float(z.grad.square().mean()) for z in zs], rtol=1e-12)
 
 
 def test_config_rejects_bad_values():
@@ -113,7 +113,7 @@ def test_config_rejects_bad_values():
 
 # ------------------------------------------------------------------------------------------------ experiment
 def test_quick_run_passes_every_check():
-    experiment = get("initialisation")
+    experiment = ini.EXPERIMENT
     result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
     failed = [f"{c.name}: {c.measured} vs {c.theory} ({c.detail})" for c in result.checks if not c.passed]
     assert not failed, failed
@@ -124,3 +124,18 @@ def test_quick_run_passes_every_check():
     rows = result.metrics.pivot_table(index=["activation", "init", "layer"], columns="name", values="value")
     ratio = rows["forward_second_moment"] / rows["forward_second_moment_theory"]
     assert np.all(np.abs(np.log(ratio)) < math.log(1.25))
+
+
+def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
+    config = ini.EXPERIMENT.make_config(width=64, depth=4, seeds=3, num_inputs=4, activations=("relu",))
+    result = assert_rechecks(ini.EXPERIMENT, config, tmp_path)
+    assert [c.name.split(":")[0] for c in result.checks] == ["He, ReLU", "N(0, 1), ReLU"]
+
+
+def test_growth_check_fails_when_the_growth_is_off():
+    """The N(0, 1) check compares with width/2: a measured factor 15% off fails it, the He check is unaffected."""
+    config = ini.EXPERIMENT.make_config(width=64, depth=4, seeds=3, num_inputs=4, activations=("relu",))
+    metrics = ini.measure(config, Context(torch.device("cpu")))
+    metrics.loc[metrics["name"] == "growth_factor_relative", "value"] *= 1.15
+    he, growth = ini.checks(metrics, config)
+    assert he.passed and not growth.passed

@@ -1,6 +1,7 @@
 """momentum: the closed forms of heavy ball, Nesterov and SGD noise against independent routes (eigenvalues of the
 2x2 matrices, the Lyapunov equation, brute-force sums, exact enumeration of SGD's sample paths), config validation,
-and a quick run whose checks must all pass."""
+and the experiment: every check of the quick config passes, gives the same verdicts from its stored metrics, and
+fails when the measured numbers are off."""
 
 from __future__ import annotations
 
@@ -8,14 +9,12 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 from scipy.linalg import solve_discrete_lyapunov
 
-from tdlab.experiments.base import Context
-from tdlab.experiments.catalogue import momentum as experiment_module
-from tdlab.experiments.registry import get
+from tdlab.experiments.catalogue.momentum import EXPERIMENT, MomentumConfig
 from tdlab.theory import momentum as theory
 from tdlab.theory import sgd_noise
 
@@ -159,39 +158,58 @@ def test_noise_theory_rejects_bad_input():
 
 # ------------------------------------------------------------------------------------------------ config
 def test_config_rejects_bad_values():
-    config = experiment_module.MomentumConfig
     with pytest.raises(ValidationError, match="curve_kappa"):
-        config(curve_kappa=50.0)
+        MomentumConfig(curve_kappa=50.0)
     with pytest.raises(ValidationError, match="noise_etas"):
-        config(noise_etas=(0.5, 2.5))
+        MomentumConfig(noise_etas=(0.5, 2.5))
     with pytest.raises(ValidationError, match="betas"):
-        config(betas=(0.5, 1.0))
+        MomentumConfig(betas=(0.5, 1.0))
+    with pytest.raises(ValidationError, match="betas: expected distinct"):
+        MomentumConfig(betas=(0.5, 0.5))
     with pytest.raises(ValidationError, match="ls_dim"):
-        config(ls_dim=40)
+        MomentumConfig(ls_dim=40)
     with pytest.raises(ValidationError, match="ls_chains"):
-        config(ls_chains=1005)
+        MomentumConfig(ls_chains=1005)
     with pytest.raises(ValidationError, match="extra"):
-        config(learning_rate=0.1)
+        MomentumConfig(learning_rate=0.1)
 
 
 def test_full_preset_is_a_valid_config():
-    assert get("momentum").make_config("full").steps > get("momentum").make_config().steps
+    assert EXPERIMENT.make_config("full").steps > EXPERIMENT.make_config().steps
 
 
 # -------------------------------------------------------------------------------------------------- run
-def test_quick_run_passes_every_check():
-    experiment = get("momentum")
-    result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
-    failed = [f"{c.name}: {c.measured} vs {c.theory} ({c.detail})" for c in result.checks if not c.passed]
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """The quick config, measured once, re-checked from its stored metrics."""
+    return assert_rechecks(EXPERIMENT, EXPERIMENT.make_config(), tmp_path_factory.mktemp("momentum"))
+
+
+def test_quick_run_passes_every_check_and_rechecks_from_stored_metrics(quick):
+    failed = [f"{c.name}: {c.measured} vs {c.theory} ({c.detail})" for c in quick.checks if not c.passed]
     assert not failed, failed
-    assert len(result.checks) >= 20
-    assert set(result.figures) == {
+    assert len(quick.checks) == 25
+    assert set(quick.figures) == {
         "error_curves",
         "rates",
         "sgd_error",
         "stationary_variance",
         "terminal_velocity",
     }
-    assert all(isinstance(f, Figure) for f in result.figures.values())
-    assert {"name", "value", "method", "beta", "kappa", "eta", "step"} <= set(result.metrics.columns)
-    assert np.isfinite(result.metrics["value"]).all()
+    assert all(isinstance(f, Figure) for f in quick.figures.values())
+    assert {"name", "value", "method", "beta", "kappa", "eta", "step"} <= set(quick.metrics.columns)
+    assert np.isfinite(quick.metrics["value"]).all()
+
+
+def test_checks_fail_when_the_measurements_are_off(quick):
+    """Tuned rates 3% off, edges 5% off, SGD variances 20% off, the 1/t curve decaying as t^-0.9: those checks fail."""
+    config, metrics = EXPERIMENT.make_config(), quick.metrics.copy()
+    scale = {"tuned_rate": 1.03, "stability_edge": 1.05, "sgd_variance": 1.2}
+    metrics["value"] *= metrics["name"].map(scale).fillna(1.0)
+    slow = (metrics["name"] == "mse") & (metrics["regime"] == "1/t step")
+    metrics.loc[slow, "value"] *= (1 + metrics.loc[slow, "step"]) ** 0.1
+    failed = {c.name for c in EXPERIMENT.checks(metrics, config) if not c.passed}
+    assert {c.name for c in quick.checks if c.name.startswith(("tuned heavy ball", "tuned nesterov"))} <= failed
+    assert {c.name for c in quick.checks if "edge of stability" in c.name} <= failed
+    assert "SGD stationary variance vs eta s^2/(lambda (2 - eta lambda)), worst relative error" in failed
+    assert "eta_t ~ 1/t: log-log slope of E||w_t - w_LS||^2 against t + t0" in failed

@@ -1,5 +1,6 @@
 """optimizer-zoo: its theory (gradient flow and Euler's error, adaptive steps under a constant gradient), its
-trajectory helpers, its config validation, and a quick run whose checks must all pass."""
+trajectory helpers, its config validation, and a quick run whose checks must all pass and re-check from its stored
+metrics."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 from scipy.integrate import solve_ivp
 
-from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import optimizer_zoo as zoo
 from tdlab.experiments.registry import get
 from tdlab.optim import adagrad_step, adam_step, gd_step, get_test_function, rmsprop_step
@@ -121,10 +122,14 @@ def test_config_validation():
 
 
 # ------------------------------------------------------------------------------------------ the experiment
-def test_quick_run_passes_every_check():
-    experiment = get("optimizer-zoo")
-    config = experiment.make_config()
-    result = experiment.run(config, Context(torch.device("cpu")))
+def test_torch_settings_name_the_mapped_hyperparameters():
+    config = get("optimizer-zoo").make_config(beta=0.25)
+    assert zoo._torch_settings("momentum", config) == "SGD(lr=eta*0.25, momentum=0.75)"
+    assert zoo._torch_settings("gd", config) == "SGD(lr=eta*1)"
+
+
+def test_quick_run_passes_every_check_and_rechecks_from_the_store(tmp_path):
+    result = assert_rechecks(zoo.EXPERIMENT, zoo.EXPERIMENT.make_config(), tmp_path)
     failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]
     assert not failed, failed
     names = {c.name.split(":")[0] for c in result.checks}

@@ -8,10 +8,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import polynomial_degree as pd_
-from tdlab.experiments.registry import get
 from tdlab.theory.least_squares import residual_mean_square
 
 
@@ -54,8 +54,7 @@ def test_config_validation():
 
 
 def test_quick_run_passes_every_check():
-    experiment = get("polynomial-degree")
-    result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
+    result = pd_.EXPERIMENT.run(pd_.EXPERIMENT.make_config(), Context(torch.device("cpu")))
     failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]
     assert not failed, failed
     assert len(result.checks) == 4
@@ -63,3 +62,11 @@ def test_quick_run_passes_every_check():
     assert all(isinstance(f, Figure) for f in result.figures.values())
     train = result.metrics[result.metrics["name"] == "train_error"].set_index("degree")["value"]
     assert train.loc[29] < 1e-12  # p = n: interpolation (up to rounding)
+
+
+def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
+    config = pd_.EXPERIMENT.make_config(n=12, datasets=4, far_degrees=(20, 60), shown=(1, 3, 8), grid=60)
+    result = assert_rechecks(pd_.EXPERIMENT, config, tmp_path)
+    train = result.metrics[result.metrics["name"] == "train_error_set"]
+    assert len(train) == 4 * (12 + 2)
+    assert train[train["degree"] == 11]["value"].max() < 1e-20  # p = n: every set interpolated

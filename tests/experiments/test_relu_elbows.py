@@ -8,11 +8,11 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 from scipy import stats
 
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import relu_elbows as re_
-from tdlab.experiments.registry import get
 from tdlab.models import MLP
 from tdlab.theory import cauchy
 from tdlab.theory.piecewise_linear import evaluate_interpolant, interpolation_error_bound, relu_interpolant
@@ -77,26 +77,63 @@ def test_elbows_and_dead_units_by_hand():
         re_.elbows(MLP(2, 1, width=3, depth=1))
 
 
-def test_train_replicas_is_gradient_descent_per_step_size():
-    g = torch.Generator().manual_seed(0)
-    params = tuple(torch.randn(s, generator=g, dtype=torch.float64) for s in ((5,), (5,), (5,), ()))
-    x = torch.linspace(-1, 1, 7, dtype=torch.float64)
-    y = x.abs()
-    lrs = torch.tensor([0.01, 0.05], dtype=torch.float64)
-    final, losses, _, diverged = re_.train_replicas(params, x, y, lrs, steps=4, record_every=2)
-    for r, lr in enumerate(lrs.tolist()):
-        w, b, a, c = (p.clone().requires_grad_(True) for p in params)
-        for _ in range(4):
-            loss = ((torch.relu(x[:, None] * w + b) @ a + c - y) ** 2).mean()
-            grads = torch.autograd.grad(loss, (w, b, a, c))
-            w, b, a, c = (p.detach() - lr * gr for p, gr in zip((w, b, a, c), grads, strict=True))
-            w, b, a, c = (p.requires_grad_(True) for p in (w, b, a, c))
-        for got, want in zip(final, (w, b, a, c), strict=True):
-            torch.testing.assert_close(got[r], want.detach())
-    assert losses.shape == (2, 3) and not diverged.any()
-    # the offset alone grows by |1 - 2 eta| per step: past float64 within 30 steps at eta = 1e6
-    _, _, _, blown = re_.train_replicas(params, x, y, torch.tensor([1e6], dtype=torch.float64), 30, 10)
-    assert blown.tolist() == [True]
+SMALL = {
+    "elbow_units": 2**14,
+    "group_sizes": (16, 256),
+    "width": 16,
+    "n_train": 16,
+    "steps": 40,
+    "step_fractions": (0.5, 1e6),
+    "shown_fraction": 0.5,
+    "record_every": 10,
+    "knots": (4, 8),
+}
+
+
+def _by_step(metrics, name, step):
+    rows = metrics[(metrics["name"] == name) & (metrics["step"] == step)].sort_values("unit")
+    return torch.tensor(rows["value"].to_numpy())
+
+
+def test_training_is_gradient_descent_at_the_stated_step():
+    """From the stored initial parameters, `steps` hand-written GD steps on the mean squared error at
+    eta = fraction x 2/lambda_max give the stored final parameters; the loss and dead-unit counts at step 0 are those
+    of the initial network; the huge step diverges."""
+    config = re_.EXPERIMENT.make_config(**SMALL)
+    metrics = re_.measure(config, Context(torch.device("cpu")))
+    x, y = (t[:, 0] for t in re_._target(config))
+    w, b, a = (_by_step(metrics, name, 0).requires_grad_(True) for name in re_.UNIT)
+    bias = metrics.query("name == 'readout_bias' and step == 0")["value"].iloc[0]
+    c = torch.tensor(bias, dtype=torch.float64, requires_grad=True)
+    sharpness = metrics.query("name == 'sharpness'")["value"].iloc[0]
+    losses = metrics.query("name == 'train_loss' and step_fraction == 0.5").set_index("step")["value"]
+    dead = metrics.query("name == 'dead_units' and step_fraction == 0.5").set_index("step")["value"]
+    assert dead[0] == re_.dead_units(w.detach(), b.detach(), x).sum()
+    for step in range(config.steps):
+        loss = ((torch.relu(x[:, None] * w + b) @ a + c - y) ** 2).mean()
+        if step == 0:
+            assert float(loss.detach()) == pytest.approx(losses[0], rel=1e-12)
+        grads = torch.autograd.grad(loss, (w, b, a, c))
+        w, b, a, c = (p.detach() - 0.5 * 2.0 / sharpness * g for p, g in zip((w, b, a, c), grads, strict=True))
+        w, b, a, c = (p.requires_grad_(True) for p in (w, b, a, c))
+    for got, want in zip((_by_step(metrics, name, config.steps) for name in re_.UNIT), (w, b, a), strict=True):
+        torch.testing.assert_close(got, want.detach(), rtol=1e-10, atol=1e-12)
+    diverged = metrics.query("name == 'diverged'").set_index("step_fraction")["value"]
+    assert diverged.to_dict() == {0.5: 0.0, 1e6: 1.0}
+
+
+def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
+    result = assert_rechecks(re_.EXPERIMENT, re_.EXPERIMENT.make_config(**SMALL), tmp_path)
+    assert len(result.checks) == 8
+    assert set(result.figures) == {"cauchy_elbows", "training", "interpolants"}
+
+
+def test_dead_unit_check_fails_when_a_dead_unit_moves():
+    config = re_.EXPERIMENT.make_config(**SMALL)
+    metrics = re_.measure(config, Context(torch.device("cpu")))
+    metrics.loc[(metrics["name"] == "dead_at_init_change") & (metrics["step_fraction"] == 0.5), "value"] = 1e-9
+    check = next(c for c in re_.checks(metrics, config) if c.name.startswith("largest parameter change"))
+    assert not check.passed
 
 
 def test_config_rejects_bad_values():
@@ -110,7 +147,7 @@ def test_config_rejects_bad_values():
 
 # ------------------------------------------------------------------------------------------------ experiment
 def test_quick_run_passes_every_check():
-    experiment = get("relu-elbows")
+    experiment = re_.EXPERIMENT
     result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
     failed = [f"{c.name}: {c.measured} vs {c.theory} ({c.detail})" for c in result.checks if not c.passed]
     assert not failed, failed

@@ -8,10 +8,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import ridge_views as rv
-from tdlab.experiments.registry import get
 from tdlab.theory import least_squares as theory
 
 
@@ -63,8 +63,7 @@ def test_bad_inputs_are_rejected():
 
 
 def test_quick_run_passes_every_check():
-    experiment = get("ridge-views")
-    result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
+    result = rv.EXPERIMENT.run(rv.EXPERIMENT.make_config(), Context(torch.device("cpu")))
     failed = [f"{c.name}: {c.measured}" for c in result.checks if not c.passed]
     assert not failed, failed
     assert len(result.checks) == 4
@@ -72,3 +71,21 @@ def test_quick_run_passes_every_check():
     assert all(isinstance(f, Figure) for f in result.figures.values())
     views = set(result.metrics.loc[result.metrics["name"] == "relative_distance_to_svd", "view"])
     assert views == set(rv.VIEWS)
+    # every pair of views is compared: 15 pairs per (regime, lambda)
+    pairs = result.metrics[result.metrics["name"] == "relative_distance"]
+    assert len(pairs) == 15 * 2 * 3
+
+
+def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
+    config = rv.EXPERIMENT.make_config(n_tall=12, d_tall=4, n_wide=4, d_wide=12, lams=(0.1, 10.0))
+    result = assert_rechecks(rv.EXPERIMENT, config, tmp_path)
+    assert all(c.passed for c in result.checks)
+
+
+def test_checks_fail_on_a_wrong_view():
+    """A view that is off by 1e-6 (relative) fails the agreement check; a filter off by 1e-6 fails its check."""
+    config = rv.EXPERIMENT.make_config()
+    metrics = rv.measure(config, Context(torch.device("cpu")))
+    wrong = metrics.copy()
+    wrong.loc[wrong["name"].isin(["relative_distance", "filter"]), "value"] += 1e-6
+    assert [c.passed for c in rv.checks(wrong, config)] == [False, False, False, False]

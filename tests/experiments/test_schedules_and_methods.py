@@ -1,5 +1,6 @@
 """schedules-and-methods: its theory (ISTA's bounds, the ball-constrained quadratic minimiser, the Cauchy
-decrease), its config validation, and a quick run whose checks must all pass."""
+decrease), its config validation, and the experiment: every check of the quick config passes, gives the same
+verdicts from its stored metrics, and fails when the measured numbers are off."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 from scipy.optimize import minimize
 
 from tdlab.experiments.base import Context
-from tdlab.experiments.registry import get
+from tdlab.experiments.catalogue.schedules_and_methods import EXPERIMENT
 from tdlab.optim import proximal_gradient_step
 from tdlab.theory.ista import ista_distance_bound, ista_objective_bound
 from tdlab.theory.trust_region_subproblem import ball_constrained_minimizer, cauchy_decrease_bound
@@ -90,34 +92,55 @@ def test_ista_bounds_hold_on_a_small_lasso():
 
 # ------------------------------------------------------------------------------------------ config
 def test_config_validation():
-    experiment = get("schedules-and-methods")
     with pytest.raises(ValidationError, match="lasso_informative"):
-        experiment.make_config(lasso_features=4, lasso_informative=5)
+        EXPERIMENT.make_config(lasso_features=4, lasso_informative=5)
     with pytest.raises(ValidationError, match="milestones"):
-        experiment.make_config(milestones=(200, 100))
+        EXPERIMENT.make_config(milestones=(200, 100))
     with pytest.raises(ValidationError, match="eta0"):
-        experiment.make_config(eta0=0.0)
+        EXPERIMENT.make_config(eta0=0.0)
 
 
 # ------------------------------------------------------------------------------------------ the experiment
 def test_same_seed_same_numbers():
-    experiment = get("schedules-and-methods")
     small = {"schedule_steps": 20, "lasso_steps": 50, "projection_steps": 20, "trust_region_iterations": 20}
-    first = experiment.run(experiment.make_config(**small), Context(torch.device("cpu"))).metrics
-    second = experiment.run(experiment.make_config(**small), Context(torch.device("cpu"))).metrics
-    other = experiment.run(experiment.make_config(seed=1, **small), Context(torch.device("cpu"))).metrics
+    first = EXPERIMENT.measure(EXPERIMENT.make_config(**small), Context(torch.device("cpu")))
+    second = EXPERIMENT.measure(EXPERIMENT.make_config(**small), Context(torch.device("cpu")))
+    other = EXPERIMENT.measure(EXPERIMENT.make_config(seed=1, **small), Context(torch.device("cpu")))
     assert first.equals(second)
     assert not first.equals(other)
 
 
-def test_quick_run_passes_every_check():
-    experiment = get("schedules-and-methods")
-    result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
-    failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """The quick config, measured once, re-checked from its stored metrics."""
+    return assert_rechecks(EXPERIMENT, EXPERIMENT.make_config(), tmp_path_factory.mktemp("schedules_and_methods"))
+
+
+def test_quick_run_passes_every_check_and_rechecks_from_stored_metrics(quick):
+    failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in quick.checks if not c.passed]
     assert not failed, failed
-    assert len(result.checks) == 18
-    assert set(result.figures) == {"schedules", "lasso_paths", "projected_gd", "newton_trust_region"}
-    assert all(isinstance(fig, Figure) and fig.axes for fig in result.figures.values())
-    metrics = result.metrics
+    assert len(quick.checks) == 18
+    assert set(quick.figures) == {"schedules", "lasso_paths", "projected_gd", "newton_trust_region"}
+    assert all(isinstance(fig, Figure) and fig.axes for fig in quick.figures.values())
+    metrics = quick.metrics
     zeros = metrics[(metrics["name"] == "exact_zeros") & (metrics["method"] == "subgradient")]
     assert zeros["value"].iloc[1:].max() == 0
+
+
+def test_checks_fail_when_the_measurements_are_off(quick):
+    """torch's rates 1e-9 off, ISTA's last iterate 1e-5 off sklearn, a projected iterate outside the ball, the trust
+    region stopped 1e-7 from (1, 1): those checks fail."""
+    config, metrics = EXPERIMENT.make_config(), quick.metrics.copy()
+    metrics.loc[metrics["name"] == "lr_torch", "value"] *= 1 + 1e-9
+    last = (metrics["name"] == "coefficient") & (metrics["method"] == "ista") & (metrics["step"] == config.lasso_steps)
+    metrics.loc[last, "value"] += 1e-5
+    metrics.loc[(metrics["name"] == "x") & (metrics["set"] == "l2 ball") & (metrics["step"] == 3), "value"] = 1.01
+    tr = (metrics["name"] == "distance_to_minimiser") & (metrics["method"] == "trust region")
+    metrics.loc[tr, "value"] += 1e-7
+    failed = {c.name for c in EXPERIMENT.checks(metrics, config) if not c.passed}
+    assert {
+        c.name for c in quick.checks if c.name.endswith(f"max relative difference over {config.schedule_steps} steps")
+    } <= failed
+    assert "lasso: max |ISTA - sklearn Lasso| over the coefficients" in failed
+    assert "projected GD, l2 ball: largest constraint value over the path" in failed
+    assert "trust region on Rosenbrock from (-1.2, 1): distance to the minimiser (1, 1)" in failed

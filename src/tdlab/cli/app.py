@@ -472,17 +472,48 @@ def query(
 
 @app.command()
 def report(
-    sweep_folder: Annotated[Path, typer.Argument(help="A sweep's folder (`<out>/<sweep name>`).")],
-    path: Annotated[Path | None, typer.Option("--to", help="Folder of the page; default SWEEP/report.")] = None,
+    folder: Annotated[
+        Path, typer.Argument(help="A sweep's folder (`<out>/<sweep name>`), or a store with --catalogue.")
+    ],
+    path: Annotated[Path | None, typer.Option("--to", help="Folder of the page; default FOLDER/report.")] = None,
+    catalogue: Annotated[
+        bool,
+        typer.Option("--catalogue", help="The catalogue's page of the store's latest run of each experiment."),
+    ] = False,
 ) -> None:
-    """Write an HTML page of a sweep: each metric against the swept fields, mean and spread over seeds.
+    """Write an HTML page: of a sweep (each metric against the swept fields, mean and spread over seeds), or with
+    `--catalogue` of the catalogue runs in a store, their figures drawn again from the stored metrics.
 
-    Example:
+    Examples:
 
         tdlab report runs/lr-sweep
+
+        tdlab report runs --catalogue --to report
     """
+    from tdlab.report import write_report
     from tdlab.report.sweep import write_sweep_report
 
     with bad_input_exits():
-        page = write_sweep_report(sweep_folder, path)
+        if catalogue:
+            page = write_report(_latest_catalogue_runs(folder), path or folder / "report", redraw=True)
+        else:
+            page = write_sweep_report(folder, path)
     console.print(f"report: [bold]{page}[/bold]")
+
+
+def _latest_catalogue_runs(out: Path) -> list:
+    """The most recent finished run of each catalogue experiment in the store `out`, in catalogue order."""
+    from tdlab.experiments import experiments
+    from tdlab.store import Store
+
+    if not out.is_dir():
+        raise ValueError(f"folder: no store {str(out)!r}")
+    latest = {}
+    for record in Store(out):
+        kind = record.meta.get("kind")
+        newer = kind not in latest or record.meta.get("created", "") >= latest[kind].meta.get("created", "")
+        if kind in experiments() and record.status == "done" and newer:
+            latest[kind] = record
+    if not latest:
+        raise ValueError(f"folder: {out} holds no finished catalogue run")
+    return [latest[name] for name in experiments() if name in latest]

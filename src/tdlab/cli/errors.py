@@ -37,7 +37,9 @@ def bad_input_exits() -> Iterator[None]:
         yield
     except ValidationError as error:
         model = error.title if isinstance(error.title, type) else None
-        stderr.print(f"[red]error:[/red] {escape(describe_validation_error(error, model))}", highlight=False, soft_wrap=True)
+        stderr.print(
+            f"[red]error:[/red] {escape(describe_validation_error(error, model))}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except (ValueError, TypeError, FileNotFoundError) as error:
         stderr.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from tdlab.ensemble.probes import measure_together
 from tdlab.ensemble.stacked import StackedModels, member_losses
-from tdlab.ensemble.updates import SUPPORTED, StackedOptimizer, member_state, per_member
+from tdlab.ensemble.updates import StackedOptimizer, member_state, per_member, unsupported
 from tdlab.store import Run, flatten_config
 from tdlab.train.batches import batch_slot, epoch_order
 from tdlab.train.builders import schedule_factor
@@ -46,7 +46,8 @@ def _shape_fields(config: TrainConfig) -> dict[str, Any]:
 
 def shape_key(config: dict[str, Any]) -> str | None:
     """A key equal for configs that can train together in one ensemble; None for a config the ensemble trainer
-    cannot run: BatchNorm (it updates its buffers in place), an optimiser outside `updates.SUPPORTED`, AMSGrad.
+    cannot run: BatchNorm (it updates its buffers in place), an optimiser (or an option of one, AMSGrad) without a
+    multi-tensor form in the registry (`tdlab.ensemble.updates.unsupported`).
 
     Example:
         >>> a = {"model": {"name": "mlp", "width": 8}, "optimizer": {"lr": 0.1}, "seed": 0}
@@ -56,12 +57,8 @@ def shape_key(config: dict[str, Any]) -> str | None:
         False
     """
     validated = TrainConfig.model_validate(config)
-    optimizer = validated.optimizer.kwargs()
-    if (
-        getattr(validated.model, "norm", None) == "batchnorm"
-        or validated.optimizer.name not in SUPPORTED
-        or optimizer.get("amsgrad")
-    ):
+    optimizer = validated.optimizer
+    if getattr(validated.model, "norm", None) == "batchnorm" or unsupported(optimizer.name, optimizer.kwargs()):
         return None
     return json.dumps(_shape_fields(validated), sort_keys=True)
 

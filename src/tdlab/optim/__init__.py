@@ -1,8 +1,18 @@
-"""Update rules the lectures teach: reference first-order rules (and their torch.optim equivalents), learning-rate
-schedules, proximal and projected gradient descent, Newton-CG and trust-region methods, and 2-D test functions."""
+"""Update rules the lectures teach and the one registry of optimisers (`tdlab.optim.registry`: torch.optim's and
+tdlab's own, by name): reference first-order rules (pure functions and optimisers), learning-rate schedules,
+proximal and projected gradient descent, SGDW, Newton-CG and trust-region methods, and 2-D test functions."""
 
-from tdlab.optim.newton import NewtonDirection, NewtonResult, backtracking, newton_cg, newton_direction, newton_step
+from tdlab.optim.newton import (
+    NewtonCG,
+    NewtonDirection,
+    NewtonResult,
+    backtracking,
+    newton_cg,
+    newton_direction,
+    newton_step,
+)
 from tdlab.optim.projected import (
+    PROJECTIONS,
     ProjectedGD,
     project_box,
     project_l1_ball,
@@ -11,9 +21,13 @@ from tdlab.optim.projected import (
 )
 from tdlab.optim.proximal import ProximalGD, proximal_gradient_step, soft_threshold, subgradient_l1_step
 from tdlab.optim.reference import (
-    METHODS,
     AdagradState,
     AdamState,
+    LectureAdagrad,
+    LectureAdam,
+    LectureMomentum,
+    LectureNesterov,
+    LectureRMSProp,
     MomentumState,
     RMSPropState,
     adagrad_step,
@@ -23,8 +37,8 @@ from tdlab.optim.reference import (
     nesterov_lookahead,
     nesterov_step,
     rmsprop_step,
-    torch_optimizer,
 )
+from tdlab.optim.registry import OPTIMIZERS, build_optimizer, lookup, names, register, stacked_names
 from tdlab.optim.schedules import (
     Constant,
     CosineDecay,
@@ -44,6 +58,7 @@ from tdlab.optim.test_functions import (
 )
 from tdlab.optim.trust_region import (
     SteihaugResult,
+    TrustRegion,
     TrustRegionResult,
     boundary_crossings,
     steihaug_cg,
@@ -53,7 +68,8 @@ from tdlab.optim.trust_region import (
 from tdlab.optim.weight_decay import SGDW, sgdw_step
 
 __all__ = [
-    "METHODS",
+    "OPTIMIZERS",
+    "PROJECTIONS",
     "TEST_FUNCTIONS",
     "AdagradState",
     "AdamState",
@@ -61,6 +77,12 @@ __all__ = [
     "ElongatedQuadratic",
     "ExponentialDecay",
     "MomentumState",
+    "LectureAdagrad",
+    "LectureAdam",
+    "LectureMomentum",
+    "LectureNesterov",
+    "LectureRMSProp",
+    "NewtonCG",
     "NewtonDirection",
     "NewtonResult",
     "PiecewiseConstant",
@@ -76,17 +98,21 @@ __all__ = [
     "Saddle",
     "SteihaugResult",
     "TestFunction",
+    "TrustRegion",
     "TrustRegionResult",
     "adagrad_step",
     "adam_step",
     "backtracking",
+    "build_optimizer",
     "boundary_crossings",
     "gd_step",
     "get_test_function",
     "learning_rates",
+    "lookup",
     "momentum_step",
     "nesterov_lookahead",
     "nesterov_step",
+    "names",
     "newton_cg",
     "newton_direction",
     "newton_step",
@@ -95,11 +121,12 @@ __all__ = [
     "project_l2_ball",
     "projected_gradient_step",
     "proximal_gradient_step",
+    "register",
     "rmsprop_step",
     "soft_threshold",
+    "stacked_names",
     "steihaug_cg",
     "subgradient_l1_step",
-    "torch_optimizer",
     "trust_region",
     "update_radius",
 ]

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -103,6 +104,25 @@ def projected_gradient_step(w: Tensor, g: Tensor, lr: float, projection: Project
     return projection(w - lr * g)
 
 
+PROJECTIONS = ("l2_ball", "l1_ball", "box")
+"""The projections `ProjectedGD` takes by name (a config's plain values): l2_ball and l1_ball of `radius` around
+0, box [`lower`, `upper`]."""
+
+
+def project(u: Tensor, projection: str | Projection, radius: float, lower: float, upper: float) -> Tensor:
+    """`u` projected by a function, or by a named projection (`PROJECTIONS`) with its `radius` or bounds.
+
+    Example:
+        >>> project(torch.tensor([2.0, -3.0]), "box", radius=1.0, lower=-1.0, upper=1.0).tolist()
+        [1.0, -1.0]
+    """
+    if callable(projection):
+        return projection(u)
+    if projection == "box":
+        return project_box(u, lower, upper)
+    return (project_l2_ball if projection == "l2_ball" else project_l1_ball)(u, radius)
+
+
 class ProjectedGD(PerTensorOptimizer):
     r"""Projected gradient descent onto a convex set, usable in any training loop.
 
@@ -111,30 +131,52 @@ class ProjectedGD(PerTensorOptimizer):
         &\textbf{for } t = 1, 2, \dots: \quad w \leftarrow \Pi_C(w - \eta \nabla f(w))
 
     Goldstein (1964), "Convex programming in Hilbert space"; Levitin & Polyak (1966). The projection acts on
-    each parameter tensor separately (e.g. a norm ball per weight matrix); pass
-    `functools.partial(project_l2_ball, radius=r)`, `project_l1_ball` or `project_box` likewise, or any
-    function tensor -> tensor.
+    each parameter tensor separately (e.g. a norm ball per weight matrix). Name it with plain values, as a YAML
+    config does (`projection: l2_ball, radius: 1.0`; `projection: l1_ball, radius: ...`; `projection: box,
+    lower: -1, upper: 1`), or pass any function tensor -> tensor (e.g. `functools.partial(project_l2_ball,
+    radius=r, center=c)`).
 
     Example:
-        >>> from functools import partial
         >>> w = torch.nn.Parameter(torch.tensor([0.0, 0.0]))
-        >>> opt = ProjectedGD([w], lr=1.0, projection=partial(project_l2_ball, radius=1.0))
+        >>> opt = ProjectedGD([w], lr=1.0, projection="l2_ball", radius=1.0)
         >>> (-(w * torch.tensor([3.0, 4.0])).sum()).backward()
         >>> opt.step()
         >>> [round(x, 6) for x in w.detach().tolist()]
         [0.6, 0.8]
     """
 
-    def __init__(self, params: Iterable[Any], lr: float, projection: Projection):
-        super().__init__(params, {"lr": lr, "projection": projection})
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float,
+        projection: str | Projection,
+        radius: float = 1.0,
+        lower: float = -math.inf,
+        upper: float = math.inf,
+    ):
+        defaults = {"lr": lr, "projection": projection, "radius": radius, "lower": lower, "upper": upper}
+        super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group, validating its `lr` and `projection` (the defaults' when the group does not set them)."""
-        check_positive("lr", param_group.get("lr", self.defaults["lr"]))
-        projection = param_group.get("projection", self.defaults["projection"])
-        if not callable(projection):
-            raise TypeError(f"projection: expected a function tensor -> tensor, got {type(projection).__name__}")
+        """Add a group, validating its `lr` and projection (the defaults' when the group does not set them)."""
+        settings = {key: param_group.get(key, value) for key, value in self.defaults.items()}
+        check_positive("lr", settings["lr"])
+        projection = settings["projection"]
+        if not callable(projection) and projection not in PROJECTIONS:
+            raise ValueError(
+                f"projection: expected one of {', '.join(PROJECTIONS)} or a function tensor -> tensor, "
+                f"got {projection!r}"
+            )
+        check_nonnegative("radius", settings["radius"])
+        for bound in ("lower", "upper"):
+            if not isinstance(settings[bound], int | float) or math.isnan(settings[bound]):
+                raise ValueError(f"{bound}: expected a number, got {settings[bound]!r}")
+        if settings["lower"] > settings["upper"]:
+            raise ValueError(f"lower: expected lower <= upper = {settings['upper']}, got {settings['lower']}")
         super().add_param_group(param_group)
 
     def update(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
-        return projected_gradient_step(p, grad, group["lr"], group["projection"])
+        def projection(u: Tensor) -> Tensor:
+            return project(u, group["projection"], group["radius"], group["lower"], group["upper"])
+
+        return projected_gradient_step(p, grad, group["lr"], projection)

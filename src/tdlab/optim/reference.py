@@ -1,4 +1,4 @@
-r"""The first-order update rules exactly as the lectures write them, and their `torch.optim` equivalents.
+r"""The first-order update rules exactly as the lectures write them, as pure functions and as optimisers.
 
 Each rule is a pure function of one step: it takes the parameters `w` (any shape; all rules act coordinate by
 coordinate), the gradient `g`, the rule's state (`None` before the first step) and its hyperparameters, and
@@ -8,9 +8,11 @@ returns the new parameters and the new state. Nothing is modified in place, so a
     for t in range(steps):
         w, state = adam_step(w, f.gradient(w), state, lr=0.1)
 
-These references are the test oracle of the lectures' notation; for training use `torch.optim`, whose
-hyperparameters `torch_optimizer` maps from the lecture's. The mapping is exact (same iterates up to rounding)
-for every rule here; `tests/test_optim.py` and the `optimizer-zoo` experiment check it to 1e-6 over 200 steps.
+These references are the test oracle of the lectures' notation. `LectureMomentum`, `LectureNesterov`,
+`LectureAdagrad`, `LectureRMSProp` and `LectureAdam` run them as `torch.optim` optimisers (registered as
+"lecture-momentum", ... in `tdlab.optim.registry`), and each one's `torch_equivalent` builds the `torch.optim`
+optimiser with the mapped hyperparameters. The mapping is exact (same iterates up to rounding) for every rule here;
+`tests/test_optim.py` and the `optimizer-zoo` experiment check it to 1e-6 over 200 steps.
 
 Momentum: the lecture's smoothed gradient and torch's buffer
 ------------------------------------------------------------
@@ -57,14 +59,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
+from tdlab.optim._base import PerTensorOptimizer
 from tdlab.optim._validation import check_in_interval, check_nonnegative, check_positive
-
-METHODS = ("gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 
 
 class MomentumState(NamedTuple):
@@ -193,15 +194,25 @@ def adagrad_step(
 
 
 def rmsprop_step(
-    w: Tensor, g: Tensor, state: RMSPropState | None, lr: float, rho: float = 0.99, eps: float = 1e-8
+    w: Tensor,
+    g: Tensor,
+    state: RMSPropState | None,
+    lr: float,
+    rho: float = 0.99,
+    eps: float = 1e-8,
+    eps_in_root: bool = False,
 ) -> tuple[Tensor, RMSPropState]:
     r"""One step of RMSProp (Tieleman & Hinton 2012, Coursera NN lecture 6.5).
 
     .. math::
         v_t = \rho\, v_{t-1} + (1 - \rho)\, g_t \odot g_t, \qquad
         w_t = w_{t-1} - \eta\, \frac{g_t}{\sqrt{v_t} + \epsilon}
+        \quad \text{or} \quad w_t = w_{t-1} - \eta\, \frac{g_t}{\sqrt{\delta + v_t}} \ (\delta = \epsilon)
 
-    (v_0 = 0). Equivalent to `torch.optim.RMSprop(lr=eta, alpha=rho, eps=eps)`.
+    (v_0 = 0; the second with `eps_in_root`). The first (epsilon outside the root) is Hinton's and
+    `torch.optim.RMSprop(lr=eta, alpha=rho, eps=eps)`'s; the second, delta = `eps` inside the root, is the lectures'
+    (Goodfellow, Bengio & Courville 2016, Alg. 8.5), which torch does not offer. They differ where v_t is of the
+    order of eps or smaller.
 
     Example:
         >>> w, s = rmsprop_step(torch.tensor([0.0]), torch.tensor([2.0]), None, lr=0.25, rho=0.75, eps=0.0)
@@ -213,7 +224,8 @@ def rmsprop_step(
     check_nonnegative("eps", eps)
     previous = torch.zeros_like(g) if state is None else state.avg_sq
     avg_sq = rho * previous + (1 - rho) * g * g
-    return w - lr * g / (avg_sq.sqrt() + eps), RMSPropState(avg_sq)
+    denominator = (eps + avg_sq).sqrt() if eps_in_root else avg_sq.sqrt() + eps
+    return w - lr * g / denominator, RMSPropState(avg_sq)
 
 
 def adam_step(
@@ -256,54 +268,181 @@ def adam_step(
     return w - lr * m_hat / (v_hat.sqrt() + eps), AdamState(t, m, v)
 
 
-def torch_optimizer(
-    method: str, params: Iterable[Tensor], lr: float, **hyperparameters: float
-) -> torch.optim.Optimizer:
-    """The `torch.optim` optimiser whose iterates equal the lecture rule `method` with these hyperparameters.
+# ------------------------------------------------------------------------------------------ as torch optimisers
+class _Lecture(PerTensorOptimizer):
+    """A pure rule `rule(w, g, state, lr, **hyperparameters) -> (w, state)` run as a `torch.optim.Optimizer`: each
+    parameter tensor is one w, its rule state is kept in `self.state[p]` as plain tensors (the fields of the rule's
+    state tuple), so `state_dict` and checkpoints work as for torch's optimisers."""
 
-    `hyperparameters` are the lecture's: `beta` for momentum and Nesterov, `eps` for Adagrad, `rho` and `eps`
-    for RMSProp, `betas` and `eps` for Adam (defaults as in the step functions). For Nesterov the torch
-    iterates are the look-ahead points (see the module docstring).
+    rule: Any
+    state_type: Any
 
-    | lecture | torch.optim |
-    | --- | --- |
-    | gd(eta) | SGD(lr=eta) |
-    | momentum(eta, beta) | SGD(lr=eta * beta, momentum=1 - beta, dampening=0) |
-    | nesterov(eta, beta) | SGD(lr=eta * beta, momentum=1 - beta, nesterov=True) |
-    | adagrad(eta, eps) | Adagrad(lr=eta, eps=eps) |
-    | rmsprop(eta, rho, eps) | RMSprop(lr=eta, alpha=rho, eps=eps) |
-    | adam(eta, betas, eps) | Adam(lr=eta, betas=betas, eps=eps) |
+    def __init__(self, params: Iterable[Any], lr: float, **hyperparameters: Any):
+        self._keys = ("lr", *hyperparameters)  # the rule's arguments (torch adds keys of its own to the defaults)
+        super().__init__(params, {"lr": lr, **hyperparameters})
+
+    @classmethod
+    def _validate(cls, lr: float, **hyperparameters: Any) -> None:
+        """The rule's own checks ("lr: ...", "beta: ..."), run once on a dummy step."""
+        cls.rule(torch.zeros(1), torch.zeros(1), None, lr, **hyperparameters)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group, validating its hyperparameters (the defaults' where the group does not set them)."""
+        self._validate(**{key: param_group.get(key, self.defaults[key]) for key in self._keys})
+        super().add_param_group(param_group)
+
+    def update(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
+        state = self.state[p]
+        w, new = self.rule(p, grad, self.state_type(**state) if state else None, **self._hyper(group))
+        state.update(new._asdict())
+        return w
+
+    def _hyper(self, group: dict[str, Any]) -> dict[str, Any]:
+        return {key: group[key] for key in self._keys}
+
+
+class LectureMomentum(_Lecture):
+    r"""Momentum as the lectures write it, a smoothed gradient (`momentum_step`; Polyak 1964):
+
+    .. math:: a_t = (1 - \beta)\, a_{t-1} + \beta\, g_t \ (a_0 = 0), \qquad w_t = w_{t-1} - \eta\, a_t
+
+    torch's `SGD(lr=eta * beta, momentum=1 - beta, dampening=0)` has the same iterates (`torch_equivalent`; the
+    module docstring derives the map): its buffer is a_t / beta.
 
     Example:
-        >>> w = torch.zeros(2, requires_grad=True)
-        >>> opt = torch_optimizer("momentum", [w], lr=0.5, beta=0.1)
-        >>> opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]
-        (0.05, 0.9)
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> opt = LectureMomentum([w], lr=1.0, beta=0.5)
+        >>> w.grad = torch.tensor([1.0])
+        >>> opt.step()
+        >>> w.tolist(), opt.state[w]["a"].tolist()
+        ([0.5], [0.5])
     """
-    check_positive("lr", lr)
-    allowed = {
-        "gd": set(),
-        "momentum": {"beta"},
-        "nesterov": {"beta"},
-        "adagrad": {"eps"},
-        "rmsprop": {"rho", "eps"},
-        "adam": {"betas", "eps"},
-    }
-    if method not in allowed:
-        raise ValueError(f"method: expected one of {', '.join(map(repr, METHODS))}, got {method!r}")
-    unknown = set(hyperparameters) - allowed[method]
-    if unknown:
-        raise ValueError(f"hyperparameters: {method} takes {sorted(allowed[method]) or 'none'}, got {sorted(unknown)}")
-    params = list(params)
-    h = hyperparameters
-    if method == "gd":
-        return torch.optim.SGD(params, lr=lr)
-    if method in ("momentum", "nesterov"):
-        beta = h.get("beta", 0.1)
-        check_in_interval("beta", beta, 0.0, 1.0, closed_high=method == "momentum")
-        return torch.optim.SGD(params, lr=lr * beta, momentum=1 - beta, dampening=0, nesterov=method == "nesterov")
-    if method == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, eps=h.get("eps", 1e-10))
-    if method == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=h.get("rho", 0.99), eps=h.get("eps", 1e-8))
-    return torch.optim.Adam(params, lr=lr, betas=h.get("betas", (0.9, 0.999)), eps=h.get("eps", 1e-8))
+
+    rule = staticmethod(momentum_step)
+    state_type = MomentumState
+
+    def __init__(self, params: Iterable[Any], lr: float, beta: float = 0.1):
+        super().__init__(params, lr, beta=beta)
+
+    @classmethod
+    def torch_equivalent(cls, params: Iterable[Any], lr: float, beta: float = 0.1) -> torch.optim.Optimizer:
+        cls._validate(lr, beta=beta)
+        return torch.optim.SGD(params, lr=lr * beta, momentum=1 - beta, dampening=0)
+
+
+class LectureNesterov(_Lecture):
+    r"""Nesterov's accelerated gradient in the lectures' smoothed form (`nesterov_step`; Nesterov 1983,
+    Sutskever et al. 2013):
+
+    .. math::
+        \tilde w_t = w_{t-1} - \eta (1 - \beta)\, a_{t-1}, \quad
+        a_t = (1 - \beta)\, a_{t-1} + \beta\, \nabla f(\tilde w_t), \quad w_t = w_{t-1} - \eta\, a_t
+
+    The gradient is taken at the look-ahead point, so the model's parameters hold the look-ahead points
+    w~_{t+1} (where the next gradient is evaluated), and `self.state[p]["w"]` the lecture's iterate w_t. These
+    look-ahead points are the iterates of torch's `SGD(lr=eta * beta, momentum=1 - beta, nesterov=True)`
+    (`torch_equivalent`; exact for a constant eta, see the module docstring).
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> opt = LectureNesterov([w], lr=1.0, beta=0.5)
+        >>> w.grad = torch.tensor([1.0])
+        >>> opt.step()
+        >>> opt.state[w]["w"].tolist(), w.tolist()  # w_1 = 1 - 0.5, look-ahead w_1 - 1 * 0.5 * 0.5
+        ([0.5], [0.25])
+    """
+
+    rule = staticmethod(nesterov_step)
+    state_type = MomentumState
+
+    def __init__(self, params: Iterable[Any], lr: float, beta: float = 0.1):
+        super().__init__(params, lr, beta=beta)
+
+    def update(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
+        state = self.state[p]
+        previous = MomentumState(state["a"]) if state else None
+        w, new = nesterov_step(state.get("w", p), grad, previous, **self._hyper(group))
+        state.update(w=w, a=new.a)
+        return nesterov_lookahead(w, new, **self._hyper(group))
+
+    @classmethod
+    def torch_equivalent(cls, params: Iterable[Any], lr: float, beta: float = 0.1) -> torch.optim.Optimizer:
+        cls._validate(lr, beta=beta)
+        return torch.optim.SGD(params, lr=lr * beta, momentum=1 - beta, nesterov=True)
+
+
+class LectureAdagrad(_Lecture):
+    r"""Adagrad as the lectures write it (`adagrad_step`; Duchi, Hazan & Singer 2011):
+
+    .. math:: G_t = G_{t-1} + g_t \odot g_t, \qquad w_t = w_{t-1} - \eta\, g_t / (\sqrt{G_t} + \epsilon)
+
+    The same rule as torch's `Adagrad(lr=eta, eps=eps)` (`torch_equivalent`; torch adds lr_decay and an initial
+    accumulator, both 0 here).
+    """
+
+    rule = staticmethod(adagrad_step)
+    state_type = AdagradState
+
+    def __init__(self, params: Iterable[Any], lr: float, eps: float = 1e-10):
+        super().__init__(params, lr, eps=eps)
+
+    @classmethod
+    def torch_equivalent(cls, params: Iterable[Any], lr: float, eps: float = 1e-10) -> torch.optim.Optimizer:
+        cls._validate(lr, eps=eps)
+        return torch.optim.Adagrad(params, lr=lr, eps=eps)
+
+
+class LectureRMSProp(_Lecture):
+    r"""RMSProp (`rmsprop_step`; Tieleman & Hinton 2012), with the epsilon outside or inside the root:
+
+    .. math::
+        r_t = \rho\, r_{t-1} + (1 - \rho)\, g_t \odot g_t, \qquad
+        w_t = w_{t-1} - \eta\, \frac{g_t}{\sqrt{r_t} + \epsilon} \quad \text{or} \quad
+        w_t = w_{t-1} - \eta\, \frac{g_t}{\sqrt{\delta + r_t}}
+
+    The second, `eps_in_root=True` (delta = eps), is the lectures' form (Goodfellow, Bengio & Courville 2016,
+    Alg. 8.5). torch's `RMSprop(lr=eta, alpha=rho, eps=eps)` uses the first (epsilon outside the root, Hinton's
+    slides), the default here; `torch_equivalent` exists only for it.
+    """
+
+    rule = staticmethod(rmsprop_step)
+    state_type = RMSPropState
+
+    def __init__(
+        self, params: Iterable[Any], lr: float, rho: float = 0.99, eps: float = 1e-8, eps_in_root: bool = False
+    ):
+        super().__init__(params, lr, rho=rho, eps=eps, eps_in_root=eps_in_root)
+
+    @classmethod
+    def torch_equivalent(
+        cls, params: Iterable[Any], lr: float, rho: float = 0.99, eps: float = 1e-8, eps_in_root: bool = False
+    ) -> torch.optim.Optimizer:
+        cls._validate(lr, rho=rho, eps=eps)
+        if eps_in_root:
+            raise ValueError("eps_in_root: torch.optim.RMSprop puts eps outside the root; no equivalent")
+        return torch.optim.RMSprop(params, lr=lr, alpha=rho, eps=eps)
+
+
+class LectureAdam(_Lecture):
+    r"""Adam as the lectures write it, with bias correction (`adam_step`; Kingma & Ba 2015, Algorithm 1):
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \quad v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2, \quad
+        w_t = w_{t-1} - \eta\, \frac{m_t / (1 - \beta_1^t)}{\sqrt{v_t / (1 - \beta_2^t)} + \epsilon}
+
+    The same rule as torch's `Adam(lr=eta, betas=betas, eps=eps)` (`torch_equivalent`), which orders the
+    operations differently (equal to rounding).
+    """
+
+    rule = staticmethod(adam_step)
+    state_type = AdamState
+
+    def __init__(self, params: Iterable[Any], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        super().__init__(params, lr, betas=tuple(betas), eps=eps)
+
+    @classmethod
+    def torch_equivalent(
+        cls, params: Iterable[Any], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    ) -> torch.optim.Optimizer:
+        cls._validate(lr, betas=betas, eps=eps)
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps)

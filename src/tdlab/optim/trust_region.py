@@ -13,7 +13,8 @@ to accept the step and adapt the radius (Nocedal & Wright 2006, Alg. 4.1). It ne
 products, handles indefinite Hessians, and every step decreases the model at least as much as the Cauchy
 point, m_k(0) - m_k(p_k) >= ||g_k|| min(Delta_k, ||g_k|| / ||H_k||) / 2 (N&W Lemma 4.3, Thm. 7.3).
 
-Callables as in `tdlab.optim.newton`: `fun(w)`, `grad(w)`, `hvp(w, v)` on flat vectors.
+Callables as in `tdlab.optim.newton`: `fun(w)`, `grad(w)`, `hvp(w, v)` on flat vectors. To train a model in any
+loop, `TrustRegion` is the same method as a `torch.optim.Optimizer` (registered as "trust-region").
 
 Example:
     >>> import torch
@@ -27,13 +28,15 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Literal, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
+from tdlab.optim._base import SecondOrderOptimizer, split_like
 from tdlab.optim._validation import check_in_interval, check_positive
+from tdlab.optim.newton import check_max_iter
 
 Function = Callable[[Tensor], Tensor]
 HVP = Callable[[Tensor, Tensor], Tensor]
@@ -211,3 +214,89 @@ def trust_region(
             w, value = w + sub.step, trial
         path.append(w)
     return TrustRegionResult(w, torch.stack(path), radii, rhos, predicted, grad_norms, converged, num_hvp)
+
+
+class TrustRegion(SecondOrderOptimizer):
+    r"""Trust-region Newton-CG as an optimiser: one iteration of `trust_region` per step (Nocedal & Wright 2006,
+    Alg. 4.1 with the Steihaug step of Alg. 7.2):
+
+    .. math::
+        p_t = \text{steihaug\_cg}(\nabla f(w_t), H(w_t), \Delta_t), \quad
+        \rho_t = \frac{f(w_t) - f(w_t + p_t)}{m_t(0) - m_t(p_t)}, \quad
+        w_{t+1} = w_t + p_t \text{ if } \rho_t > \eta \text{ else } w_t, \quad
+        \Delta_{t+1} = \text{update\_radius}(\Delta_t, \rho_t, \|p_t\|, \hat\Delta)
+
+    `lr` is the initial radius Delta_0 (later radii follow the radius update, not a learning-rate schedule),
+    `max_radius` Delta-hat, `eta` in [0, 1/4) the acceptance threshold, `max_iter` the CG iterations (2 n by
+    default). All parameters with a gradient are one vector, with the first parameter group's settings; the radius
+    and the last ratio rho are in the state of the first parameter. A step whose predicted decrease m(0) - m(p) is
+    below the loss's rounding (machine epsilon times |f|, e.g. at a minimiser) is not taken and leaves the radius
+    (rho would be rounding noise). `needs_closure = True`: the step calls the
+    closure (which re-evaluates the loss and backpropagates) at w_t and at the trial point w_t + p_t;
+    `create_graph = True`: that backward keeps the graph for the Hessian-vector products.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([3.0, 1.0], dtype=torch.float64))
+        >>> opt = TrustRegion([w], lr=10.0)
+        >>> def closure():
+        ...     opt.zero_grad()
+        ...     loss = (w**2 * torch.tensor([1.0, 10.0], dtype=torch.float64)).sum()
+        ...     loss.backward(create_graph=True)
+        ...     return loss
+        >>> for _ in range(3):
+        ...     _ = opt.step(closure)
+        >>> w.abs().max().item() < 1e-12
+        True
+    """
+
+    needs_closure = True
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1.0,
+        max_radius: float = 100.0,
+        eta: float = 0.15,
+        max_iter: int | None = None,
+    ):
+        super().__init__(params, {"lr": lr, "max_radius": max_radius, "eta": eta, "max_iter": max_iter})
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group, validating its settings (the defaults' when the group does not set them)."""
+        settings = {key: param_group.get(key, value) for key, value in self.defaults.items()}
+        check_positive("lr", settings["lr"])
+        check_positive("max_radius", settings["max_radius"])
+        check_in_interval("eta", settings["eta"], 0.0, 0.25, closed_high=False)
+        check_max_iter(settings["max_iter"])
+        if settings["lr"] > settings["max_radius"]:
+            raise ValueError(f"lr: the initial radius, expected at most max_radius = {settings['max_radius']}")
+        super().add_param_group(param_group)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]
+        """One trust-region iteration; `closure` zeroes the gradients, evaluates the loss and backpropagates."""
+        if closure is None:
+            raise RuntimeError("TrustRegion: step needs a closure that re-evaluates the loss and calls backward")
+        with torch.enable_grad():
+            loss = closure()
+        params, g, hvp = self._curvature()
+        if not params:
+            return loss
+        settings, state = self.param_groups[0], self.state[params[0]]
+        radius = state.get("radius", settings["lr"])
+        sub = steihaug_cg(g, hvp, radius, settings["max_iter"])
+        value = float(loss.detach())
+        if sub.decrease <= torch.finfo(g.dtype).eps * max(1.0, abs(value)):  # below the loss's rounding: stay
+            return loss
+        start = [p.detach().clone() for p in params]
+        for p, piece in zip(params, split_like(sub.step, params), strict=True):
+            p.add_(piece)
+        with torch.enable_grad():
+            trial = float(closure().detach())
+        rho = (value - trial) / sub.decrease if sub.decrease > 0 else float("nan")
+        state["radius"] = update_radius(radius, rho, float(torch.linalg.vector_norm(sub.step)), settings["max_radius"])
+        state["rho"] = rho
+        if not rho > settings["eta"]:  # rejected (also for rho = nan): back to w_t
+            for p, w in zip(params, start, strict=True):
+                p.copy_(w)
+        return loss

@@ -19,13 +19,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import torch
 from torch import Tensor
 
-from tdlab.optim._base import PerTensorOptimizer
 from tdlab.optim._validation import check_in_interval, check_nonnegative, check_positive
+from tdlab.optim.multi_tensor import sgdw
 
 
 def sgdw_step(w: Tensor, direction: Tensor, lr: float, weight_decay: float) -> Tensor:
@@ -42,7 +43,7 @@ def sgdw_step(w: Tensor, direction: Tensor, lr: float, weight_decay: float) -> T
     return (1.0 - lr * weight_decay) * w - lr * direction
 
 
-class SGDW(PerTensorOptimizer):
+class SGDW(torch.optim.Optimizer):
     r"""SGD (optionally with heavy-ball momentum) and decoupled weight decay.
 
     .. math::
@@ -52,7 +53,8 @@ class SGDW(PerTensorOptimizer):
         &\quad w_t \leftarrow (1 - \eta\lambda)\, w_{t-1} - \eta\, b_t
 
     Loshchilov & Hutter (2019), Algorithm 1. The buffer is torch's (`torch.optim.SGD` with dampening 0), so
-    with weight_decay = 0 this is `torch.optim.SGD(lr, momentum)` step for step.
+    with weight_decay = 0 this is `torch.optim.SGD(lr, momentum)` step for step. The step is the multi-tensor rule
+    `tdlab.optim.multi_tensor.sgdw`, which the ensembles run on stacked members.
 
     Example:
         >>> import torch
@@ -76,13 +78,17 @@ class SGDW(PerTensorOptimizer):
         )
         super().add_param_group(param_group)
 
-    def update(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> Tensor:
-        direction = grad
-        if group["momentum"] > 0:
-            state = self.state[p]
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = grad.detach().clone()
-            else:
-                state["momentum_buffer"].mul_(group["momentum"]).add_(grad)
-            direction = state["momentum_buffer"]
-        return sgdw_step(p, direction, group["lr"], group["weight_decay"])
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """One step; `closure` re-evaluates the loss (and calls backward) if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                lrs = [group["lr"]] * len(params)
+                slots = [self.state[p] for p in params]
+                sgdw(params, [p.grad for p in params], slots, lrs, 0, group["weight_decay"], group["momentum"])
+        return loss

@@ -15,8 +15,11 @@ PARTS = ("optimisation", "signal propagation", "loss landscapes", "linear models
 """The lecture blocks in teaching order: the report's sections."""
 
 
-def write_report(runs: Sequence[Run], folder: str | os.PathLike[str] = "report") -> Path:
+def write_report(runs: Sequence[Run], folder: str | os.PathLike[str] = "report", redraw: bool = False) -> Path:
     """Write `folder/index.html` for catalogue runs and copy their PNG figures into `folder/figures/`.
+
+    With `redraw`, each run's figures are first drawn again from its stored metrics (`tdlab.experiments.runner.redraw`),
+    so the page shows what the stored numbers say, also for runs written by an older tdlab.
 
     Experiments are grouped by the lecture part they belong to (in the order of `PARTS`, then any other part),
     each part's runs in the order given; a summary table at the top
@@ -28,6 +31,7 @@ def write_report(runs: Sequence[Run], folder: str | os.PathLike[str] = "report")
         'index.html'
     """
     from tdlab.experiments import experiments
+    from tdlab.experiments.runner import redraw as draw_again
 
     folder = Path(folder)
     catalogue = experiments()
@@ -36,6 +40,8 @@ def write_report(runs: Sequence[Run], folder: str | os.PathLike[str] = "report")
         kind = run.meta["kind"]
         experiment = catalogue.get(kind)
         checks = run.checks()
+        if redraw and experiment is not None:
+            draw_again(run)
         figures = [
             copy_figure(png, folder, f"figures/{run.id}/{png.name}")
             for png in sorted((run.path / "figures").glob("*.png"))

@@ -3,7 +3,6 @@ field; `tdlab train`, the ensembles and the catalogue build through these."""
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -12,6 +11,7 @@ import torch
 
 from tdlab.data import Dataset, load_dataset
 from tdlab.models import build_model
+from tdlab.optim import registry
 from tdlab.optim.schedules import (
     Constant,
     CosineDecay,
@@ -56,27 +56,16 @@ def build_network(config: ModelConfig, dataset: Dataset) -> torch.nn.Module:
     return model.to(dataset.X_train.device, dataset.X_train.dtype)
 
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "rmsprop": torch.optim.RMSprop,
-    "adagrad": torch.optim.Adagrad,
-}
-
-
 def build_optimizer(params: Iterable[torch.nn.Parameter], config: OptimizerConfig) -> torch.optim.Optimizer:
-    """The `torch.optim` optimiser named by `config.name`, with `lr` and the config's other fields."""
-    cls = OPTIMIZERS[config.name]
-    allowed = [name for name in inspect.signature(cls).parameters if name not in ("self", "params", "lr")]
-    kwargs = config.kwargs()
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise ValueError(f"optimizer.{unknown[0]}: not an argument of {cls.__name__}; allowed: {', '.join(allowed)}")
-    try:
-        return cls(params, lr=config.lr, **kwargs)
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"optimizer: {error}") from None
+    """The optimiser of an `optimizer` section, from the registry (`tdlab.optim.registry.build_optimizer`): `lr` and
+    the section's other fields, checked against the class (errors name the field: `optimizer.momentum: ...`).
+
+    Example:
+        >>> w = torch.zeros(2, requires_grad=True)
+        >>> type(build_optimizer([w], OptimizerConfig(name="sgdw", lr=0.1, weight_decay=0.01))).__name__
+        'SGDW'
+    """
+    return registry.build_optimizer(config.name, params, config.lr, **config.kwargs())
 
 
 def schedule_factor(config: ScheduleConfig, steps: int) -> Schedule:

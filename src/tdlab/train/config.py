@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tdlab.config import apply_overrides
+from tdlab.optim.registry import canonical_name
 from tdlab.train.batches import BatchOrder
 
 
@@ -60,14 +61,20 @@ class ProbeConfig(_Named):
         return {"every": self.every, **super().kwargs()}
 
 
-OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"]
-
-
 class OptimizerConfig(_Named):
-    """A `torch.optim` optimiser: `name`, `lr` and its other keyword arguments (momentum, betas, ...)."""
+    """An optimiser of the registry `tdlab.optim.registry` (torch.optim's and tdlab's own): `name`, `lr` and its
+    other keyword arguments (momentum, betas, l1, projection, ...), checked against its class when it is built."""
 
-    name: OptimizerName = "sgd"
+    name: str = "sgd"
     lr: float = Field(0.05, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        try:
+            return canonical_name(value)
+        except ValueError as error:
+            raise ValueError(str(error).removeprefix("optimizer.name: ")) from None
 
 
 ScheduleName = Literal["constant", "exponential", "power", "step", "cosine"]

@@ -17,6 +17,7 @@ are stepped with a closure; those that need the gradient's graph (Newton) declar
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -176,7 +177,11 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(call_with(model, inputs), targets)
             if torch.isfinite(loss):
-                loss.backward(create_graph=create_graph)
+                with warnings.catch_warnings():
+                    # The graph kept for Newton's Hessian-vector products references the parameters through their
+                    # .grad (a cycle torch warns about); `fit` breaks it by clearing the gradients at the end.
+                    warnings.filterwarnings("ignore", "Using backward\\(\\) with create_graph=True", UserWarning)
+                    loss.backward(create_graph=create_graph)
             return loss
 
         probing = probes.step(step, batch=(inputs, targets), optimizer=optimizer) if probes else nullcontext()

@@ -18,7 +18,8 @@ example only shares the first three features with the training set, so only w_1,
   positive than negative examples), so it labels every test example +1: test error = fraction of negatives
   (1 - p on average), and its norm sqrt(3 + n_+ + 5 n_-) / 4 exceeds the minimum norm.
 
-All runs are `torch.optim` (SGD, Adam, Adagrad, RMSprop) on a `LinearModel` without bias, in float64.
+Every optimiser is the registry's (`tdlab.optim.registry`: torch.optim's SGD, Adam, Adagrad, RMSprop; GD is
+full-batch SGD) training a `LinearModel` without bias from zero in float64 through `tdlab.train.fit`.
 """
 
 from __future__ import annotations
@@ -27,21 +28,22 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
-from numpy.typing import NDArray
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
+from tdlab.data import half_squared_error
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.models import LinearModel
+from tdlab.optim.registry import build_optimizer
 from tdlab.theory.least_squares import min_norm_solution
+from tdlab.train.trainer import fit
 
-Array = NDArray[np.float64]
 METHODS = ("gd", "sgd", "adam", "adagrad", "rmsprop")
 ADAPTIVE = ("adam", "adagrad", "rmsprop")
 _LABELS = {"gd": "GD", "sgd": "SGD", "adam": "Adam", "adagrad": "Adagrad", "rmsprop": "RMSProp"}
+COLORS = {"gd": "C0", "sgd": "C9", "adam": "C3", "adagrad": "C1", "rmsprop": "C2"}
 
 
-# ------------------------------------------------------------------------------------------ measurement
 def wilson_features(labels: Tensor, offset: int, dim: int) -> Tensor:
     """The feature vectors of Wilson et al. (2017, Sec. 3.3) for `labels` (+1/-1), whose private blocks start at
     example index `offset` (so train and test examples never share one), in R^dim (float64, labels' device).
@@ -78,53 +80,31 @@ def draw_labels(n: int, p: float, generator: torch.Generator) -> Tensor:
 
 
 def train(
-    method: str,
-    X: Tensor,
-    y: Tensor,
-    lr: float,
-    steps: int,
-    batch_size: int,
-    generator: torch.Generator,
-    record_every: int,
+    method: str, X: Tensor, y: Tensor, lr: float, steps: int, batch_size: int, seed: int, record_every: int
 ) -> tuple[Tensor, Tensor]:
-    """Train `LinearModel(d, 1, bias=False)` from zero with the torch optimiser of `method` on 1/(2b)
-    ||X_B w - y_B||^2 (full batch except for "sgd"); return the final w and the iterates every `record_every`
-    steps, shape (steps // record_every + 1, d).
+    """Train `LinearModel(d, 1, bias=False)` from zero with the optimiser of `method` on 1/(2b) ||X_B w - y_B||^2
+    (full batch except for "sgd", whose mini-batches are reshuffled each epoch from `seed`); return the final w and
+    the iterates every `record_every` steps, shape (steps // record_every + 1, d).
 
     Example:
         >>> X, y = torch.eye(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
-        >>> w, _ = train("gd", X, y, lr=1.0, steps=40, batch_size=2, generator=torch.Generator(), record_every=40)
+        >>> w, _ = train("gd", X, y, lr=1.0, steps=40, batch_size=2, seed=0, record_every=40)
         >>> [round(v, 6) for v in w.tolist()]
         [1.0, 1.0]
     """
-    n, d = X.shape
-    model = LinearModel(d, 1, bias=False).to(device=X.device, dtype=torch.float64)
-    optimiser = {
-        "gd": torch.optim.SGD,
-        "sgd": torch.optim.SGD,
-        "adam": torch.optim.Adam,
-        "adagrad": torch.optim.Adagrad,
-        "rmsprop": torch.optim.RMSprop,
-    }[method](model.parameters(), lr=lr)
-    batch = n if method != "sgd" else batch_size
-    weight = model.linear.weight
-    path = [weight.detach()[0].clone()]
-    order = torch.arange(n, device=X.device)
-    for t in range(1, steps + 1):
-        position = ((t - 1) * batch) % n
-        if batch < n and position == 0:
-            order = torch.randperm(n, generator=generator).to(X.device)
-        rows = order[position : position + batch]
-        optimiser.zero_grad()
-        loss = 0.5 * (model(X[rows])[:, 0] - y[rows]).square().mean()
-        loss.backward()
-        optimiser.step()
-        if t % record_every == 0:
-            path.append(weight.detach()[0].clone())
-    return weight.detach()[0].clone(), torch.stack(path)
+    model = LinearModel(X.shape[1], 1, bias=False).to(device=X.device, dtype=torch.float64)
+    optimizer = build_optimizer("sgd" if method == "gd" else method, model.parameters(), lr)
+    path = [model.linear.weight.detach()[0].clone()]
+
+    def record(step: int, loss: float) -> None:
+        if step % record_every == 0:
+            path.append(model.linear.weight.detach()[0].clone())
+
+    batch = batch_size if method == "sgd" else None
+    fit(model, half_squared_error, (X, y[:, None]), optimizer, steps, batch_size=batch, seed=seed, callbacks=[record])
+    return model.linear.weight.detach()[0].clone(), torch.stack(path)
 
 
-# --------------------------------------------------------------------------------------------- config
 class AdaptiveVsMinNormConfig(ExperimentConfig):
     """Wilson et al.'s construction, and the step sizes of the five optimisers."""
 
@@ -147,146 +127,126 @@ class AdaptiveVsMinNormConfig(ExperimentConfig):
         return self
 
 
-# ------------------------------------------------------------------------------------------------ run
-def run(config: AdaptiveVsMinNormConfig, context: Context) -> Result:
-    """Train the five optimisers on Wilson et al.'s problem; compare norms and test errors with the theory."""
-    device = context.device
+def measure(config: AdaptiveVsMinNormConfig, context: Context) -> pd.DataFrame:
+    """Per interpolant (the five methods', and the theory's: method "min_norm" X^+ y, "sign" sign(X^T y)/4): its
+    norm, test error, max train residual, distances to X^+ y and to sign(X^T y)/4 (relative), its weights on the
+    first ten examples' features (`index`); per method the path every `record_every` steps (distance to X^+ y,
+    cosine with sign(X^T y)); the first labels and the fraction of negative test labels."""
     generator = torch.Generator().manual_seed(config.seed)
-    dim = 3 + 5 * (config.n + config.n_test)
+    dim, every = 3 + 5 * (config.n + config.n_test), config.record_every
     y = draw_labels(config.n, config.p, generator)
     y_test = torch.where(torch.rand(config.n_test, generator=generator, dtype=torch.float64) < config.p, 1.0, -1.0)
-    X = wilson_features(y, 0, dim)
-    X_test = wilson_features(y_test, config.n, dim)
-    w_min = min_norm_solution(X.numpy(), y.numpy())
-    direction = np.sign(X.numpy().T @ y.numpy())
-    scale = float((X.numpy() @ direction)[0] / y[0])  # X sign(X^T y) = c y, c = 4
-    w_sign = direction / scale
-    negatives = float((y_test < 0).double().mean())
+    X, X_test = wilson_features(y, 0, dim).numpy(), wilson_features(y_test, config.n, dim).numpy()
+    Y, Y_test = y.numpy(), y_test.numpy()
+    w_min, direction = min_norm_solution(X, Y), np.sign(X.T @ Y)
+    w_sign = direction / float((X @ direction)[0] / Y[0])  # X sign(X^T y) = c y, c = 4
+    rows: list[dict] = []
 
-    rows: list[dict[str, float | str]] = []
-    checks: list[Check] = []
-    finals: dict[str, Array] = {}
-    paths: dict[str, Array] = {}
-    lrs = {m: getattr(config, f"lr_{m}") for m in METHODS}
+    def add(name: str, value: float, **ids: str | int) -> None:
+        rows.append({"name": name, "value": float(value), **ids})
+
+    add("test_negative_fraction", np.mean(Y_test < 0))
+    for i in range(min(config.n, 10)):
+        add("train_label", Y[i], index=i)
+    finals = {"min_norm": w_min, "sign": w_sign}
     for method in context.track(METHODS, "optimisers"):
-        w, path = train(
-            method,
-            X.to(device),
-            y.to(device),
-            lrs[method],
-            config.steps,
-            config.sgd_batch,
-            generator,
-            config.record_every,
-        )
-        finals[method], paths[method] = w.cpu().numpy(), path.cpu().numpy()
+        lr, inputs = getattr(config, f"lr_{method}"), torch.from_numpy(X).to(context.device)
+        w, path = train(method, inputs, y.to(context.device), lr, config.steps, config.sgd_batch, config.seed, every)
+        finals[method], path = w.cpu().numpy(), path.cpu().numpy()
+        cosine = path @ w_sign / np.maximum(np.linalg.norm(path, axis=1) * np.linalg.norm(w_sign), 1e-300)
+        for k, (distance, cos) in enumerate(zip(np.linalg.norm(path - w_min, axis=1), cosine, strict=True)):
+            add("path_distance_to_min_norm", distance, method=method, step=k * every)
+            add("path_cosine_to_sign", cos, method=method, step=k * every)
     for method, w in finals.items():
-        test_error = float(np.mean(np.sign(X_test.numpy() @ w) != y_test.numpy()))
-        train_residual = float(np.abs(X.numpy() @ w - y.numpy()).max())
-        rows += [
-            {"name": "norm", "value": float(np.linalg.norm(w)), "method": method},
-            {"name": "test_error", "value": test_error, "method": method},
-            {"name": "train_max_residual", "value": train_residual, "method": method},
-            {
-                "name": "distance_to_min_norm",
-                "value": float(np.linalg.norm(w - w_min) / np.linalg.norm(w_min)),
-                "method": method,
-            },
-            {
-                "name": "distance_to_sign_solution",
-                "value": float(np.linalg.norm(w - w_sign) / np.linalg.norm(w_sign)),
-                "method": method,
-            },
-        ]
-        for k, wt in enumerate(paths[method]):
-            rows.append(
-                {
-                    "name": "path_distance_to_min_norm",
-                    "value": float(np.linalg.norm(wt - w_min)),
-                    "method": method,
-                    "step": k * config.record_every,
-                }
-            )
-        setting = f"lr {lrs[method]:g}, {config.steps} steps" + (
-            f", batch {config.sgd_batch}" if method == "sgd" else ", full batch"
-        )
+        add("norm", np.linalg.norm(w), method=method)
+        add("test_error", np.mean(np.sign(X_test @ w) != Y_test), method=method)
+        add("train_max_residual", np.abs(X @ w - Y).max(), method=method)
+        add("distance_to_min_norm", np.linalg.norm(w - w_min) / np.linalg.norm(w_min), method=method)
+        add("distance_to_sign_solution", np.linalg.norm(w - w_sign) / np.linalg.norm(w_sign), method=method)
+        for i in range(3 + 5 * min(config.n, 10)):
+            add("weight", w[i], method=method, index=i)
+    return pd.DataFrame(rows)
+
+
+def _value(metrics: pd.DataFrame, name: str, method: str | None = None, index: int | None = None) -> float:
+    rows = metrics[metrics["name"] == name]
+    rows = rows if method is None else rows[rows["method"] == method]
+    return float((rows if index is None else rows[rows["index"] == index])["value"].iloc[0])
+
+
+def checks(metrics: pd.DataFrame, config: AdaptiveVsMinNormConfig) -> list[Check]:
+    """Adaptive methods: the norm of sign(X^T y)/4 and the test error of 'always +1'; GD and SGD: X^+ y and no test
+    error (the min-norm interpolant weights the label feature more than the shared ones)."""
+    min_norm, sign_norm = _value(metrics, "norm", "min_norm"), _value(metrics, "norm", "sign")
+    negatives = _value(metrics, "test_negative_fraction")
+    label_weight = _value(metrics, "weight", "min_norm", 0)
+    shared = abs(_value(metrics, "weight", "min_norm", 1) + _value(metrics, "weight", "min_norm", 2))
+    out = []
+    for method in METHODS:
+        label, norm, error = _LABELS[method], _value(metrics, "norm", method), _value(metrics, "test_error", method)
+        residual = _value(metrics, "train_max_residual", method)
+        batch = f", batch {config.sgd_batch}" if method == "sgd" else ", full batch"
+        setting = f"lr {getattr(config, f'lr_{method}'):g}, {config.steps} steps{batch}"
         if method in ADAPTIVE:
-            checks.append(
-                Check.relative(
-                    f"{_LABELS[method]}: norm of the interpolant vs ||sign(X^T y)|| / 4 (Wilson et al. Lemma 3.1)",
-                    float(np.linalg.norm(w)),
-                    float(np.linalg.norm(w_sign)),
-                    1e-4,
-                    detail=f"{setting}; minimum norm {np.linalg.norm(w_min):.4g}, so the adaptive interpolant is "
-                    f"{np.linalg.norm(w_sign) / np.linalg.norm(w_min):.3g}x larger; distance to sign(X^T y)/4 "
-                    f"{np.linalg.norm(w - w_sign) / np.linalg.norm(w_sign):.1e}, max train residual "
-                    f"{train_residual:.1e}; tolerance 1e-4: the lemma is exact for eps = 0, torch's eps bends the "
-                    "late (tiny-gradient) steps",
-                )
+            name = f"{label}: norm of the interpolant vs ||sign(X^T y)|| / 4 (Wilson et al. Lemma 3.1)"
+            detail = (
+                f"{setting}; minimum norm {min_norm:.4g}, so the adaptive interpolant is {sign_norm / min_norm:.3g}x "
+                f"larger; distance to sign(X^T y)/4 {_value(metrics, 'distance_to_sign_solution', method):.1e}, "
+                f"max train residual {residual:.1e}; tolerance 1e-4: the lemma is exact for eps = 0, torch's eps "
+                "bends the late (tiny-gradient) steps"
             )
-            checks.append(
-                Check.absolute(
-                    f"{_LABELS[method]}: test error vs the fraction of negative test labels (predicts +1 everywhere)",
-                    test_error,
-                    negatives,
-                    0.0,
-                    detail=f"{config.n_test} test examples; w_1 = w_2 = w_3 = 1/4 gives the score (y + 2)/4 > 0; "
-                    f"expected fraction 1 - p = {1 - config.p:g}",
-                )
+            out.append(Check.relative(name, norm, sign_norm, 1e-4, detail))
+            name = f"{label}: test error vs the fraction of negative test labels (predicts +1 everywhere)"
+            detail = (
+                f"{config.n_test} test examples; w_1 = w_2 = w_3 = 1/4 gives the score (y + 2)/4 > 0; expected "
+                f"fraction 1 - p = {1 - config.p:g}"
             )
+            out.append(Check.absolute(name, error, negatives, 0.0, detail))
         else:
-            checks.append(
-                Check.at_most(
-                    f"{_LABELS[method]}: relative distance of the interpolant to the minimum-norm X^+ y",
-                    float(np.linalg.norm(w - w_min) / np.linalg.norm(w_min)),
-                    1e-6,
-                    detail=f"{setting}; norm {np.linalg.norm(w):.6g} vs ||X^+ y|| = {np.linalg.norm(w_min):.6g}, max "
-                    f"train residual {train_residual:.1e}; tolerance 1e-6 (iterates from 0 stay in the row space)",
-                )
+            name = f"{label}: relative distance of the interpolant to the minimum-norm X^+ y"
+            detail = (
+                f"{setting}; norm {norm:.6g} vs ||X^+ y|| = {min_norm:.6g}, max train residual {residual:.1e}; "
+                "tolerance 1e-6 (iterates from 0 stay in the row space)"
             )
-            checks.append(
-                Check.absolute(
-                    f"{_LABELS[method]}: test error of the minimum-norm interpolant",
-                    test_error,
-                    0.0,
-                    0.0,
-                    detail=f"{config.n_test} test examples; X^+ y weights the label feature x_1 by "
-                    f"{w_min[0]:.3f} > |w_2 + w_3| = {abs(w_min[1] + w_min[2]):.3f}, so sign(w^T x) = y",
-                )
+            out.append(Check.at_most(name, _value(metrics, "distance_to_min_norm", method), 1e-6, detail=detail))
+            detail = (
+                f"{config.n_test} test examples; X^+ y weights the label feature x_1 by {label_weight:.3f} > "
+                f"|w_2 + w_3| = {shared:.3f}, so sign(w^T x) = y"
             )
-    metrics = pd.DataFrame(rows)
-    figures = {
-        "weights": _weights_figure(finals, w_min, w_sign, y.numpy()),
-        "norms_and_errors": _bars_figure(metrics, w_min, w_sign, negatives, config.p),
-        "paths": _paths_figure(paths, w_min, w_sign, config.record_every),
+            out.append(Check.absolute(f"{label}: test error of the minimum-norm interpolant", error, 0.0, 0.0, detail))
+    return out
+
+
+def figures(metrics: pd.DataFrame, config: AdaptiveVsMinNormConfig) -> dict[str, Figure]:
+    """The interpolants' weights, their norms and test errors against the theory, and their paths."""
+    return {
+        "weights": _weights_figure(metrics),
+        "norms_and_errors": _bars_figure(metrics, config.p),
+        "paths": _paths_figure(metrics),
     }
-    return Result(metrics=metrics, checks=checks, figures=figures)
 
 
-# -------------------------------------------------------------------------------------------- figures
-def _weights_figure(finals: dict[str, Array], w_min: Array, w_sign: Array, y: Array) -> Figure:
+def _weights_figure(metrics: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(12.0, 4.2), layout="constrained")
     ax = fig.subplots()
-    shown = 3 + 5 * min(len(y), 10)
-    index = np.arange(shown)
-    ax.plot(index, w_min[:shown], "-", color="C0", lw=1.0, label=r"minimum norm $X^+ y$ (theory)")
-    ax.plot(index, w_sign[:shown], "-", color="C3", lw=1.0, label=r"$\mathrm{sign}(X^\top y)/4$ (theory)")
-    for method, marker, color in (
-        ("gd", "o", "C0"),
-        ("sgd", "x", "C9"),
-        ("adam", "s", "C3"),
-        ("adagrad", "^", "C1"),
-        ("rmsprop", "v", "C2"),
-    ):
-        ax.plot(index, finals[method][:shown], marker, color=color, ms=5, mfc="none", label=_LABELS[method])
-    for i in range(min(len(y), 10)):
+    weights = metrics[metrics["name"] == "weight"]
+    y = metrics[metrics["name"] == "train_label"].sort_values("index")["value"].to_numpy()
+    styles = {
+        "min_norm": ("-", "C0", r"minimum norm $X^+ y$ (theory)"),
+        "sign": ("-", "C3", r"$\mathrm{sign}(X^\top y)/4$ (theory)"),
+    }
+    styles |= {m: (marker, COLORS[m], _LABELS[m]) for m, marker in zip(METHODS, "oxs^v", strict=True)}
+    for method, (style, color, label) in styles.items():
+        w = weights[weights["method"] == method].sort_values("index")
+        look = {"lw": 1.0} if style == "-" else {"ms": 5, "mfc": "none"}
+        ax.plot(w["index"], w["value"], style, color=color, label=label, **look)
+    for i in range(len(y)):
         ax.axvspan(3 + 5 * i - 0.5, 3 + 5 * i + 4.5, color="0.9" if i % 2 else "0.97", zorder=0)
         ax.text(3 + 5 * i + 2, ax.get_ylim()[0], f"x{i + 1}: y={int(y[i]):+d}", ha="center", va="bottom", fontsize=7)
     ax.axvspan(-0.5, 2.5, color="C4", alpha=0.12, zorder=0)
     ax.text(1.0, ax.get_ylim()[0], "shared:\ny, 1, 1", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks([])
+    ax.set(xticks=[], ylabel="weight")
     ax.set_xlabel("weight index (first three shared features, then each training example's private block)")
-    ax.set_ylabel("weight")
     ax.set_title(
         r"The interpolants: GD and SGD reach $X^+ y$ (weight on the label feature), adaptive methods "
         r"$\mathrm{sign}(X^\top y)/4$"
@@ -295,51 +255,46 @@ def _weights_figure(finals: dict[str, Array], w_min: Array, w_sign: Array, y: Ar
     return fig
 
 
-def _bars_figure(metrics: pd.DataFrame, w_min: Array, w_sign: Array, negatives: float, p: float) -> Figure:
+def _bars_figure(metrics: pd.DataFrame, p: float) -> Figure:
     fig = Figure(figsize=(11.0, 4.0), layout="constrained")
     left, right = fig.subplots(1, 2)
-    labels = [_LABELS[m] for m in METHODS]
-    colors = ["C0", "C9", "C3", "C1", "C2"]
-    norms = metrics[metrics["name"] == "norm"].set_index("method").loc[list(METHODS), "value"]
-    errors = metrics[metrics["name"] == "test_error"].set_index("method").loc[list(METHODS), "value"]
+    labels, colors = [_LABELS[m] for m in METHODS], [COLORS[m] for m in METHODS]
+    negatives = _value(metrics, "test_negative_fraction")
+    norms = [_value(metrics, "norm", m) for m in METHODS]
+    errors = [_value(metrics, "test_error", m) for m in METHODS]
     left.bar(labels, norms, color=colors)
-    for k, value in enumerate(norms):
-        left.text(k, value, f"{value:.3f}", ha="center", va="bottom", fontsize=8)
-    left.axhline(np.linalg.norm(w_min), color="C0", ls="--", label=r"$\|X^+ y\|$")
-    left.axhline(np.linalg.norm(w_sign), color="C3", ls="--", label=r"$\|\mathrm{sign}(X^\top y)\|/4$")
-    left.set_ylabel(r"$\|w_\infty\|$")
-    left.set_title("norm of the interpolant reached")
-    left.legend(fontsize=8, loc="center left")
     right.bar(labels, errors, color=colors)
-    for k, value in enumerate(errors):
-        right.text(k, value, f"{value:.3f}", ha="center", va="bottom", fontsize=8)
+    for ax, values in ((left, norms), (right, errors)):
+        for k, value in enumerate(values):
+            ax.text(k, value, f"{value:.3f}", ha="center", va="bottom", fontsize=8)
+    left.axhline(_value(metrics, "norm", "min_norm"), color="C0", ls="--", label=r"$\|X^+ y\|$")
+    left.axhline(_value(metrics, "norm", "sign"), color="C3", ls="--", label=r"$\|\mathrm{sign}(X^\top y)\|/4$")
+    left.set(ylabel=r"$\|w_\infty\|$", title="norm of the interpolant reached")
+    left.legend(fontsize=8, loc="center left")
     right.axhline(negatives, color="C3", ls="--", label=f"fraction of negatives in the test set ({negatives:.3f})")
     right.axhline(1 - p, color="0.5", ls=":", label=f"1 - p = {1 - p:g}")
-    right.set_ylim(0, max(1 - p, negatives) * 1.25)
-    right.set_ylabel("test error")
+    right.set(ylim=(0, max(1 - p, negatives) * 1.25), ylabel="test error")
     right.set_title("test error: 0 for the minimum norm, 'always +1' for the adaptive")
     right.legend(fontsize=8)
     fig.suptitle("Wilson et al. (2017): adaptive methods find a larger-norm interpolant that generalises worse")
     return fig
 
 
-def _paths_figure(paths: dict[str, Array], w_min: Array, w_sign: Array, every: int) -> Figure:
+def _paths_figure(metrics: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(11.0, 4.0), layout="constrained")
     left, right = fig.subplots(1, 2)
-    colors = {"gd": "C0", "sgd": "C9", "adam": "C3", "adagrad": "C1", "rmsprop": "C2"}
-    for method, path in paths.items():
-        steps = np.arange(len(path)) * every
-        to_min = np.linalg.norm(path - w_min, axis=1) / np.linalg.norm(w_min)
-        cosine = path @ w_sign / np.maximum(np.linalg.norm(path, axis=1) * np.linalg.norm(w_sign), 1e-300)
-        left.semilogy(steps, to_min, "-", color=colors[method], label=_LABELS[method])
-        right.semilogy(steps[1:], np.maximum(1.0 - cosine[1:], 1e-17), "-", color=colors[method], label=_LABELS[method])
-    left.set_xlabel("step")
-    left.set_ylabel(r"$\|w_t - X^+ y\| / \|X^+ y\|$")
-    left.set_title("distance to the minimum-norm interpolant")
-    left.legend(fontsize=8)
-    right.set_xlabel("step")
-    right.set_ylabel(r"$1 - \cos(w_t, \mathrm{sign}(X^\top y))$")
+    min_norm = _value(metrics, "norm", "min_norm")
+    for method in METHODS:
+        path = metrics[metrics["method"] == method]
+        distance = path[path["name"] == "path_distance_to_min_norm"].sort_values("step")
+        cosine = path[path["name"] == "path_cosine_to_sign"].sort_values("step").iloc[1:]
+        left.semilogy(distance["step"], distance["value"] / min_norm, "-", color=COLORS[method], label=_LABELS[method])
+        gap = np.maximum(1.0 - cosine["value"], 1e-17)
+        right.semilogy(cosine["step"], gap, "-", color=COLORS[method], label=_LABELS[method])
+    left.set(xlabel="step", ylabel=r"$\|w_t - X^+ y\| / \|X^+ y\|$", title="distance to the minimum-norm interpolant")
+    right.set(xlabel="step", ylabel=r"$1 - \cos(w_t, \mathrm{sign}(X^\top y))$")
     right.set_title("adaptive iterates stay on the ray of sign(X^T y) (Lemma 3.1)")
+    left.legend(fontsize=8)
     right.legend(fontsize=8)
     return fig
 
@@ -349,7 +304,9 @@ EXPERIMENT = Experiment(
     claim="On an underdetermined linear problem GD and SGD from zero reach the minimum-norm interpolant, while Adam, "
     "Adagrad and RMSProp reach a different interpolant of larger norm that generalises worse (Wilson et al. 2017).",
     config=AdaptiveVsMinNormConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={"full": {"n": 200, "n_test": 2000, "steps": 5000}},
     references=(
         "Wilson, Roelofs, Stern, Srebro & Recht (2017), The marginal value of adaptive gradient methods in machine "

@@ -18,6 +18,10 @@ multiplies it by width/2 per layer. For tanh, N(0, 1) saturates the units (q ~ w
 explodes, Xavier lets q decay to 0 slowly while the gradient is nearly preserved, He sits in the chaotic
 phase with a finite q* and a mildly growing gradient.
 
+The forward moments are read by the `activations` probe (`tdlab.probes.ActivationStats` on the pre-activations,
+Q_l = var + mean^2 of its statistics); the backward ones, which no probe measures, by a hook on the same modules.
+No training: the networks are measured at initialisation.
+
 Checks (the issue's): under He the ReLU forward variance, averaged over seeds, stays at its input value within
 a tolerance derived from the finite-width fluctuation (3 standard errors of Q_l / q^l, whose exact
 single-input variance is (1 + 5/n)^(l-1) (1 + 2/n) - 1, `tdlab.theory.finite_width`); under N(0, 1) it grows by
@@ -36,10 +40,11 @@ import torch
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 from pydantic import Field
-from torch import Tensor, nn
+from torch import Tensor
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.models import MLP, init_variance
+from tdlab.probes import ActivationStats, ProbeSet
 from tdlab.theory import finite_width, mean_field
 
 Activation = Literal["tanh", "relu"]
@@ -74,98 +79,110 @@ def layer_sigma_w2(scheme: str, in_features: int, width: int, depth: int) -> NDA
     return np.array([fan_in * init_variance(scheme, fan_in, fan_out) for fan_in, fan_out in fans])
 
 
-def pre_activation_moments(model: MLP, X: Tensor, direction: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean squares of the pre-activations z^l and of the gradients dL/dz^l over the units, per input and
-    layer, shapes (depth, N) each, for L = sum_i <direction_i, f(x_i)> (one backward pass).
+def second_moments(model: MLP, X: Tensor, direction: Tensor) -> tuple[NDArray, NDArray]:
+    """Per hidden layer, shapes (depth,) each: Q_l = mean over the inputs and units of (z^l)^2, from the
+    `activations` probe on the pre-activations z^l (the `linear` modules; Q_l = var + mean^2 of its statistics),
+    and G_l, the same for dL/dz^l with L = sum_i <direction_i, f(x_i)> (the backward pass of an arbitrary error
+    signal; by hooks, as no probe measures it).
 
     Example:
         >>> model = MLP(3, 2, width=8, depth=4, init="he", bias=False, seed=0)
-        >>> forward, backward = pre_activation_moments(model, torch.randn(5, 3), torch.randn(5, 2))
-        >>> tuple(forward.shape), tuple(backward.shape)
-        ((4, 5), (4, 5))
+        >>> [m.shape for m in second_moments(model, torch.randn(5, 3), torch.randn(5, 2))]
+        [(4,), (4,)]
     """
+    layers = [f"hidden.{l}.linear" for l in range(len(model.hidden))]
+    loss = lambda outputs, g: (outputs * g).sum()  # noqa: E731
+    stats = ProbeSet([ActivationStats(layers=layers, num_inputs=X.shape[0])], model, loss, (X, direction)).measure(0)
     captured: list[Tensor] = []
 
-    def keep(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        inputs[0].retain_grad()
-        captured.append(inputs[0])
+    def keep(module: torch.nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        output.retain_grad()
+        captured.append(output)
 
-    handles = [layer.activation.register_forward_hook(keep) for layer in model.hidden_layers()]
+    handles = [model.get_submodule(name).register_forward_hook(keep) for name in layers]
     try:
-        (model(X) * direction).sum().backward()
+        loss(model(X), direction).backward()
     finally:
         for handle in handles:
             handle.remove()
-    forward = torch.stack([z.detach().square().mean(dim=1) for z in captured])
-    backward = torch.stack([z.grad.square().mean(dim=1) for z in captured])
-    return forward, backward
+    forward = [stats[f"act/{name}/var"] + stats[f"act/{name}/mean"] ** 2 for name in layers]
+    return np.array(forward), np.array([float(z.grad.square().mean()) for z in captured])
 
 
-def run(config: InitialisationConfig, context: Context) -> Result:
-    """Forward and backward second moments per layer for each activation and scheme, against the variance map."""
+def measure(config: InitialisationConfig, context: Context) -> pd.DataFrame:
+    """Per activation, scheme and layer: Q_l per seed ("forward_second_moment", column seed) and its mean over
+    seeds (no seed), G_l / G_L ("backward_second_moment_relative"), both variance maps ("..._theory"), and under
+    N(0, 1) with ReLU the per-layer growth (Q_l / Q_{l-1}) / (width/2), averaged over seeds ("growth_factor_relative").
+    """
     generator = torch.Generator().manual_seed(config.seed)
     X = torch.randn(config.num_inputs, config.in_features, generator=generator, dtype=torch.float64)
     direction = torch.randn(config.num_inputs, config.out_features, generator=generator, dtype=torch.float64)
     X, direction = X.to(context.device), direction.to(context.device)
-    input_moment = float(X.square().mean())
     n, L = config.width, config.depth
     rows: list[dict[str, float | int | str]] = []
-    forward: dict[tuple[str, str], NDArray] = {}  # (seeds, depth, inputs)
-    backward: dict[tuple[str, str], NDArray] = {}
-    theory_q: dict[tuple[str, str], NDArray] = {}
-    theory_g: dict[tuple[str, str], NDArray] = {}
     combos = [(a, s) for a in config.activations for s in config.schemes]
     for activation, scheme in context.track(combos, "initialisation: activation x scheme"):
-        fwd = np.empty((config.seeds, L, config.num_inputs))
-        bwd = np.empty((config.seeds, L, config.num_inputs))
+        forward, backward = np.empty((config.seeds, L)), np.empty((config.seeds, L))
         for s in range(config.seeds):
             model = MLP(
-                config.in_features,
-                config.out_features,
-                n,
-                L,
-                activation,
-                bias=False,
-                init=scheme,
-                seed=generator,
+                config.in_features, config.out_features, n, L, activation, bias=False, init=scheme, seed=generator
             )
             model = model.to(device=context.device, dtype=torch.float64)
-            f, b = pre_activation_moments(model, X, direction)
-            fwd[s], bwd[s] = f.cpu().numpy(), b.cpu().numpy()
-        key = (activation, scheme)
-        forward[key], backward[key] = fwd, bwd
+            forward[s], backward[s] = second_moments(model, X, direction)
         sw = layer_sigma_w2(scheme, config.in_features, n, L)
-        theory_q[key] = mean_field.preactivation_variances(input_moment, sw, 0.0, activation)
-        theory_g[key] = mean_field.gradient_variances(theory_q[key], sw[1:], activation)
-        q_mean = fwd.mean(axis=(0, 2))
-        g_rel = bwd.mean(axis=(0, 2)) / bwd.mean(axis=(0, 2))[-1]
+        theory_q = mean_field.preactivation_variances(float(X.square().mean()), sw, 0.0, activation)
+        series = {
+            "forward_second_moment": forward.mean(axis=0),
+            "forward_second_moment_theory": theory_q,
+            "backward_second_moment_relative": backward.mean(axis=0) / backward.mean(axis=0)[-1],
+            "backward_second_moment_relative_theory": mean_field.gradient_variances(theory_q, sw[1:], activation),
+        }
+        ids = {"activation": activation, "init": scheme}
         for l in range(L):
-            ids = {"activation": activation, "init": scheme, "layer": l + 1}
+            rows += [{"name": name, "value": float(v[l]), "layer": l + 1, **ids} for name, v in series.items()]
             rows += [
-                {"name": "forward_second_moment", "value": float(q_mean[l]), **ids},
-                {"name": "forward_second_moment_theory", "value": float(theory_q[key][l]), **ids},
-                {"name": "backward_second_moment_relative", "value": float(g_rel[l]), **ids},
-                {"name": "backward_second_moment_relative_theory", "value": float(theory_g[key][l]), **ids},
-            ]
-            rows += [
-                {"name": "forward_second_moment", "value": float(fwd[s, l].mean()), "seed": s, **ids}
+                {"name": "forward_second_moment", "value": forward[s, l], "seed": s, "layer": l + 1, **ids}
                 for s in range(config.seeds)
             ]
-
-    checks: list[Check] = []
-    he_ratio = band = growth = None
-    if ("relu", "he") in forward:
-        # -- He: Q_l / q^l per seed (mean over inputs), averaged over seeds, within 3 standard errors of 1
-        he_ratio = (forward[("relu", "he")].mean(axis=2) / theory_q[("relu", "he")]).mean(axis=0)
-        band = np.array(
-            [
-                STANDARD_ERRORS * math.sqrt(finite_width.relu_preactivation_ratio_variance(l, n) / config.seeds)
-                for l in range(1, L + 1)
+        if (activation, scheme) == ("relu", "normal"):
+            growth = (forward[:, 1:] / forward[:, :-1]).mean(axis=0) / (n / 2.0)
+            rows += [
+                {"name": "growth_factor_relative", "value": float(v), "layer": l + 2, **ids}
+                for l, v in enumerate(growth)
             ]
-        )
+    return pd.DataFrame(rows)
+
+
+def _he_ratio(metrics: pd.DataFrame, config: InitialisationConfig) -> tuple[NDArray, NDArray] | None:
+    """Q_l / q^l per seed, averaged over seeds, for ReLU under He, and its tolerance band (3 standard errors of the
+    finite-width fluctuation); None when that combination was not measured."""
+    he = metrics[(metrics.activation == "relu") & (metrics.init == "he")]
+    if he.empty:
+        return None
+    per_seed = he[he.name == "forward_second_moment"].dropna(subset=["seed"])
+    per_seed = per_seed.pivot(index="seed", columns="layer", values="value").to_numpy()
+    theory = he[he.name == "forward_second_moment_theory"].sort_values("layer")["value"].to_numpy()
+    band = [
+        STANDARD_ERRORS * math.sqrt(finite_width.relu_preactivation_ratio_variance(l, config.width) / config.seeds)
+        for l in range(1, config.depth + 1)
+    ]
+    return (per_seed / theory).mean(axis=0), np.array(band)
+
+
+def _growth(metrics: pd.DataFrame) -> NDArray | None:
+    """(Q_l / Q_{l-1}) / (width/2) under N(0, 1) with ReLU, layers 2..L; None when not measured."""
+    growth = metrics[metrics.name == "growth_factor_relative"].sort_values("layer")["value"].to_numpy()
+    return growth if growth.size else None
+
+
+def checks(metrics: pd.DataFrame, config: InitialisationConfig) -> list[Check]:
+    out: list[Check] = []
+    n, L = config.width, config.depth
+    if (he := _he_ratio(metrics, config)) is not None:
+        he_ratio, band = he
         normalised = np.abs(he_ratio - 1.0) / band
         worst = int(normalised.argmax())
-        checks.append(
+        out.append(
             Check.at_most(
                 "He, ReLU: |mean Q_l / q^l - 1| in units of its tolerance, worst layer",
                 float(normalised.max()),
@@ -177,12 +194,9 @@ def run(config: InitialisationConfig, context: Context) -> Result:
                 f"{band[-1]:.3f}",
             )
         )
-    if ("relu", "normal") in forward:
-        # -- N(0, 1): the per-seed growth factor Q_l / Q_{l-1}, averaged over seeds, against width / 2
-        per_seed = forward[("relu", "normal")].mean(axis=2)
-        growth = (per_seed[:, 1:] / per_seed[:, :-1]).mean(axis=0) / (n / 2.0)
+    if (growth := _growth(metrics)) is not None:
         worst = int(np.abs(growth - 1.0).argmax())
-        checks.append(
+        out.append(
             Check.at_most(
                 "N(0, 1), ReLU: per-layer growth Q_l / Q_{l-1} vs width/2, worst relative error",
                 float(np.abs(growth - 1.0).max()),
@@ -192,52 +206,32 @@ def run(config: InitialisationConfig, context: Context) -> Result:
                 f"{n / 2:g}; tolerance {GROWTH_TOLERANCE:.0%} per layer from the issue",
             )
         )
-        rows += [
-            {
-                "name": "growth_factor_relative",
-                "value": float(v),
-                "activation": "relu",
-                "init": "normal",
-                "layer": l + 2,
-            }
-            for l, v in enumerate(growth)
-        ]
+    return out
 
-    figures = {"variance_maps": _maps_figure(config, forward, backward, theory_q, theory_g)}
-    if he_ratio is not None or growth is not None:
-        figures["relu_checks"] = _checks_figure(config, he_ratio, band, growth)
-    return Result(metrics=pd.DataFrame(rows), checks=checks, figures=figures)
+
+def figures(metrics: pd.DataFrame, config: InitialisationConfig) -> dict[str, Figure]:
+    out = {"variance_maps": _maps_figure(metrics, config)}
+    he, growth = _he_ratio(metrics, config), _growth(metrics)
+    if he is not None or growth is not None:
+        out["relu_checks"] = _checks_figure(config, *(he or (None, None)), growth)
+    return out
 
 
 # -------------------------------------------------------------------------------------------- figures
-def _maps_figure(
-    config: InitialisationConfig,
-    forward: dict[tuple[str, str], NDArray],
-    backward: dict[tuple[str, str], NDArray],
-    theory_q: dict[tuple[str, str], NDArray],
-    theory_g: dict[tuple[str, str], NDArray],
-) -> Figure:
+def _maps_figure(metrics: pd.DataFrame, config: InitialisationConfig) -> Figure:
     cols = len(config.activations)
     fig = Figure(figsize=(6.0 * cols, 8.0), layout="constrained")
     axes = fig.subplots(2, cols, squeeze=False)
     layers = np.arange(1, config.depth + 1)
+    means = metrics[metrics.seed.isna()]
     for j, activation in enumerate(config.activations):
         top, bottom = axes[0, j], axes[1, j]
         for scheme in config.schemes:
-            key, color = (activation, scheme), COLORS[scheme]
-            top.semilogy(layers, theory_q[key], "-", color=color, lw=1.3)
-            top.semilogy(
-                layers,
-                forward[key].mean(axis=(0, 2)),
-                "o",
-                color=color,
-                ms=4,
-                mfc="none",
-                label=LABELS[scheme],
-            )
-            g = backward[key].mean(axis=(0, 2))
-            bottom.semilogy(layers, theory_g[key], "-", color=color, lw=1.3)
-            bottom.semilogy(layers, g / g[-1], "o", color=color, ms=4, mfc="none", label=LABELS[scheme])
+            rows = means[(means.activation == activation) & (means.init == scheme)]
+            curve = {name: group.sort_values("layer")["value"].to_numpy() for name, group in rows.groupby("name")}
+            for ax, name in ((top, "forward_second_moment"), (bottom, "backward_second_moment_relative")):
+                ax.semilogy(layers, curve[f"{name}_theory"], "-", color=COLORS[scheme], lw=1.3)
+                ax.semilogy(layers, curve[name], "o", color=COLORS[scheme], ms=4, mfc="none", label=LABELS[scheme])
         top.set_title(f"{activation}: forward")
         top.set_xlabel("layer $l$")
         top.set_ylabel(r"$q^l$ = mean square of the pre-activations")
@@ -300,7 +294,9 @@ EXPERIMENT = Experiment(
     claim="Under N(0, 1), Xavier and He initialisation the activations and gradients of deep tanh and ReLU MLPs "
     "explode, vanish or are preserved layer by layer as the mean-field variance map predicts.",
     config=InitialisationConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={"full": {"width": 1024, "depth": 50, "seeds": 10, "num_inputs": 32}},
     references=(
         "Glorot & Bengio (2010), Understanding the difficulty of training deep feedforward neural networks, AISTATS",

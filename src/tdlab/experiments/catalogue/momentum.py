@@ -6,8 +6,9 @@ w_{t+1} = w_t - eta g_t + beta (w_t - w_{t-1}) (velocity v_t = -eta b_t); with `
 w_{t+1} = w_t - eta (g_t + beta b_t), Nesterov's method (Sutskever et al. 2013 form) written for the look-ahead
 point y_t = x_t + beta (x_t - x_{t-1}), whose recursion `tdlab.theory.momentum.nesterov_matrix` states. Many
 step sizes run as rows of one tensor (`SGD(lr=1)` on eta_r f_r, the same iterates; see
-`quadratic_step_size.descend`), and the Robbins-Monro schedule eta_t = eta_0 t_0/(t + t_0) is
-`torch.optim.lr_scheduler.LambdaLR`.
+`tdlab.optim.quadratics.descend`), and the Robbins-Monro schedule eta_t = eta_0 t_0/(t + t_0) is
+`torch.optim.lr_scheduler.LambdaLR`. The iterations stay hand-written rather than `tdlab.train.fit`: they are the
+recursions on a quadratic (or a linear function) whose laws are the claim, thousands of Monte Carlo chains at once.
 
 Parts: (1) tuned heavy ball and Nesterov reach the rates (sqrt(kappa) - 1)/(sqrt(kappa) + 1) and
 1 - 1/sqrt(kappa); (2) each eigen-direction is a 2x2 linear system whose spectral radius is the measured rate;
@@ -30,15 +31,8 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
-from tdlab.experiments.catalogue.quadratic_step_size import (
-    QuadraticRun,
-    descend,
-    edge_of_stability,
-    fitted_rate,
-    rotated_quadratics,
-    spectrum,
-)
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.optim.quadratics import QuadraticRun, descend, edge_of_stability, fitted_rate, rotated_quadratics, spectrum
 from tdlab.theory import momentum as theory
 from tdlab.theory import quadratic as gd_theory
 from tdlab.theory import sgd_noise
@@ -46,8 +40,13 @@ from tdlab.theory import sgd_noise
 Kappa = Annotated[float, Field(gt=1.0)]
 Beta = Annotated[float, Field(gt=0.0, lt=1.0)]
 Positive = Annotated[float, Field(gt=0.0)]
-Rows = list[dict[str, float | str]]
+Arrays = dict[str, Any]
 METHODS = ("heavy ball", "nesterov")
+RATE = {"heavy ball": theory.heavy_ball_rate, "nesterov": theory.nesterov_rate}
+EDGE = {"heavy ball": theory.heavy_ball_stability_threshold, "nesterov": theory.nesterov_stability_threshold}
+TUNED = {"gd": gd_theory.gd_best_rate, "heavy ball": theory.polyak_rate, "nesterov": theory.nesterov_tuned_rate}
+REGIMES = ("constant step", "1/t step", "constant step, interpolating")
+NOISE = ("sgd", "heavy", "average")
 
 
 class MomentumConfig(ExperimentConfig):
@@ -107,35 +106,37 @@ class MomentumConfig(ExperimentConfig):
             )
         if self.ls_dim >= self.ls_examples:
             raise ValueError(f"ls_dim: expected fewer than ls_examples = {self.ls_examples}, got {self.ls_dim}")
+        for field in ("kappas", "betas", "velocity_betas", "noise_eigenvalues", "noise_etas"):
+            if len(set(getattr(self, field))) < len(getattr(self, field)):
+                raise ValueError(f"{field}: expected distinct values, got {list(getattr(self, field))}")
         return self
 
 
-def run(config: MomentumConfig, context: Context) -> Result:
-    """Measure tuned and grid rates, terminal velocities, edges, stationary variances and SGD error curves."""
-    rows: Rows = []
-    checks: list[Check] = []
+def _rows(name: str, values: object, **keys: object) -> pd.DataFrame:
+    """Tidy rows `name`, one per entry of `values`, with the `keys` broadcast to its shape as further columns."""
+    values = np.asarray(values, dtype=float)
+    keys = {k: np.broadcast_to(v, values.shape).ravel() for k, v in keys.items()}
+    return pd.DataFrame({"name": name, "value": values.ravel(), **keys})
+
+
+def _h_grid(config: MomentumConfig, method: str, beta: float) -> NDArray[np.float64]:
+    """The values of eta lambda of the rate grid: h_points up to h_overshoot x the edge."""
+    return np.linspace(1, config.h_points, config.h_points) * config.h_overshoot * EDGE[method](beta) / config.h_points
+
+
+# ------------------------------------------------------------------------------------------------ measure
+def measure(config: MomentumConfig, context: Context) -> pd.DataFrame:
+    """Tuned and grid rates, edges, terminal velocities, stationary variances and SGD error curves (see each part)."""
     generator = torch.Generator().manual_seed(config.seed)
-    tuned = _tuned_rates(config, context, generator, rows, checks)
-    grid = _rate_grid(config, context, rows, checks)
-    velocity = _terminal_velocity(config, context, generator, rows, checks)
-    _edges(config, context, rows, checks)
-    variance = _stationary_variance(config, context, generator, rows, checks)
-    least_squares = _least_squares(config, context, generator, rows, checks)
-    figures = {
-        "error_curves": _error_figure(config, tuned),
-        "rates": _rates_figure(config, tuned, grid),
-        "sgd_error": _sgd_figure(config, least_squares),
-        "stationary_variance": _variance_figure(config, variance),
-        "terminal_velocity": _velocity_figure(config, velocity),
-    }
-    return Result(metrics=pd.DataFrame(rows), checks=checks, figures=figures)
+    parts = [_tuned_rates(config, context, generator), _velocity(config, context, generator)]
+    parts += [_one_mode(config, context), _stationary_variance(config, context)]
+    return pd.concat([*parts, _least_squares(config, context, generator)], ignore_index=True)
 
 
-# ----------------------------------------------------------------------------------- deterministic parts
-def _tuned_rates(
-    config: MomentumConfig, context: Context, generator: torch.Generator, rows: Rows, checks: list[Check]
-) -> dict[str, Any]:
-    """GD at 2/(L + mu), heavy ball with Polyak's tuning, Nesterov with (1/L, (sqrt k - 1)/(sqrt k + 1))."""
+def _tuned_rates(config: MomentumConfig, context: Context, generator: torch.Generator) -> pd.DataFrame:
+    """GD at 2/(L + mu), heavy ball with Polyak's tuning, Nesterov with (1/L, (sqrt k - 1)/(sqrt k + 1)).
+
+    Rows `tuned_rate` (method, kappa) and, at `curve_kappa`, `log_error` log(||w_t||/||w_0||) (method, step)."""
     device, dtype = context.device, torch.float64
     kappas = np.array(config.kappas)
     A, _ = rotated_quadratics(torch.stack([spectrum(k, config.dim) for k in kappas]), generator)
@@ -148,173 +149,76 @@ def _tuned_rates(
             eta, beta = parameters(1 / kappa, 1.0)
             runs.append(QuadraticRun(A[j : j + 1], start[j : j + 1], eta, beta, nesterov=method == "nesterov"))
     paths = descend(runs, config.steps)
-    measured = {"gd": fitted_rate(paths[0].log_error(), config.warmup)}
-    measured["heavy ball"] = np.array([fitted_rate(p.log_error(), config.warmup)[0] for p in paths[1::2]])
-    measured["nesterov"] = np.array([fitted_rate(p.log_error(), config.warmup)[0] for p in paths[2::2]])
-    predicted = {
-        "gd": gd_theory.gd_best_rate(kappas),
-        "heavy ball": theory.polyak_rate(kappas),
-        "nesterov": theory.nesterov_tuned_rate(kappas),
-    }
-    for method in predicted:
-        for kappa, m, p in zip(kappas, measured[method], predicted[method], strict=True):
-            rows += [
-                {"name": "tuned_rate", "method": method, "kappa": kappa, "value": m},
-                {"name": "tuned_rate_theory", "method": method, "kappa": kappa, "value": p},
-            ]
-    fit = f"rate = exp(least-squares slope of log||w_t||, t in [{config.warmup}, {config.steps}]), d = {config.dim}"
-    for method, formula in (("heavy ball", "(sqrt k - 1)/(sqrt k + 1)"), ("nesterov", "1 - 1/sqrt k")):
-        for kappa, m, p in zip(kappas, measured[method], predicted[method], strict=True):
-            checks.append(
-                Check.relative(
-                    f"tuned {method} rate vs {formula} (kappa = {kappa:g})",
-                    float(m),
-                    float(p),
-                    0.02,
-                    detail=f"{fit}; relative error of 1 - rate {abs((1 - m) / (1 - p) - 1):.2g} (double roots "
-                    "at the extreme modes make the error ~ t rho^t, biasing a finite fit)",
-                )
-            )
-    j = config.kappas.index(config.curve_kappa)
-    curves = {
-        name: (path.log_error()[:, row] - path.log_error()[0, row]).cpu().numpy()
-        for name, path, row in (
-            ("gd", paths[0], j),
-            ("heavy ball", paths[1 + 2 * j], 0),
-            ("nesterov", paths[2 + 2 * j], 0),
-        )
-    }
-    return {"kappas": kappas, "measured": measured, "predicted": predicted, "curves": curves}
+    rates = np.concatenate([fitted_rate(p.log_error(), config.warmup) for p in paths])
+    errors = torch.cat([p.log_error() for p in paths], dim=1).cpu().numpy()  # gd per kappa, then (hb, nesterov)
+    j, n = config.kappas.index(config.curve_kappa), len(kappas)
+    columns = {"gd": j, "heavy ball": n + 2 * j, "nesterov": n + 2 * j + 1}
+    frames = [_rows("tuned_rate", rates[:n], method="gd", kappa=kappas)]
+    frames += [_rows("tuned_rate", rates[n + k :: 2], method=m, kappa=kappas) for k, m in enumerate(METHODS)]
+    steps = np.arange(config.steps + 1)
+    frames += [_rows("log_error", errors[:, c] - errors[0, c], method=m, step=steps) for m, c in columns.items()]
+    return pd.concat(frames)
 
 
-def _rate_grid(
-    config: MomentumConfig, context: Context, rows: Rows, checks: list[Check]
-) -> dict[tuple[str, float], tuple[NDArray[np.float64], ...]]:
-    """One-dimensional problems (lambda = 1) over a grid of h = eta lambda: measured rate vs the 2x2 radius."""
+def _one_mode(config: MomentumConfig, context: Context) -> pd.DataFrame:
+    """One eigen-direction (lambda = 1) per (method, beta): the fitted rate over a grid of eta lambda (`rate`,
+    with method, beta, eta_lambda) and the largest stable eta lambda on the measured growth (`stability_edge`)."""
     device, dtype = context.device, torch.float64
-    grids, runs = {}, []
-    for method in METHODS:
-        edge = theory.heavy_ball_stability_threshold if method == "heavy ball" else theory.nesterov_stability_threshold
-        for beta in config.betas:
-            h = np.linspace(1, config.h_points, config.h_points) * config.h_overshoot * edge(beta) / config.h_points
-            grids[method, beta] = h
-            ones = torch.ones(len(h), 1, dtype=dtype, device=device)
-            runs.append(
-                QuadraticRun(ones.unsqueeze(-1), ones, torch.as_tensor(h, device=device), beta, method == "nesterov")
-            )
-    paths = descend(runs, config.steps)
-    result: dict[tuple[str, float], tuple[NDArray[np.float64], ...]] = {}
-    for (method, beta), path in zip(grids, paths, strict=True):
-        h = grids[method, beta]
-        rate = theory.heavy_ball_rate if method == "heavy ball" else theory.nesterov_rate
-        measured, predicted = fitted_rate(path.log_error(), config.warmup), rate(1.0, beta, h)
-        result[method, beta] = (h, measured, predicted)
-        rows += [
-            {"name": "rate", "method": method, "beta": beta, "eta_lambda": x, "value": m}
-            for x, m in zip(h, measured, strict=True)
-        ] + [
-            {"name": "rate_theory", "method": method, "beta": beta, "eta_lambda": x, "value": p}
-            for x, p in zip(h, predicted, strict=True)
-        ]
-    for method in METHODS:
-        # relative error; a point where the theory rate is exactly 0 (Nesterov at eta lambda = 1) must measure 0
-        errors = np.concatenate(
-            [np.abs(m - p) / np.where(p > 0, p, 1.0) for (k, _), (_, m, p) in result.items() if k == method]
-        )
-        progress = np.concatenate(
-            [np.abs((1 - m) / (1 - p) - 1)[p < 1] for (k, _), (_, m, p) in result.items() if k == method]
-        )
-        checks.append(
-            Check.at_most(
-                f"{method}: measured rate vs spectral radius of the 2x2 matrix, worst relative error",
-                float(errors.max()),
-                0.02,
-                detail=f"betas {list(config.betas)} x {config.h_points} values of eta lambda up to "
-                f"{config.h_overshoot:g} x the edge (divergent ones included); worst relative error of 1 - rate "
-                f"over the converging points {progress.max():.2g}",
-            )
-        )
-    return result
+    pairs = [(method, beta) for method in METHODS for beta in config.betas]
+    grid = []
+    for method, beta in pairs:
+        h = torch.as_tensor(_h_grid(config, method, beta), device=device)
+        ones = torch.ones(len(h), 1, dtype=dtype, device=device)
+        grid.append(QuadraticRun(ones.unsqueeze(-1), ones, h, beta, method == "nesterov"))
+    rates = [fitted_rate(path.log_error(), config.warmup) for path in descend(grid, config.steps)]
+    one = torch.ones(1, 1, dtype=dtype, device=device)
+    probes = [QuadraticRun(one.unsqueeze(-1), one, 1.0, beta, method == "nesterov") for method, beta in pairs]
+    edges = edge_of_stability(probes, 0.0, 8.0, config.edge_steps, config.edge_rounds, config.edge_points)
+    frames = [
+        _rows("rate", r, method=m, beta=b, eta_lambda=_h_grid(config, m, b))
+        for (m, b), r in zip(pairs, rates, strict=True)
+    ]
+    frames += [_rows("stability_edge", e, method=m, beta=b) for (m, b), e in zip(pairs, edges, strict=True)]
+    return pd.concat(frames)
 
 
-def _terminal_velocity(
-    config: MomentumConfig, context: Context, generator: torch.Generator, rows: Rows, checks: list[Check]
-) -> dict[str, NDArray[np.float64]]:
-    """Heavy ball under a constant gradient g: the step w_{t+1} - w_t tends to -eta g/(1 - beta)."""
-    device, dtype = context.device, torch.float64
+def _velocity(config: MomentumConfig, context: Context, generator: torch.Generator) -> pd.DataFrame:
+    """Heavy ball under a constant gradient g, one `SGD` parameter group per beta: `velocity` (beta, step t), the
+    step w_t - w_{t-1} along -g in units of eta |g|; `last_step` (beta, index) and `gradient` g (index)."""
+    device, dtype, betas = context.device, torch.float64, config.velocity_betas
     g = torch.randn(3, generator=generator, dtype=dtype).to(device)
-    params = [torch.zeros(3, dtype=dtype, device=device) for _ in config.velocity_betas]
+    W = torch.zeros(len(betas), 3, dtype=dtype, device=device)
+    params = list(W)  # views: one parameter group per beta, updated in place in W
     optimizer = torch.optim.SGD(
-        [{"params": [p], "momentum": beta} for p, beta in zip(params, config.velocity_betas, strict=True)],
-        lr=config.velocity_lr,
+        [{"params": [p], "momentum": b} for p, b in zip(params, betas, strict=True)], config.velocity_lr
     )
     for p in params:
         p.grad = g.clone()
-    steps = np.empty((config.velocity_steps, len(params), 3))
+    steps = torch.empty(config.velocity_steps, len(betas), 3, dtype=dtype, device=device)
     with torch.no_grad():
-        previous = [p.clone() for p in params]
         for t in range(config.velocity_steps):
+            previous = W.clone()
             optimizer.step()
-            for k, p in enumerate(params):
-                steps[t, k] = (p - previous[k]).cpu().numpy()
-                previous[k].copy_(p)
-    g_ = g.cpu().numpy()
-    errors = []
-    for k, beta in enumerate(config.velocity_betas):
-        expected = theory.terminal_velocity(config.velocity_lr, beta, g_)
-        errors.append(np.abs(steps[-1, k] - expected).max())
-        rows.append({"name": "terminal_velocity_error", "beta": beta, "value": errors[-1]})
-    checks.append(
-        Check.at_most(
-            "step under a constant gradient vs -eta g/(1 - beta), worst absolute error",
-            float(max(errors)),
-            1e-6,
-            detail=f"eta = {config.velocity_lr:g}, betas {list(config.velocity_betas)}, after {config.velocity_steps} "
-            f"steps (transient beta^t = {max(config.velocity_betas) ** config.velocity_steps:.1e} of it left)",
-        )
+            torch.sub(W, previous, out=steps[t])
+    steps, g_ = steps.cpu().numpy(), g.cpu().numpy()
+    along = -(steps @ g_) / (config.velocity_lr * g_ @ g_)
+    index, t = np.arange(3), np.arange(1, config.velocity_steps + 1)[:, None]
+    return pd.concat(
+        [
+            _rows("velocity", along, beta=np.array(betas), step=t),
+            _rows("last_step", steps[-1], beta=np.array(betas)[:, None], index=index),
+            _rows("gradient", g_, index=index),
+        ]
     )
-    return {"steps": steps @ g_ / (config.velocity_lr * g_ @ g_)}  # in units of eta |g|, along -g
-
-
-def _edges(config: MomentumConfig, context: Context, rows: Rows, checks: list[Check]) -> None:
-    """The largest stable eta lambda of heavy ball and Nesterov for each beta, located on the measured growth."""
-    device, dtype = context.device, torch.float64
-    one = torch.ones(1, 1, dtype=dtype, device=device)
-    runs = [
-        QuadraticRun(one.unsqueeze(-1), one, 1.0, beta, method == "nesterov")
-        for method in METHODS
-        for beta in config.betas
-    ]
-    edges = edge_of_stability(runs, 0.0, 8.0, config.edge_steps, config.edge_rounds, config.edge_points)
-    width = 8.0 / (config.edge_points + 1) ** config.edge_rounds
-    for run_, (edge,) in zip(runs, edges, strict=True):
-        method = "nesterov" if run_.nesterov else "heavy ball"
-        if run_.nesterov:
-            predicted, formula = theory.nesterov_stability_threshold(run_.momentum), "2(1 + beta)/(1 + 2 beta)"
-        else:
-            predicted, formula = theory.heavy_ball_stability_threshold(run_.momentum), "2(1 + beta)"
-        rows.append({"name": "stability_edge", "method": method, "beta": run_.momentum, "value": edge})
-        checks.append(
-            Check.relative(
-                f"{method} edge of stability eta lambda vs {formula} (beta = {run_.momentum:g})",
-                float(edge),
-                predicted,
-                0.01,
-                detail=f"{config.edge_rounds} rounds x {config.edge_points} step sizes in [0, 8]; unstable when the "
-                f"rate fitted over the last {config.edge_steps - config.edge_steps // 2} of {config.edge_steps} steps "
-                f"exceeds 1; bracket width {width:.1e}",
-            )
-        )
 
 
 # ---------------------------------------------------------------------------------------------- noise
-def _stationary_variance(
-    config: MomentumConfig, context: Context, generator: torch.Generator, rows: Rows, checks: list[Check]
-) -> dict[str, NDArray[np.float64]]:
+def _stationary_variance(config: MomentumConfig, context: Context) -> pd.DataFrame:
     """Chains of SGD and heavy ball (same effective step) with additive gradient noise, started at the minimum.
 
     The quadratic is diagonal, f(w) = 1/2 sum_i lambda_i w_i^2, so its eigen-directions are the coordinates; with
-    isotropic noise N(0, s^2 I) any rotation of it gives the same law along each eigen-direction.
+    isotropic noise N(0, s^2 I) any rotation of it gives the same law along each eigen-direction. Rows
+    `{sgd,heavy,average}_variance` (eta, eigenvalue): the mean over chains; `..._variance_se` its standard error.
     """
     device, dtype = context.device, torch.float64
     lam = np.array(config.noise_eigenvalues)
@@ -351,77 +255,25 @@ def _stationary_variance(
                     second["average"] += (block / K) ** 2
                     block.zero_()
     counts = {"sgd": config.noise_steps, "heavy": config.noise_steps, "average": blocks}
-    result: dict[str, NDArray[np.float64]] = {"eta": etas, "eigenvalues": lam}
-    for key, total in second.items():
-        per_chain = (total / counts[key]).view(len(etas), chains, d).cpu().numpy()
-        result[key] = per_chain.mean(axis=1)  # (etas, modes)
-        result[key + "_se"] = per_chain.std(axis=1, ddof=1) / np.sqrt(chains)
-    s2 = config.noise_std**2
-    result["sgd_theory"] = np.stack([sgd_noise.sgd_stationary_variance(e, lam, s2) for e in etas])
-    result["heavy_theory"] = np.stack(
-        [sgd_noise.heavy_ball_stationary_variance((1 - beta) * e, beta, lam, s2) for e in etas]
-    )
-    result["average_theory"] = np.stack([sgd_noise.averaged_iterate_variance(e, lam, s2, K) for e in etas])
-    labels = {
-        "sgd": ("SGD stationary variance vs eta s^2/(lambda (2 - eta lambda))", f"{config.noise_steps} steps"),
-        "heavy": (
-            f"heavy ball (beta = {beta:g}, eta = (1 - beta) eta_eff) stationary variance vs "
-            "eta s^2 (1 + beta)/(lambda (1 - beta)(2(1 + beta) - eta lambda))",
-            f"{config.noise_steps} steps; the AR(2) variance, equal to the 2x2 Lyapunov solution",
-        ),
-        "average": (
-            f"variance of the mean of K = {K} SGD iterates vs the AR(1) formula",
-            f"{blocks} consecutive blocks of K per chain",
-        ),
-    }
-    for key, (name, how) in labels.items():
-        relative = np.abs(result[key] / result[key + "_theory"] - 1)
-        standard_error = result[key + "_se"] / result[key + "_theory"]
-        for i, e in enumerate(etas):
-            for k, v in enumerate(lam):
-                rows += [
-                    {"name": f"{key}_variance", "eta": e, "eigenvalue": v, "value": result[key][i, k]},
-                    {
-                        "name": f"{key}_variance_theory",
-                        "eta": e,
-                        "eigenvalue": v,
-                        "value": result[key + "_theory"][i, k],
-                    },
-                ]
-        checks.append(
-            Check.at_most(
-                f"{name}, worst relative error",
-                float(relative.max()),
-                0.10,
-                detail=f"{len(etas)} effective steps x {len(lam)} eigen-directions, {chains} chains started at the "
-                f"minimum, {config.burn_in} burn-in steps, {how}; Monte Carlo standard error (spread across chains) "
-                f"at most {standard_error.max():.1%} of the theory",
-            )
-        )
-    ratio = result["heavy_theory"] / result["sgd_theory"]
-    clear = ratio < 0.9
-    checks.append(
-        Check.holds(
-            "at the same effective step eta/(1 - beta), momentum shrinks the stationary variance",
-            bool(np.all(result["heavy"][clear] < result["sgd"][clear])),
-            detail=f"measured heavy ball < SGD at the {clear.sum()} (eta, lambda) with theory ratio < 0.9 (ratios "
-            f"{ratio[clear].min():.2f}..{ratio[clear].max():.2f}); at the same raw eta it grows ~(1 + beta)/(1 - beta)",
-        )
-    )
-    checks.append(
-        Check.holds(
-            "averaging K iterates shrinks the variance",
-            bool(np.all(result["average"] < result["sgd"])),
-            detail=f"measured at all {result['sgd'].size} (eta, lambda); the theory tends to s^2/(lambda^2 K)",
-        )
-    )
-    return result
+    frames = []
+    for key, sums in second.items():
+        per_chain = (sums / counts[key]).view(len(etas), chains, d).cpu().numpy()
+        se = per_chain.std(axis=1, ddof=1) / np.sqrt(chains)
+        frames += [
+            _rows(f"{key}_variance", per_chain.mean(axis=1), eta=etas[:, None], eigenvalue=lam),
+            _rows(f"{key}_variance_se", se, eta=etas[:, None], eigenvalue=lam),
+        ]
+    return pd.concat(frames)
 
 
-def _least_squares(
-    config: MomentumConfig, context: Context, generator: torch.Generator, rows: Rows, checks: list[Check]
-) -> dict[str, NDArray[np.float64]]:
-    """Per-example SGD on least squares: constant step (noisy labels), eta_t ~ 1/t (noisy), constant (clean)."""
+def _least_squares(config: MomentumConfig, context: Context, generator: torch.Generator) -> pd.DataFrame:
+    """Per-example SGD on least squares: constant step (noisy labels), eta_t ~ 1/t (noisy), constant (clean).
+
+    Rows `mse` E||w_t - w*||^2 over the chains and `mse_theory` the exact moment recursion (regime, step);
+    `mse_batch` (batch, step) for the 1/t step, ten batches of chains; scalars: `plateau_mse` (per-chain mean of the
+    constant step's second half, `plateau_mse_se` its standard error), `stationary_mse` and `contraction` (the exact
+    plateau and second-moment factor of this problem), `t0` (eta_t = eta t0/(t + t0)).
+    """
     device, dtype = context.device, torch.float64
     n, d, chains = config.ls_examples, config.ls_dim, config.ls_chains
     X = torch.randn(n, d, generator=generator, dtype=dtype)
@@ -462,46 +314,210 @@ def _least_squares(
             schedule.step()
             record(t + 1)
     batches = mse.cpu().numpy()
-    measured = batches.mean(axis=2)  # (steps + 1, regimes)
-    X_np, w0 = X.numpy(), np.zeros(d)
-    steps_rm = scale / (np.arange(config.ls_steps) + t0)
-    exact = np.stack(
+    X_np, y_np, w0 = X.numpy(), y_noisy.numpy(), np.zeros(d)
+    constant = np.full(config.ls_steps, config.ls_eta)
+    exact = [
+        sgd_noise.least_squares_sgd_mse(X_np, y_np, w0, constant),
+        sgd_noise.least_squares_sgd_mse(X_np, y_np, w0, scale / (np.arange(config.ls_steps) + t0)),
+        sgd_noise.least_squares_sgd_mse(X_np, y_clean.numpy(), w0, constant),
+    ]
+    per_chain = tail.cpu().numpy() / (config.ls_steps - config.ls_steps // 2)
+    t, regimes = np.arange(config.ls_steps + 1), np.array(REGIMES)
+    scalars = {
+        "plateau_mse": per_chain.mean(),
+        "plateau_mse_se": per_chain.std(ddof=1) / np.sqrt(chains),
+        "stationary_mse": sgd_noise.least_squares_sgd_stationary_mse(X_np, y_np, config.ls_eta),
+        "contraction": sgd_noise.least_squares_sgd_contraction(X_np, config.ls_eta),
+        "t0": t0,
+    }
+    return pd.concat(
         [
-            sgd_noise.least_squares_sgd_mse(X_np, y_noisy.numpy(), w0, np.full(config.ls_steps, config.ls_eta)),
-            sgd_noise.least_squares_sgd_mse(X_np, y_noisy.numpy(), w0, steps_rm),
-            sgd_noise.least_squares_sgd_mse(X_np, y_clean.numpy(), w0, np.full(config.ls_steps, config.ls_eta)),
-        ],
-        axis=1,
+            _rows("mse", batches.mean(axis=2), regime=regimes, step=t[:, None]),
+            _rows("mse_theory", np.stack(exact, axis=1), regime=regimes, step=t[:, None]),
+            _rows("mse_batch", batches[:, 1], regime=REGIMES[1], batch=np.arange(10), step=t[:, None]),
+            *(_rows(name, value) for name, value in scalars.items()),
+        ]
     )
-    regimes = ("constant step", "1/t step", "constant step, interpolating")
-    for k, regime in enumerate(regimes):
-        rows += [{"name": "mse", "regime": regime, "step": t, "value": v} for t, v in enumerate(measured[:, k])]
-        rows += [{"name": "mse_theory", "regime": regime, "step": t, "value": v} for t, v in enumerate(exact[:, k])]
 
-    # plateau of the constant step
-    plateau = sgd_noise.least_squares_sgd_stationary_mse(X_np, y_noisy.numpy(), config.ls_eta)
-    half = config.ls_steps - config.ls_steps // 2
-    per_chain = tail.cpu().numpy() / half
-    checks.append(
-        Check.relative(
-            "constant step: plateau of E||w_t - w_LS||^2 vs the exact stationary second moment",
-            float(per_chain.mean()),
-            plateau,
-            0.10,
-            detail=f"eta = {config.ls_eta:g}, n = {n}, d = {d}, label noise {config.label_noise:g}; mean over "
-            f"{chains} chains and the last {half} steps; Monte Carlo standard error "
-            f"{per_chain.std(ddof=1) / np.sqrt(chains) / plateau:.1%}",
+
+def _measured(metrics: pd.DataFrame, config: MomentumConfig) -> Arrays:
+    """The metrics as arrays in the config's orders (what the checks and figures read)."""
+
+    def series(name: str, *index: str) -> pd.Series:
+        return metrics[metrics["name"] == name].set_index(list(index))["value"].sort_index()
+
+    def table(name: str, rows: str, row_order: Any, columns: str, column_order: Any = None) -> NDArray[np.float64]:
+        frame = series(name, rows, columns).unstack(columns).loc[list(row_order)]
+        return (frame if column_order is None else frame[list(column_order)]).to_numpy()
+
+    tuned, curves = series("tuned_rate", "method", "kappa"), series("log_error", "method", "step")
+    rates = series("rate", "method", "beta", "eta_lambda")
+    pairs = [(method, beta) for method in METHODS for beta in config.betas]
+    m: Arrays = {
+        "tuned": {method: tuned[method][list(config.kappas)].to_numpy() for method in TUNED},
+        "curves": {method: curves[method].to_numpy() for method in TUNED},
+        "grid": {p: (rates.loc[p].index.to_numpy(), rates.loc[p].to_numpy()) for p in pairs},
+        "edges": series("stability_edge", "method", "beta"),
+        "velocity": table("velocity", "beta", config.velocity_betas, "step").T,
+        "last_step": table("last_step", "beta", config.velocity_betas, "index"),
+        "gradient": series("gradient", "index").to_numpy(),
+        "mse": table("mse", "regime", REGIMES, "step").T,
+        "mse_theory": table("mse_theory", "regime", REGIMES, "step").T,
+        "mse_batch": table("mse_batch", "batch", range(10), "step").T,
+    }
+    for key in NOISE:
+        for suffix in ("", "_se"):
+            name = f"{key}_variance{suffix}"
+            m[key + suffix] = table(name, "eta", config.noise_etas, "eigenvalue", config.noise_eigenvalues)
+    for name in ("plateau_mse", "plateau_mse_se", "stationary_mse", "contraction", "t0"):
+        m[name] = float(metrics.loc[metrics["name"] == name, "value"].iloc[0])
+    return m
+
+
+# ------------------------------------------------------------------------------------------------- checks
+def checks(metrics: pd.DataFrame, config: MomentumConfig) -> list[Check]:
+    """Each measured rate, edge, velocity, variance and error curve against its closed form (see each check)."""
+    m = _measured(metrics, config)
+    return [*_rate_checks(config, m), *_noise_checks(config, m), *_least_squares_checks(config, m)]
+
+
+def _rate_checks(config: MomentumConfig, m: Arrays) -> list[Check]:
+    """Tuned rates (2%), the 2x2 spectral radii (2%), the terminal velocity (1e-6) and the edges (1%)."""
+    kappas, result = np.array(config.kappas), []
+    fit = f"rate = exp(least-squares slope of log||w_t||, t in [{config.warmup}, {config.steps}]), d = {config.dim}"
+    for method, formula in (("heavy ball", "(sqrt k - 1)/(sqrt k + 1)"), ("nesterov", "1 - 1/sqrt k")):
+        for kappa, measured, predicted in zip(kappas, m["tuned"][method], TUNED[method](kappas), strict=True):
+            result.append(
+                Check.relative(
+                    f"tuned {method} rate vs {formula} (kappa = {kappa:g})",
+                    float(measured),
+                    float(predicted),
+                    0.02,
+                    detail=f"{fit}; relative error of 1 - rate {abs((1 - measured) / (1 - predicted) - 1):.2g} (double "
+                    "roots at the extreme modes make the error ~ t rho^t, biasing a finite fit)",
+                )
+            )
+    for method in METHODS:
+        # relative error; a point where the theory rate is exactly 0 (Nesterov at eta lambda = 1) must measure 0
+        errors, progress = [], []
+        for beta in config.betas:
+            h, measured = m["grid"][method, beta]
+            predicted = RATE[method](1.0, beta, h)
+            errors.append(np.abs(measured - predicted) / np.where(predicted > 0, predicted, 1.0))
+            progress.append(np.abs((1 - measured) / (1 - predicted) - 1)[predicted < 1])
+        result.append(
+            Check.at_most(
+                f"{method}: measured rate vs spectral radius of the 2x2 matrix, worst relative error",
+                float(np.concatenate(errors).max()),
+                0.02,
+                detail=f"betas {list(config.betas)} x {config.h_points} values of eta lambda up to "
+                f"{config.h_overshoot:g} x the edge (divergent ones included); worst relative error of 1 - rate "
+                f"over the converging points {np.concatenate(progress).max():.2g}",
+            )
+        )
+    expected = [theory.terminal_velocity(config.velocity_lr, beta, m["gradient"]) for beta in config.velocity_betas]
+    result.append(
+        Check.at_most(
+            "step under a constant gradient vs -eta g/(1 - beta), worst absolute error",
+            float(np.abs(m["last_step"] - np.array(expected)).max()),
+            1e-6,
+            detail=f"eta = {config.velocity_lr:g}, betas {list(config.velocity_betas)}, after {config.velocity_steps} "
+            f"steps (transient beta^t = {max(config.velocity_betas) ** config.velocity_steps:.1e} of it left)",
         )
     )
-    # 1/t decay
+    width = 8.0 / (config.edge_points + 1) ** config.edge_rounds
+    formulas = {"heavy ball": "2(1 + beta)", "nesterov": "2(1 + beta)/(1 + 2 beta)"}
+    for method in METHODS:
+        for beta in config.betas:
+            result.append(
+                Check.relative(
+                    f"{method} edge of stability eta lambda vs {formulas[method]} (beta = {beta:g})",
+                    float(m["edges"].loc[(method, beta)]),
+                    EDGE[method](beta),
+                    0.01,
+                    detail=f"{config.edge_rounds} rounds x {config.edge_points} step sizes in [0, 8]; unstable when "
+                    f"the rate fitted over the last {config.edge_steps - config.edge_steps // 2} of "
+                    f"{config.edge_steps} steps exceeds 1; bracket width {width:.1e}",
+                )
+            )
+    return result
+
+
+def _noise_checks(config: MomentumConfig, m: Arrays) -> list[Check]:
+    """Measured stationary variances against the AR(1)/AR(2) formulas, worst relative error 10%, and orderings."""
+    beta, K, blocks = config.noise_beta, config.average_window, config.noise_steps // config.average_window
+    lam, s2, etas, result = np.array(config.noise_eigenvalues), config.noise_std**2, config.noise_etas, []
+    expected = {
+        "sgd": np.stack([sgd_noise.sgd_stationary_variance(e, lam, s2) for e in etas]),
+        "heavy": np.stack([sgd_noise.heavy_ball_stationary_variance((1 - beta) * e, beta, lam, s2) for e in etas]),
+        "average": np.stack([sgd_noise.averaged_iterate_variance(e, lam, s2, K) for e in etas]),
+    }
+    labels = {
+        "sgd": ("SGD stationary variance vs eta s^2/(lambda (2 - eta lambda))", f"{config.noise_steps} steps"),
+        "heavy": (
+            f"heavy ball (beta = {beta:g}, eta = (1 - beta) eta_eff) stationary variance vs "
+            "eta s^2 (1 + beta)/(lambda (1 - beta)(2(1 + beta) - eta lambda))",
+            f"{config.noise_steps} steps; the AR(2) variance, equal to the 2x2 Lyapunov solution",
+        ),
+        "average": (
+            f"variance of the mean of K = {K} SGD iterates vs the AR(1) formula",
+            f"{blocks} consecutive blocks of K per chain",
+        ),
+    }
+    for key, (name, how) in labels.items():
+        result.append(
+            Check.at_most(
+                f"{name}, worst relative error",
+                float(np.abs(m[key] / expected[key] - 1).max()),
+                0.10,
+                detail=f"{len(config.noise_etas)} effective steps x {len(config.noise_eigenvalues)} eigen-directions, "
+                f"{config.chains} chains started at the minimum, {config.burn_in} burn-in steps, {how}; Monte Carlo "
+                f"standard error (spread across chains) at most {(m[key + '_se'] / expected[key]).max():.1%} of the "
+                "theory",
+            )
+        )
+    ratio = expected["heavy"] / expected["sgd"]
+    clear = ratio < 0.9
+    result.append(
+        Check.holds(
+            "at the same effective step eta/(1 - beta), momentum shrinks the stationary variance",
+            bool(np.all(m["heavy"][clear] < m["sgd"][clear])),
+            detail=f"measured heavy ball < SGD at the {clear.sum()} (eta, lambda) with theory ratio < 0.9 (ratios "
+            f"{ratio[clear].min():.2f}..{ratio[clear].max():.2f}); at the same raw eta it grows ~(1 + beta)/(1 - beta)",
+        )
+    )
+    result.append(
+        Check.holds(
+            "averaging K iterates shrinks the variance",
+            bool(np.all(m["average"] < m["sgd"])),
+            detail=f"measured at all {m['sgd'].size} (eta, lambda); the theory tends to s^2/(lambda^2 K)",
+        )
+    )
+    return result
+
+
+def _least_squares_checks(config: MomentumConfig, m: Arrays) -> list[Check]:
+    """The constant step's plateau (10%), the 1/t decay (slope -1 +- 0.05, level 10%), interpolation's rate (2%)."""
+    measured, exact, plateau, t0 = m["mse"], m["mse_theory"], m["stationary_mse"], m["t0"]
+    half, chains = config.ls_steps - config.ls_steps // 2, config.ls_chains
+    result = [
+        Check.relative(
+            "constant step: plateau of E||w_t - w_LS||^2 vs the exact stationary second moment",
+            m["plateau_mse"],
+            plateau,
+            0.10,
+            detail=f"eta = {config.ls_eta:g}, n = {config.ls_examples}, d = {config.ls_dim}, label noise "
+            f"{config.label_noise:g}; mean over {chains} chains and the last {half} steps; Monte Carlo standard "
+            f"error {m['plateau_mse_se'] / plateau:.1%}",
+        )
+    ]
     t = np.arange(config.ls_steps + 1)
     window = t >= config.ls_steps // 10
     x_fit = np.log(t[window] + t0)
-    slope = float(np.polyfit(x_fit, np.log(measured[window, 1]), 1)[0])
-    exact_slope = float(np.polyfit(x_fit, np.log(exact[window, 1]), 1)[0])
-    batch_slopes = [np.polyfit(x_fit, np.log(batches[window, 1, b]), 1)[0] for b in range(10)]
-    slope_se = float(np.std(batch_slopes, ddof=1) / np.sqrt(10))
-    checks.append(
+    slope, exact_slope = (float(np.polyfit(x_fit, np.log(curve[window, 1]), 1)[0]) for curve in (measured, exact))
+    batch_slopes = [np.polyfit(x_fit, np.log(m["mse_batch"][window, b]), 1)[0] for b in range(10)]
+    scale = t0 * config.ls_eta
+    result.append(
         Check.absolute(
             "eta_t ~ 1/t: log-log slope of E||w_t - w_LS||^2 against t + t0",
             slope,
@@ -510,13 +526,13 @@ def _least_squares(
             detail=f"eta_t = {scale:.3g}/(t + {t0:.3g}), fit over t in [{config.ls_steps // 10}, {config.ls_steps}]; "
             f"tolerance 0.05 = room for the finite-t correction O(eta_t lambda) of the exact moment recursion (its "
             f"slope over this window: {exact_slope:.3f}) and the Monte Carlo standard error of the fit "
-            f"({slope_se:.3f}, from ten batches of chains)",
+            f"({np.std(batch_slopes, ddof=1) / np.sqrt(10):.3f}, from ten batches of chains)",
         )
     )
     late = slice(config.ls_steps - config.ls_steps // 10, None)
     level, level_exact = measured[late, 1].mean(), exact[late, 1].mean()
-    level_se = batches[late, 1].mean(axis=0).std(ddof=1) / np.sqrt(10)
-    checks.append(
+    level_se = m["mse_batch"][late].mean(axis=0).std(ddof=1) / np.sqrt(10)
+    result.append(
         Check.relative(
             "eta_t ~ 1/t: E||w_t - w_LS||^2 over the last tenth of the run vs the exact moment recursion",
             float(level),
@@ -525,7 +541,7 @@ def _least_squares(
             detail=f"Monte Carlo standard error {level_se / level_exact:.1%} (ten batches of {chains // 10} chains)",
         )
     )
-    checks.append(
+    result.append(
         Check.holds(
             "eta_t ~ 1/t keeps falling below the constant step's plateau",
             bool(measured[-1, 1] < 0.5 * plateau and measured[-1, 1] < measured[config.ls_steps // 2, 1]),
@@ -533,29 +549,39 @@ def _least_squares(
         )
     )
     # interpolation: linear convergence of the mean square error at the rate of the second-moment operator
-    contraction = sgd_noise.least_squares_sgd_contraction(X_np, config.ls_eta)
     floor = measured[:, 2] > 1e-20 * measured[0, 2]
     end = int(np.argmin(floor)) if not floor.all() else config.ls_steps + 1
     begin = end // 4
-    rate = float(np.exp(np.polyfit(t[begin:end], np.log(measured[begin:end, 2]), 1)[0]))
-    checks.append(
+    result.append(
         Check.relative(
             "interpolating: per-step factor of E||w_t - w*||^2 vs the second-moment operator's spectral radius",
-            rate,
-            contraction,
+            float(np.exp(np.polyfit(t[begin:end], np.log(measured[begin:end, 2]), 1)[0])),
+            m["contraction"],
             0.02,
             detail=f"constant eta = {config.ls_eta:g}, fit over t in [{begin}, {end}) (until E||e||^2 < 1e-20 of "
             f"its start); E||e||^2 at t = {config.ls_steps}: {measured[-1, 2]:.1e} of its start "
             f"{measured[0, 2]:.3g}",
         )
     )
-    return {"measured": measured, "exact": exact, "plateau": np.array(plateau), "t0": np.array(t0)}
+    return result
 
 
 # -------------------------------------------------------------------------------------------- figures
-def _error_figure(config: MomentumConfig, tuned: dict[str, Any]) -> Figure:
+def figures(metrics: pd.DataFrame, config: MomentumConfig) -> dict[str, Figure]:
+    """Error curves of the tuned methods, rates vs eta lambda and kappa, SGD on least squares, the noise floor and
+    the terminal velocity."""
+    m = _measured(metrics, config)
+    return {
+        "error_curves": _error_figure(config, m),
+        "rates": _rates_figure(config, m),
+        "sgd_error": _sgd_figure(config, m),
+        "stationary_variance": _variance_figure(config, m),
+        "terminal_velocity": _velocity_figure(config, m["velocity"]),
+    }
+
+
+def _error_figure(config: MomentumConfig, m: Arrays) -> Figure:
     kappa = config.curve_kappa
-    j = config.kappas.index(kappa)
     horizon = int(min(config.steps, np.ceil(np.log(1e-12) / np.log(theory.polyak_rate(kappa)))))
     t = np.arange(horizon + 1)
     fig = Figure(figsize=(7.0, 4.5), layout="constrained")
@@ -563,8 +589,8 @@ def _error_figure(config: MomentumConfig, tuned: dict[str, Any]) -> Figure:
     every = max(1, horizon // 60)
     labels = {"gd": "GD, $\\eta = 2/(L+\\mu)$", "heavy ball": "heavy ball (Polyak)", "nesterov": "Nesterov"}
     for i, method in enumerate(("gd", "heavy ball", "nesterov")):
-        curve = np.exp(tuned["curves"][method][: horizon + 1])
-        rho = float(tuned["predicted"][method][j])
+        curve = np.exp(m["curves"][method][: horizon + 1])
+        rho = float(TUNED[method](kappa))
         ax.semilogy(
             t[::every], curve[::every], "o", color=f"C{i}", ms=3, mfc="none", label=f"{labels[method]}: measured"
         )
@@ -582,16 +608,13 @@ def _error_figure(config: MomentumConfig, tuned: dict[str, Any]) -> Figure:
     return fig
 
 
-def _rates_figure(
-    config: MomentumConfig, tuned: dict[str, Any], grid: dict[tuple[str, float], tuple[NDArray[np.float64], ...]]
-) -> Figure:
+def _rates_figure(config: MomentumConfig, m: Arrays) -> Figure:
     fig = Figure(figsize=(15.0, 4.6), layout="constrained")
     axes = fig.subplots(1, 3)
     for ax, method in zip(axes[:2], METHODS, strict=True):
-        rate = theory.heavy_ball_rate if method == "heavy ball" else theory.nesterov_rate
-        edge = theory.heavy_ball_stability_threshold if method == "heavy ball" else theory.nesterov_stability_threshold
+        rate, edge = RATE[method], EDGE[method]
         for i, beta in enumerate(config.betas):
-            h, measured, _ = grid[method, beta]
+            h, measured = m["grid"][method, beta]
             fine = np.linspace(h[0] / 4, h[-1], 800)
             ax.plot(fine, rate(1.0, beta, fine), "-", color=f"C{i}", lw=1.0)
             ax.plot(h, measured, "o", color=f"C{i}", ms=4, mfc="none", label=rf"$\beta = {beta:g}$")
@@ -606,7 +629,7 @@ def _rates_figure(
         ax.set_title(f"{method}: one eigen-direction")
         ax.legend(fontsize=8, loc="lower right")
     ax = axes[2]
-    kappas = tuned["kappas"]
+    kappas = np.array(config.kappas)
     fine = np.geomspace(kappas.min() / 2, kappas.max() * 2, 200)
     curves = {
         "gd": (gd_theory.gd_best_rate, r"GD $2/(\kappa+1)$"),
@@ -615,7 +638,7 @@ def _rates_figure(
     }
     for i, (method, (formula, label)) in enumerate(curves.items()):
         ax.loglog(fine, 1 - formula(fine), "-", color=f"C{i}", lw=1.0, label=label)
-        ax.loglog(kappas, 1 - tuned["measured"][method], "o", color=f"C{i}", mfc="none")
+        ax.loglog(kappas, 1 - m["tuned"][method], "o", color=f"C{i}", mfc="none")
     ax.set_xlabel(r"condition number $\kappa$")
     ax.set_ylabel("1 - rate (progress per step)")
     ax.set_title(f"tuned methods, d = {config.dim}")
@@ -624,8 +647,8 @@ def _rates_figure(
     return fig
 
 
-def _sgd_figure(config: MomentumConfig, ls: dict[str, NDArray[np.float64]]) -> Figure:
-    measured, exact = ls["measured"], ls["exact"]
+def _sgd_figure(config: MomentumConfig, m: Arrays) -> Figure:
+    measured, exact = m["mse"], m["mse_theory"]
     t = np.arange(len(measured))
     marks = np.unique(np.geomspace(1, len(t) - 1, 60).astype(int))
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
@@ -635,8 +658,8 @@ def _sgd_figure(config: MomentumConfig, ls: dict[str, NDArray[np.float64]]) -> F
         keep = measured[marks, k] > 0
         ax.loglog(t[1:], exact[1:, k], "-", color=f"C{k}", lw=1.0)
         ax.loglog(marks[keep], measured[marks, k][keep], "o", color=f"C{k}", ms=4, mfc="none", label=f"{name}")
-    ax.axhline(float(ls["plateau"]), color="C0", ls=":", lw=1.0, label="stationary level (theory)")
-    reference = exact[-1, 1] * (len(t) - 1 + ls["t0"]) / (t[1:] + ls["t0"])
+    ax.axhline(m["stationary_mse"], color="C0", ls=":", lw=1.0, label="stationary level (theory)")
+    reference = exact[-1, 1] * (len(t) - 1 + m["t0"]) / (t[1:] + m["t0"])
     ax.loglog(t[1:], reference, "--", color="0.5", lw=0.8, label=r"slope $-1$")
     ax.set_ylim(max(1e-12, measured[:, 2][measured[:, 2] > 0].min() / 10), measured[0].max() * 3)
     ax.set_xlabel("step t")
@@ -646,35 +669,31 @@ def _sgd_figure(config: MomentumConfig, ls: dict[str, NDArray[np.float64]]) -> F
     return fig
 
 
-def _variance_figure(config: MomentumConfig, v: dict[str, NDArray[np.float64]]) -> Figure:
-    lam, etas, beta, K = v["eigenvalues"], v["eta"], config.noise_beta, config.average_window
+def _variance_figure(config: MomentumConfig, v: Arrays) -> Figure:
+    lam, etas = np.array(config.noise_eigenvalues), np.array(config.noise_etas)
+    beta, K = config.noise_beta, config.average_window
     s2 = config.noise_std**2
     h = etas[:, None] * lam[None, :]  # effective eta lambda
     fine = np.geomspace(h.min() / 1.5, 1.95, 300)
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = fig.subplots()
     normalise = lam[None, :] / (etas[:, None] * s2)  # V lambda/(eta s^2): a function of eta lambda only
-    ax.loglog(fine, 1 / (2 - fine), "-", color="C0", lw=1.0)
-    ax.loglog(h.ravel(), (v["sgd"] * normalise).ravel(), "o", color="C0", mfc="none", label="SGD")
-    ax.loglog(fine, (1 + beta) / (2 * (1 + beta) - (1 - beta) * fine), "-", color="C1", lw=1.0)
-    ax.loglog(
-        h.ravel(),
-        (v["heavy"] * normalise).ravel(),
-        "s",
-        color="C1",
-        mfc="none",
-        label=rf"heavy ball $\beta = {beta:g}$, $\eta = (1-\beta)\eta_{{eff}}$",
-    )
-    averaged = sgd_noise.averaged_iterate_variance(1.0, fine, s2, K) * fine  # V lambda/(eta s^2) at lambda = h
-    ax.loglog(fine, averaged, "-", color="C2", lw=1.0)
-    ax.loglog(
-        h.ravel(),
-        (v["average"] * normalise).ravel(),
-        "^",
-        color="C2",
-        mfc="none",
-        label=f"SGD, mean of K = {K} iterates",
-    )
+    curves = {  # theory of V lambda/(eta_eff s^2) as a function of h = eta_eff lambda, marker, label
+        "sgd": (1 / (2 - fine), "o", "SGD"),
+        "heavy": (
+            (1 + beta) / (2 * (1 + beta) - (1 - beta) * fine),
+            "s",
+            rf"heavy ball $\beta = {beta:g}$, $\eta = (1-\beta)\eta_{{eff}}$",
+        ),
+        "average": (
+            sgd_noise.averaged_iterate_variance(1.0, fine, s2, K) * fine,
+            "^",
+            f"SGD, mean of K = {K} iterates",
+        ),
+    }
+    for i, (key, (curve, marker, label)) in enumerate(curves.items()):
+        ax.loglog(fine, curve, "-", color=f"C{i}", lw=1.0)
+        ax.loglog(h.ravel(), (v[key] * normalise).ravel(), marker, color=f"C{i}", mfc="none", label=label)
     ax.set_xlabel(r"effective step $\eta_{eff}\lambda$ ($\eta_{eff} = \eta/(1-\beta)$)")
     ax.set_ylabel(r"stationary variance $\times \lambda/(\eta_{eff} s^2)$")
     ax.set_title("Noise floor of constant-step SGD (markers measured, lines theory)")
@@ -682,8 +701,8 @@ def _variance_figure(config: MomentumConfig, v: dict[str, NDArray[np.float64]]) 
     return fig
 
 
-def _velocity_figure(config: MomentumConfig, velocity: dict[str, NDArray[np.float64]]) -> Figure:
-    steps = -velocity["steps"]  # along -g, in units of eta |g|
+def _velocity_figure(config: MomentumConfig, steps: NDArray[np.float64]) -> Figure:
+    """`steps`: (step, beta), the step along -g in units of eta |g|."""
     t = np.arange(1, len(steps) + 1)
     marks = np.unique(np.geomspace(1, len(t), 50).astype(int)) - 1
     fig = Figure(figsize=(7.0, 4.5), layout="constrained")
@@ -707,7 +726,9 @@ EXPERIMENT = Experiment(
     "leaves a stationary variance eta s^2/(lambda (2 - eta lambda)), so SGD converges with a constant step only "
     "when the model interpolates and otherwise needs eta_t ~ 1/t.",
     config=MomentumConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={
         "full": {
             "dim": 20,

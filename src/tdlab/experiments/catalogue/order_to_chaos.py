@@ -20,14 +20,17 @@ finite-width fluctuations largely cancel in the difference, and so do the even-o
 each layer weighted by D_l / (its standard error over seeds). Check (the issue's): measured xi within 10% of
 xi_c at three points off criticality.
 
-The `full` preset adds the trainability heat map of Schoenholz et al. (2017, fig. 5): tanh networks of many depths
-and sigma_w^2 trained by SGD on MNIST-1D (`tdlab.data.mnist1d`), their training accuracy drawn against depth and
-sigma_w^2 together with the curve 6 xi_c beyond which signals no longer propagate.
+The pre-activations are read by the probes' forward hooks (`tdlab.probes.activations.representations`); the
+theory curves are closed forms. The `full` preset adds the trainability heat map of Schoenholz et al. (2017,
+fig. 5): tanh networks of many depths and sigma_w^2 trained by SGD on MNIST-1D (`heatmap_data`) through
+`tdlab.train.fit`, their training accuracy (`tdlab.probes.loss`) drawn against depth and sigma_w^2 together with
+the curve 6 xi_c beyond which signals no longer propagate.
 """
 
 from __future__ import annotations
 
 import math
+from itertools import product
 
 import numpy as np
 import pandas as pd
@@ -37,10 +40,14 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from tdlab.data import accuracy, mnist1d
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.models import MLP
+from tdlab.probes.activations import hidden_modules, representations
+from tdlab.probes.loss import loss_and_accuracy
 from tdlab.theory import mean_field
+from tdlab.train.builders import build_data, build_optimizer
+from tdlab.train.config import DataConfig, OptimizerConfig
+from tdlab.train.trainer import fit
 
 XI_TOLERANCE = 0.10  # the issue's relative tolerance on the measured depth scale
 TRAINABLE_DEPTHS = 6.0  # Schoenholz et al. (2017): networks deeper than ~6 xi_c do not train
@@ -66,9 +73,13 @@ class OrderToChaosConfig(ExperimentConfig):
     heatmap_sigma_w2: tuple[float, ...] = Field((), description="sigma_w^2 values of the heat map")
     heatmap_width: int = Field(256, ge=4, description="width of the trained networks")
     heatmap_steps: int = Field(300, ge=1, description="SGD steps per trained network")
-    heatmap_lr: float = Field(1e-3, gt=0, description="SGD step size (Schoenholz et al. 2017 used 1e-3)")
-    heatmap_batch: int = Field(128, ge=1, description="SGD batch size")
-    heatmap_n_train: int = Field(4000, ge=10, le=4000, description="MNIST-1D training examples")
+    heatmap_batch: int = Field(128, ge=1, description="SGD batch size (drawn with replacement)")
+    heatmap_data: DataConfig = Field(
+        default_factory=lambda: DataConfig(name="mnist1d", n_train=4000, n_test=10), description="trained on"
+    )
+    heatmap_optimizer: OptimizerConfig = Field(
+        default_factory=lambda: OptimizerConfig(name="sgd", lr=1e-3), description="Schoenholz et al. (2017): SGD, 1e-3"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> OrderToChaosConfig:
@@ -149,19 +160,10 @@ def pair_correlations(model: MLP, first: Tensor, second: Tensor) -> Tensor:
         >>> pair_correlations(net, x, x).round(decimals=5).unique().tolist()
         [1.0]
     """
-    captured: list[Tensor] = []
-    handles = [
-        layer.activation.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0].detach()))
-        for layer in model.hidden_layers()
-    ]
-    try:
-        with torch.no_grad():
-            model(torch.cat([first, second]))
-    finally:
-        for handle in handles:
-            handle.remove()
+    layers = hidden_modules(model, [f"hidden.{l}.linear" for l in range(len(model.hidden))])
+    z = representations(model, layers, torch.cat([first, second])).values()
     n = first.shape[0]
-    return torch.stack([nn.functional.cosine_similarity(z[:n], z[n:], dim=1) for z in captured])
+    return torch.stack([nn.functional.cosine_similarity(h[:n], h[n:], dim=1) for h in z])
 
 
 def fitted_depth_scale(deviation: NDArray, standard_error: NDArray) -> float:
@@ -181,31 +183,23 @@ def fitted_depth_scale(deviation: NDArray, standard_error: NDArray) -> float:
     return math.inf if slope >= 0 else -1.0 / float(slope)
 
 
-def run(config: OrderToChaosConfig, context: Context) -> Result:
-    """Theory curves, measured depth scales at the chosen points, and (optionally) the trainability heat map."""
+def measure(config: OrderToChaosConfig, context: Context) -> pd.DataFrame:
+    """Theory curves ("q_star_theory", "chi_1_theory", "xi_c_theory" against sigma_w2, "critical_sigma_w2"); at
+    each point the deviation D_l and its standard error over seeds ("deviation", "deviation_se", column layer),
+    "xi_measured" and "xi_theory"; with a heat map, "train_accuracy" per (depth, sigma_w2)."""
     generator = torch.Generator().manual_seed(config.seed)
     device, sb2 = context.device, config.sigma_b2
     rows: list[dict[str, float | int | str]] = []
-    checks: list[Check] = []
+    for sw2 in np.linspace(*config.sigma_w2_range, config.curve_points):
+        for name, curve in (("q_star", mean_field.fixed_point_variance), ("chi_1", mean_field.chi_1)):
+            rows.append({"name": f"{name}_theory", "value": curve(sw2, sb2), "sigma_w2": sw2, "sigma_b2": sb2})
+        rows.append(
+            {"name": "xi_c_theory", "value": mean_field.correlation_depth(sw2, sb2), "sigma_w2": sw2, "sigma_b2": sb2}
+        )
+    rows.append({"name": "critical_sigma_w2", "value": mean_field.critical_sigma_w2(sb2), "sigma_b2": sb2})
 
-    grid = np.linspace(*config.sigma_w2_range, config.curve_points)
-    curves = {
-        "q_star": np.array([mean_field.fixed_point_variance(s, sb2) for s in grid]),
-        "chi_1": np.array([mean_field.chi_1(s, sb2) for s in grid]),
-        "xi_c": np.array([mean_field.correlation_depth(s, sb2) for s in grid]),
-    }
-    critical = mean_field.critical_sigma_w2(sb2) if sb2 > 0 else 1.0
-    for name, values in curves.items():
-        rows += [
-            {"name": f"{name}_theory", "value": float(v), "sigma_w2": float(s), "sigma_b2": sb2}
-            for s, v in zip(grid, values, strict=True)
-        ]
-    rows.append({"name": "critical_sigma_w2", "value": critical, "sigma_b2": sb2})
-
-    measured: dict[float, tuple[float, float, NDArray]] = {}  # sigma_w^2 -> (xi theory, xi measured, D per seed)
     for sw2 in context.track(config.sigma_w2_points, "order-to-chaos: points"):
-        q_star = mean_field.fixed_point_variance(sw2, sb2)
-        c_star = mean_field.fixed_point_correlation(sw2, sb2)
+        q_star, c_star = mean_field.fixed_point_variance(sw2, sb2), mean_field.fixed_point_correlation(sw2, sb2)
         xi = mean_field.correlation_depth(sw2, sb2)
         if not math.isfinite(xi):
             raise ValueError(f"sigma_w2_points: {sw2} is on the critical line (xi_c infinite); choose points off it")
@@ -229,29 +223,69 @@ def run(config: OrderToChaosConfig, context: Context) -> Result:
                 deviation[s] = (c[:, : config.pairs].mean(axis=1) - c[:, config.pairs :].mean(axis=1)) / 2.0
         mean = deviation.mean(axis=0)
         error = deviation.std(axis=0, ddof=1) / math.sqrt(config.seeds)
-        xi_measured = fitted_depth_scale(mean, error)
-        measured[sw2] = (xi, xi_measured, deviation)
-        phase = "ordered" if ordered else "chaotic"
-        rows += [
-            {
-                "name": "deviation",
-                "value": float(mean[l]),
-                "sigma_w2": sw2,
-                "sigma_b2": sb2,
-                "layer": l + 1,
-                "phase": phase,
-            }
-            for l in range(config.depth)
-        ]
-        rows += [
-            {"name": "xi_measured", "value": xi_measured, "sigma_w2": sw2, "sigma_b2": sb2, "phase": phase},
-            {"name": "xi_theory", "value": xi, "sigma_w2": sw2, "sigma_b2": sb2, "phase": phase},
-        ]
-        what = "1 - c^l from c^1 = 1 - delta" if ordered else "(c^l_+ - c^l_-)/2 from c^1 = c* +- delta"
-        checks.append(
+        ids = {"sigma_w2": sw2, "sigma_b2": sb2, "phase": "ordered" if ordered else "chaotic"}
+        for l in range(config.depth):
+            rows.append({"name": "deviation", "value": float(mean[l]), "layer": l + 1, **ids})
+            rows.append({"name": "deviation_se", "value": float(error[l]), "layer": l + 1, **ids})
+        rows.append({"name": "xi_measured", "value": fitted_depth_scale(mean, error), **ids})
+        rows.append({"name": "xi_theory", "value": xi, **ids})
+    if config.heatmap_depths:
+        rows += trainability(config, context, generator)
+    return pd.DataFrame(rows)
+
+
+def trainability(config: OrderToChaosConfig, context: Context, generator: torch.Generator) -> list[dict]:
+    """Training accuracy after `heatmap_steps` SGD steps (`tdlab.train.fit`, batches drawn with replacement) of a
+    tanh network for every (depth, sigma_w^2) of the heat map, as "train_accuracy" rows; nan where the trained
+    network's loss is not finite.
+
+    Example:
+        >>> config = OrderToChaosConfig(heatmap_depths=(2,), heatmap_sigma_w2=(1.5,), heatmap_width=8,
+        ...                             heatmap_steps=2, heatmap_batch=10,
+        ...                             heatmap_data={"name": "mnist1d", "n_train": 20, "n_test": 10})
+        >>> [row["name"] for row in trainability(config, Context(torch.device("cpu")), torch.Generator())]
+        ['train_accuracy']
+    """
+    data = build_data(config.heatmap_data, context.device)
+    loss_fn, rows = nn.CrossEntropyLoss(), []
+    grid = list(product(config.heatmap_depths, config.heatmap_sigma_w2))
+    for depth, sw2 in context.track(grid, "order-to-chaos: trainability"):
+        model = tanh_network(
+            data.in_features, data.out_features, config.heatmap_width, depth, sw2, config.sigma_b2, generator
+        )
+        model = model.to(context.device)
+        optimizer = build_optimizer(model.parameters(), config.heatmap_optimizer)
+        fit(
+            model,
+            loss_fn,
+            data.train,
+            optimizer,
+            config.heatmap_steps,
+            batch_size=config.heatmap_batch,
+            batch_order="replacement",
+            seed=config.seed,
+        )
+        loss, accuracy = loss_and_accuracy(model, loss_fn, data.train)
+        value = accuracy if math.isfinite(loss) else math.nan
+        rows.append(
+            {"name": "train_accuracy", "value": value, "depth": depth, "sigma_w2": sw2, "sigma_b2": config.sigma_b2}
+        )
+    return rows
+
+
+def checks(metrics: pd.DataFrame, config: OrderToChaosConfig) -> list[Check]:
+    """The measured depth scale within 10% of xi_c at every point."""
+    out, sb2 = [], config.sigma_b2
+    for sw2 in config.sigma_w2_points:
+        point = metrics[metrics.sigma_w2 == sw2].set_index("name")
+        xi, phase = float(point.value["xi_theory"]), point.phase["xi_theory"]
+        q_star, c_star = mean_field.fixed_point_variance(sw2, sb2), mean_field.fixed_point_correlation(sw2, sb2)
+        critical = mean_field.critical_sigma_w2(sb2)
+        what = "1 - c^l from c^1 = 1 - delta" if phase == "ordered" else "(c^l_+ - c^l_-)/2 from c^1 = c* +- delta"
+        out.append(
             Check.relative(
                 f"correlation depth scale at sigma_w^2 = {sw2:g}, sigma_b^2 = {sb2:g} ({phase})",
-                xi_measured,
+                float(point.value["xi_measured"]),
                 xi,
                 XI_TOLERANCE,
                 detail=f"theory xi_c = -1/log chi_c = {xi:.3f} (q* = {q_star:.4f}, c* = {c_star:.4f}, critical "
@@ -260,110 +294,60 @@ def run(config: OrderToChaosConfig, context: Context) -> Result:
                 f"{config.pairs} pairs; tolerance {XI_TOLERANCE:.0%} from the issue",
             )
         )
-
-    heat = None
-    if config.heatmap_depths:
-        heat = trainability(config, context, generator)
-        for (i, depth), (j, sw2) in (
-            (a, b) for a in enumerate(config.heatmap_depths) for b in enumerate(config.heatmap_sigma_w2)
-        ):
-            rows.append(
-                {
-                    "name": "train_accuracy",
-                    "value": float(heat[i, j]),
-                    "depth": depth,
-                    "sigma_w2": sw2,
-                    "sigma_b2": sb2,
-                }
-            )
-
-    figures = {
-        "phase_diagram": _phase_figure(config, grid, curves, critical, measured),
-        "correlation_decay": _decay_figure(config, measured),
-    }
-    if heat is not None:
-        figures["trainability"] = _heatmap_figure(config, heat)
-    return Result(metrics=pd.DataFrame(rows), checks=checks, figures=figures)
-
-
-def trainability(config: OrderToChaosConfig, context: Context, generator: torch.Generator) -> NDArray:
-    """Training accuracy on MNIST-1D after `heatmap_steps` SGD steps of a tanh network for every (depth,
-    sigma_w^2) of the heat map, shape (depths, sigma_w2s); nan where training diverged.
-
-    Example:
-        >>> config = OrderToChaosConfig(heatmap_depths=(2,), heatmap_sigma_w2=(1.5,), heatmap_width=8,
-        ...                             heatmap_steps=2, heatmap_n_train=20, heatmap_batch=10)
-        >>> trainability(config, Context(torch.device("cpu")), torch.Generator().manual_seed(0)).shape
-        (1, 1)
-    """
-    data = mnist1d(n_train=config.heatmap_n_train, n_test=10, seed=config.seed).to(context.device)
-    X, y = data.X_train, data.y_train
-    loss_fn = nn.CrossEntropyLoss()
-    grid = [(i, d, j, s) for i, d in enumerate(config.heatmap_depths) for j, s in enumerate(config.heatmap_sigma_w2)]
-    out = np.full((len(config.heatmap_depths), len(config.heatmap_sigma_w2)), np.nan)
-    for i, depth, j, sw2 in context.track(grid, "order-to-chaos: trainability"):
-        model = tanh_network(X.shape[1], 10, config.heatmap_width, depth, sw2, config.sigma_b2, generator)
-        model = model.to(context.device)
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.heatmap_lr)
-        for _ in range(config.heatmap_steps):
-            batch = torch.randint(X.shape[0], (config.heatmap_batch,), generator=generator).to(context.device)
-            optimizer.zero_grad()
-            loss = loss_fn(model(X[batch]), y[batch])
-            if not torch.isfinite(loss):
-                break
-            loss.backward()
-            optimizer.step()
-        with torch.no_grad():
-            outputs = model(X)
-        if torch.isfinite(outputs).all():
-            out[i, j] = accuracy(outputs, y)
     return out
 
 
+def figures(metrics: pd.DataFrame, config: OrderToChaosConfig) -> dict[str, Figure]:
+    out = {"phase_diagram": _phase_figure(metrics, config), "correlation_decay": _decay_figure(metrics, config)}
+    if config.heatmap_depths:
+        out["trainability"] = _heatmap_figure(metrics, config)
+    return out
+
+
+def _values(metrics: pd.DataFrame, name: str, index: str = "sigma_w2") -> pd.Series:
+    return metrics[metrics.name == name].set_index(index)["value"].sort_index()
+
+
 # -------------------------------------------------------------------------------------------- figures
-def _phase_figure(
-    config: OrderToChaosConfig,
-    grid: NDArray,
-    curves: dict[str, NDArray],
-    critical: float,
-    measured: dict[float, tuple[float, float, NDArray]],
-) -> Figure:
+def _phase_figure(metrics: pd.DataFrame, config: OrderToChaosConfig) -> Figure:
     fig = Figure(figsize=(15.0, 4.5), layout="constrained")
     left, middle, right = fig.subplots(1, 3)
+    critical = float(_values(metrics, "critical_sigma_w2", "name").iloc[0])
+    xi_theory, xi_measured = _values(metrics, "xi_theory"), _values(metrics, "xi_measured")
+    points = xi_theory.index.to_numpy()
     sigma_b2 = np.linspace(0.0, math.sqrt(0.3), 30) ** 2
     line = np.array([mean_field.critical_sigma_w2(s) for s in sigma_b2])
     left.plot(line, sigma_b2, "-", color="k", lw=1.5, label=r"critical line $\chi_1 = 1$")
     left.fill_betweenx(sigma_b2, config.sigma_w2_range[0], line, color="C0", alpha=0.15, label="ordered")
     left.fill_betweenx(sigma_b2, line, 2 * config.sigma_w2_range[1], color="C3", alpha=0.15, label="chaotic")
-    left.plot(list(measured), [config.sigma_b2] * len(measured), "o", color="C1", label="measured points")
-    left.set_xlim(config.sigma_w2_range[0], max(config.sigma_w2_range[1], *measured) * 1.05)
+    left.plot(points, [config.sigma_b2] * len(points), "o", color="C1", label="measured points")
+    left.set_xlim(config.sigma_w2_range[0], max(config.sigma_w2_range[1], *points) * 1.05)
     left.set_xlabel(r"$\sigma_w^2$")
     left.set_ylabel(r"$\sigma_b^2$")
     left.set_title("Phase diagram of tanh networks")
     left.legend(fontsize=8, loc="upper left")
 
-    middle.plot(grid, curves["q_star"], "-", color="C0", label=r"$q^*$")
-    middle.plot(grid, curves["chi_1"], "-", color="C3", label=r"$\chi_1$")
+    for name, color, label in (("q_star", "C0", r"$q^*$"), ("chi_1", "C3", r"$\chi_1$")):
+        curve = _values(metrics, f"{name}_theory")
+        middle.plot(curve.index, curve.to_numpy(), "-", color=color, label=label)
     middle.axhline(1.0, color="0.5", ls=":", lw=1.0)
     middle.axvline(critical, color="k", ls="--", lw=1.0, label=rf"critical $\sigma_w^2 = {critical:.3f}$")
     middle.set_xlabel(r"$\sigma_w^2$")
     middle.set_title(rf"Fixed point and $\chi_1$ at $\sigma_b^2 = {config.sigma_b2:g}$")
     middle.legend(fontsize=8)
 
-    right.semilogy(grid, curves["xi_c"], "-", color="C0", label=r"theory $\xi_c = -1/\log\chi_c$")
-    points = np.array(list(measured))
-    xi_theory = np.array([measured[s][0] for s in points])
-    xi_measured = np.array([measured[s][1] for s in points])
+    curve = _values(metrics, "xi_c_theory")
+    right.semilogy(curve.index, curve.to_numpy(), "-", color="C0", label=r"theory $\xi_c = -1/\log\chi_c$")
     right.errorbar(
         points,
-        xi_theory,
-        yerr=XI_TOLERANCE * xi_theory,
+        xi_theory.to_numpy(),
+        yerr=XI_TOLERANCE * xi_theory.to_numpy(),
         fmt="none",
         ecolor="C0",
         capsize=4,
         label=f"tolerance $\\pm${XI_TOLERANCE:.0%}",
     )
-    right.plot(points, xi_measured, "o", color="C1", mfc="none", ms=7, label="measured")
+    right.plot(points, xi_measured.to_numpy(), "o", color="C1", mfc="none", ms=7, label="measured")
     right.axvline(critical, color="k", ls="--", lw=1.0)
     right.set_xlabel(r"$\sigma_w^2$")
     right.set_ylabel(r"correlation depth scale $\xi_c$ (layers)")
@@ -372,13 +356,14 @@ def _phase_figure(
     return fig
 
 
-def _decay_figure(config: OrderToChaosConfig, measured: dict[float, tuple[float, float, NDArray]]) -> Figure:
+def _decay_figure(metrics: pd.DataFrame, config: OrderToChaosConfig) -> Figure:
     fig = Figure(figsize=(7.5, 5.0), layout="constrained")
     ax = fig.subplots()
     layers = np.arange(1, config.depth + 1)
-    for k, (sw2, (xi, xi_measured, deviation)) in enumerate(measured.items()):
-        mean = deviation.mean(axis=0)
-        error = deviation.std(axis=0, ddof=1) / math.sqrt(config.seeds)
+    for k, sw2 in enumerate(config.sigma_w2_points):
+        point = metrics[metrics.sigma_w2 == sw2]
+        mean, error = (_values(point, name, "layer").to_numpy() for name in ("deviation", "deviation_se"))
+        xi, xi_measured = (float(_values(point, name).iloc[0]) for name in ("xi_theory", "xi_measured"))
         ax.errorbar(
             layers,
             mean,
@@ -405,11 +390,15 @@ def _decay_figure(config: OrderToChaosConfig, measured: dict[float, tuple[float,
     return fig
 
 
-def _heatmap_figure(config: OrderToChaosConfig, heat: NDArray) -> Figure:
+def _heatmap_figure(metrics: pd.DataFrame, config: OrderToChaosConfig) -> Figure:
     fig = Figure(figsize=(8.0, 5.5), layout="constrained")
     ax = fig.subplots()
     sw2 = np.array(config.heatmap_sigma_w2)
     depths = np.array(config.heatmap_depths)
+    heat = metrics[metrics.name == "train_accuracy"].pivot_table(
+        index="depth", columns="sigma_w2", values="value", dropna=False
+    )
+    heat = heat.reindex(index=depths, columns=sw2).to_numpy()
     mesh = ax.pcolormesh(sw2, depths, heat, shading="nearest", cmap="viridis", vmin=0.0, vmax=1.0)
     fig.colorbar(mesh, ax=ax, label="training accuracy")
     fine = np.linspace(sw2.min(), sw2.max(), 200)
@@ -433,7 +422,9 @@ EXPERIMENT = Experiment(
     "correlations between inputs approach their fixed point at the depth scale xi_c = -1/log chi_c, which "
     "diverges at criticality, and only networks shallower than about 6 xi_c train.",
     config=OrderToChaosConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={
         "full": {
             "width": 1000,

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.theory.least_squares import residual_mean_square
 
 Array = NDArray[np.float64]
@@ -94,132 +94,127 @@ class PolynomialDegreeConfig(ExperimentConfig):
 
 
 # ------------------------------------------------------------------------------------------------ run
-def run(config: PolynomialDegreeConfig, context: Context) -> Result:
-    """Fit every degree on every training set; train/test errors against the theory."""
-    device = context.device
+def measure(config: PolynomialDegreeConfig, context: Context) -> pd.DataFrame:
+    """Fit every degree on every training set: the training error per set ("train_error_set", columns dataset and
+    degree), the mean training and test errors and the median test error per degree; the first set ("sample",
+    column x) and its fits on the test grid ("fit", columns degree and x) for the figures."""
     rng = np.random.default_rng(config.seed)
     degrees = np.array(list(range(config.n)) + sorted(config.far_degrees))
     top = int(degrees.max())
     f = np.polynomial.Polynomial(config.cubic)
     grid = np.linspace(-1.0, 1.0, config.grid)
-    grid_features = torch.tensor(legendre_features(grid, top), device=device)
-    f_grid = f(grid)
-    train = np.zeros((config.datasets, len(degrees)))
-    test = np.zeros((config.datasets, len(degrees)))
-    fits: dict[int, Array] = {}
+    f_grid, grid_features = f(grid), torch.tensor(legendre_features(grid, top), device=context.device)
+    train, test = np.zeros((2, config.datasets, len(degrees)))
+    frames = []
     for s in context.track(range(config.datasets), "training sets"):
         x = -1.0 + 2.0 * (np.arange(config.n) + rng.uniform(0.0, 1.0, config.n)) / config.n
         y = f(x) + config.noise * rng.standard_normal(config.n)
-        A = torch.tensor(legendre_features(x, top), device=device)
-        y_t = torch.tensor(y, device=device)
+        A = torch.tensor(legendre_features(x, top), device=context.device)
+        y_t = torch.tensor(y, device=context.device)
         for j, k in enumerate(degrees):
             w = least_squares_fit(A[:, : k + 1], y_t)
             train[s, j] = (A[:, : k + 1] @ w - y_t).square().mean().item()
             prediction = (grid_features[:, : k + 1] @ w).cpu().numpy()
             test[s, j] = float(np.mean((prediction - f_grid) ** 2))
             if s == 0 and (k in config.shown or k == top):
-                fits[int(k)] = prediction
+                frames.append(pd.DataFrame({"name": "fit", "value": prediction, "degree": k, "x": grid}))
         if s == 0:
-            sample = (x, y)
-    train_mean, test_mean = train.mean(axis=0), test.mean(axis=0)
-    test_median = np.median(test, axis=0)
-    rows: list[dict[str, float | str]] = []
-    for j, k in enumerate(degrees):
-        rows += [
-            {"name": "train_error", "value": train_mean[j], "degree": int(k)},
-            {"name": "test_error", "value": test_mean[j], "degree": int(k)},
-            {"name": "test_error_median", "value": test_median[j], "degree": int(k)},
-        ]
-    checks: list[Check] = []
-    scale = float(np.mean(train[:, 0]))
-    rounding = 1e-10 * scale
-    increases = np.diff(train, axis=1)
-    checks.append(
+            frames.append(pd.DataFrame({"name": "sample", "value": y, "x": x}))
+        frames.append(pd.DataFrame({"name": "train_error_set", "value": train[s], "degree": degrees, "dataset": s}))
+    for name, values in (
+        ("train_error", train.mean(0)),
+        ("test_error", test.mean(0)),
+        ("test_error_median", np.median(test, 0)),
+    ):
+        frames.append(pd.DataFrame({"name": name, "value": values, "degree": degrees}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _per_degree(metrics: pd.DataFrame, name: str) -> pd.Series:
+    return metrics[metrics.name == name].set_index("degree")["value"].sort_index()
+
+
+def checks(metrics: pd.DataFrame, config: PolynomialDegreeConfig) -> list[Check]:
+    per_set = metrics[metrics.name == "train_error_set"].pivot(index="dataset", columns="degree", values="value")
+    train, test = _per_degree(metrics, "train_error"), _per_degree(metrics, "test_error")
+    top = int(test.index.max())
+    rounding = 1e-10 * float(np.mean(per_set[0].to_numpy()))
+    expected = residual_mean_square(config.n, 4, config.noise**2)
+    sd = config.noise**2 * np.sqrt(2.0 * (config.n - 4)) / config.n / np.sqrt(config.datasets)
+    return [
         Check.at_most(
             "training error non-increasing in the degree (largest increase, every training set)",
-            float(increases.max()),
+            float(np.diff(per_set.to_numpy(), axis=1).max()),
             rounding,
-            detail=f"{config.datasets} sets x {len(degrees)} degrees (0..{config.n - 1} least squares, then "
+            detail=f"{config.datasets} sets x {len(test)} degrees (0..{config.n - 1} least squares, then "
             f"{list(config.far_degrees)} minimum norm); nested models: exact monotonicity, up to QR rounding "
             f"(tolerance 1e-10 x the degree-0 error)",
-        )
-    )
-    best = int(degrees[np.argmin(test_mean)])
-    checks.append(
+        ),
         Check.absolute(
             "degree with the lowest test error vs the true degree 3",
-            float(best),
+            float(test.idxmin()),
             3.0,
             1.0,
             detail=f"mean over {config.datasets} sets of the squared distance to f on {config.grid} grid points; test "
-            f"error at degrees 2, 3, 4: {test_mean[2]:.3g}, {test_mean[3]:.3g}, {test_mean[4]:.3g}; at degree "
-            f"{top} (minimum norm): {test_mean[-1]:.3g}; 'near' = within one degree",
-        )
-    )
-    expected = residual_mean_square(config.n, 4, config.noise**2)
-    sd = config.noise**2 * np.sqrt(2.0 * (config.n - 4)) / config.n / np.sqrt(config.datasets)
-    checks.append(
+            f"error at degrees 2, 3, 4: {test[2]:.3g}, {test[3]:.3g}, {test[4]:.3g}; at degree {top} (minimum norm): "
+            f"{test[top]:.3g}; 'near' = within one degree",
+        ),
         Check.absolute(
             "training error at the true degree vs sigma^2 (n - 4) / n",
-            float(train_mean[3]),
+            float(train[3]),
             expected,
             3.5 * sd,
             detail=f"n = {config.n}, p = 4: the residual is the noise projected on n - p dimensions (chi-square "
             f"with n - p degrees of freedom); tolerance 3.5 standard errors of the mean over {config.datasets} sets",
-        )
-    )
-    threshold = int(np.flatnonzero(degrees == config.n - 1)[0])
-    checks.append(
+        ),
         Check.holds(
             "past the threshold the minimum-norm test error comes down again (largest degree < degree n - 1)",
-            bool(test_mean[-1] < test_mean[threshold]),
-            detail=f"mean test error at degree {config.n - 1} (p = n, interpolation): {test_mean[threshold]:.3g}; "
-            f"at degree {top}: {test_mean[-1]:.3g}",
-            measured=float(test_mean[-1] / test_mean[threshold]),
-        )
-    )
-    figures = {
-        "fits": _fits_figure(sample, grid, f_grid, fits, config, top),
-        "errors": _errors_figure(degrees, train_mean, test_mean, test_median, config),
-    }
-    return Result(metrics=pd.DataFrame(rows), checks=checks, figures=figures)
+            bool(test[top] < test[config.n - 1]),
+            detail=f"mean test error at degree {config.n - 1} (p = n, interpolation): {test[config.n - 1]:.3g}; "
+            f"at degree {top}: {test[top]:.3g}",
+            measured=float(test[top] / test[config.n - 1]),
+        ),
+    ]
+
+
+def figures(metrics: pd.DataFrame, config: PolynomialDegreeConfig) -> dict[str, Figure]:
+    return {"fits": _fits_figure(metrics, config), "errors": _errors_figure(metrics, config)}
 
 
 # -------------------------------------------------------------------------------------------- figures
-def _fits_figure(
-    sample: tuple[Array, Array],
-    grid: Array,
-    f_grid: Array,
-    fits: dict[int, Array],
-    config: PolynomialDegreeConfig,
-    top: int,
-) -> Figure:
+def _fits_figure(metrics: pd.DataFrame, config: PolynomialDegreeConfig) -> Figure:
+    fits = metrics[metrics.name == "fit"]
+    sample = metrics[metrics.name == "sample"]
+    x, y = sample.x.to_numpy(), sample.value.to_numpy()
+    grid = np.linspace(-1.0, 1.0, config.grid)
+    f_grid = np.polynomial.Polynomial(config.cubic)(grid)
+    top = int(fits.degree.max())
     panels = [*config.shown, top]
     titles = ["underfit", "right fit", "overfit", "minimum norm, p >> n"]
     fig = Figure(figsize=(14.0, 3.8), layout="constrained")
     axes = fig.subplots(1, len(panels), sharey=True)
-    x, y = sample
     for ax, k, title in zip(axes, panels, titles, strict=True):
         ax.plot(grid, f_grid, "-", color="0.3", lw=1.2, label="true cubic f")
-        ax.plot(grid, fits[k], "-", color="C3", lw=1.2, label=f"fit, degree {k}")
+        ax.plot(grid, fits[fits.degree == k].value.to_numpy(), "-", color="C3", lw=1.2, label=f"fit, degree {k}")
         ax.plot(x, y, "o", color="C0", ms=4, mfc="none", label=f"{config.n} noisy samples")
         ax.set_title(f"degree {k}: {title}", fontsize=10)
         ax.set_xlabel("x")
         ax.legend(fontsize=7, loc="lower right")
-    lo, hi = float(np.min(sample[1])), float(np.max(sample[1]))
+    lo, hi = float(np.min(y)), float(np.max(y))
     axes[0].set_ylim(lo - 0.6 * (hi - lo), hi + 0.6 * (hi - lo))
     axes[0].set_ylabel("y")
     fig.suptitle("Polynomial fits of growing degree to noisy samples of a cubic (Legendre features)")
     return fig
 
 
-def _errors_figure(
-    degrees: Array, train: Array, test: Array, test_median: Array, config: PolynomialDegreeConfig
-) -> Figure:
+def _errors_figure(metrics: pd.DataFrame, config: PolynomialDegreeConfig) -> Figure:
     fig = Figure(figsize=(8.5, 5.0), layout="constrained")
     ax = fig.subplots()
-    p = degrees + 1
-    ax.loglog(p, test, "o-", color="C3", ms=4, mfc="none", lw=0.8, label="test error (mean over training sets)")
+    test, test_median = _per_degree(metrics, "test_error"), _per_degree(metrics, "test_error_median").to_numpy()
+    train, p = _per_degree(metrics, "train_error").to_numpy(), test.index.to_numpy() + 1
+    ax.loglog(
+        p, test.to_numpy(), "o-", color="C3", ms=4, mfc="none", lw=0.8, label="test error (mean over training sets)"
+    )
     ax.loglog(p, test_median, "^", color="C1", ms=4, mfc="none", label="test error (median)")
     positive = train > 0
     ax.loglog(
@@ -258,7 +253,9 @@ EXPERIMENT = Experiment(
     "training error falls with the degree while the test error is lowest at the true degree; past the "
     "interpolation threshold the minimum-norm fits' test error comes down again.",
     config=PolynomialDegreeConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={"full": {"datasets": 200, "far_degrees": (40, 60, 100, 200, 400, 1000, 2000, 4000), "grid": 2000}},
     references=(
         "Bishop (2006), Pattern Recognition and Machine Learning, Sec. 1.1 (polynomial curve fitting)",

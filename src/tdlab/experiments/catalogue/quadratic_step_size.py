@@ -1,26 +1,18 @@
 """GD on a quadratic: the step size sets each mode's factor 1 - eta lambda; GD is stable iff eta < 2/L.
 
 The measurement is the real iteration: `torch.optim.SGD` (no momentum: plain gradient descent; many step sizes
-at once, see `descend` for the parameter mapping) on f(w) = 1/2 w^T A w in float64, with the exact gradient
-A w, A = Q diag(lambda) Q^T for a random rotation Q and eigenvalues in [mu, L] = [1/kappa, 1] (evenly spaced
-by default). Rates are read from the error norm ||w_t|| (the minimum is 0), eigen-modes from the projections
-q_i^T w_t; neither uses the closed forms of `tdlab.theory.quadratic`, which the checks then compare against.
-A rate is an asymptotic quantity: the fit starts after `warmup` steps, once the slowest mode dominates ||w_t||
-(eigenvalues crowding at mu, as with `spacing="geometric"`, need a longer warmup).
-
-These helpers (`QuadraticRun`, `descend`, `fitted_rate`, `edge_of_stability`, `rotated_quadratics`,
-`spectrum`) are shared with the `momentum` experiment.
-
-Long runs would leave float64 (rates down to 1/3 per step, growth up to 1.5 per step), so `descend` rescales
-the iterate (and the momentum buffer) to unit norm after every step and keeps the logarithm of the scale: the
-update is linear and homogeneous in (w, buffer), so the rescaled run is the same run up to that scalar (the
-renormalisation of Benettin et al. 1980 for Lyapunov exponents).
+at once) on f(w) = 1/2 w^T A w in float64 with the exact gradient A w, A = Q diag(lambda) Q^T for a random rotation
+Q and eigenvalues in [mu, L] = [1/kappa, 1] (evenly spaced by default), through `tdlab.optim.quadratics.descend`.
+The trajectory on the quadratic is the claim itself, so it is run there by hand rather than by `tdlab.train.fit`.
+Rates are read from the error norm ||w_t|| (the minimum is 0), eigen-modes from the projections q_i^T w_t; neither
+uses the closed forms of `tdlab.theory.quadratic` (Polyak 1987; Nesterov 2004, Thm 2.1.15: e_i(t) =
+(1 - eta lambda_i)^t e_i(0), rate max_i |1 - eta lambda_i|, best step 2/(L + mu) with rate (kappa - 1)/(kappa + 1)),
+which the checks then compare against. A rate is an asymptotic quantity: the fit starts after `warmup` steps, once
+the slowest mode dominates ||w_t|| (eigenvalues crowding at mu, as with `spacing="geometric"`, need a longer warmup).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import numpy as np
@@ -29,231 +21,14 @@ import torch
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 from pydantic import Field, model_validator
-from torch import Tensor
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.optim.quadratics import QuadraticRun, descend, edge_of_stability, fitted_rate, rotated_quadratics, spectrum
 from tdlab.theory import quadratic as theory
 
 Kappa = Annotated[float, Field(gt=1.0)]
 
 
-# ------------------------------------------------------------------------------------------ measurement
-@dataclass(frozen=True)
-class QuadraticRun:
-    """Independent quadratics f_r(w) = 1/2 w^T A_r w (minimum 0), each with its own step size, under one
-    `torch.optim.SGD` setting.
-
-    hessians: (rows, d, d) symmetric matrices A_r; start: (rows, d) initial points; lr: the step size eta_r of
-    each row, shape (rows,), or one float for all; momentum, nesterov: the `torch.optim.SGD` options
-    (dampening 0).
-    """
-
-    hessians: Tensor
-    start: Tensor
-    lr: Tensor | float
-    momentum: float = 0.0
-    nesterov: bool = False
-
-
-@dataclass(frozen=True)
-class Trajectory:
-    """A run's error norms log ||w_t|| for t = 0..steps, shape (steps + 1, rows) (-inf where w_t = 0 exactly),
-    and, when kept, the directions w_t/||w_t||, shape (steps + 1, rows, d): stored apart so that decay and
-    growth never leave float64."""
-
-    log_norm: Tensor
-    direction: Tensor | None = None
-
-    def log_error(self) -> Tensor:
-        """log ||w_t||: the log of the distance to the minimum 0."""
-        return self.log_norm
-
-    def iterates(self) -> Tensor:
-        """w_t itself (under- or overflows where the run has left float64's range); needs `keep_iterates`."""
-        if self.direction is None:
-            raise ValueError(
-                "iterates: the run was made with keep_iterates=False; run descend(..., keep_iterates=True)"
-            )
-        return self.direction * self.log_norm.exp().unsqueeze(-1)
-
-
-def descend(runs: Sequence[QuadraticRun], steps: int, keep_iterates: bool = False) -> list[Trajectory]:
-    """Run `torch.optim.SGD` for `steps` steps, one parameter group per run, and return each run's trajectory.
-
-    Parameter mapping: a run is one parameter group with lr = 1 whose row r receives the gradient
-    eta_r A_r w_r, i.e. `SGD(lr=1)` on eta_r f_r, which is `SGD(lr=eta_r)` on f_r: with momentum beta the
-    buffer b_t = beta b_{t-1} + eta_r g_t is eta_r times the buffer of lr = eta_r and the step is the same
-    (heavy ball w_{t+1} = w_t - eta g_t + beta (w_t - w_{t-1}); with nesterov=True the look-ahead form of
-    Nesterov's method, see `tdlab.theory.momentum`). So many step sizes share one tensor and one step().
-    After each step every row of the iterate and of its momentum buffer is divided by the row's norm ||w_r||
-    (left as is where it is 0) and the log of the scale is kept: exact, since the update is linear and
-    homogeneous in (w, buffer). All runs must share the dimension d: their rows live in one tensor, each run's
-    parameter being a slice of it, so that gradients and rescaling are one batched operation per step.
-    `keep_iterates` also stores every direction w_t/||w_t|| (memory steps x rows x d).
-
-    Example:
-        >>> A = torch.tensor([[[2.0]]], dtype=torch.float64)
-        >>> run = QuadraticRun(A, torch.ones(1, 1, dtype=torch.float64), lr=0.25)
-        >>> (path,) = descend([run], steps=2, keep_iterates=True)
-        >>> path.iterates()[:, 0, 0].tolist()  # (1 - 0.25 * 2)^t
-        [1.0, 0.5, 0.25]
-    """
-    if steps < 1:
-        raise ValueError(f"steps: expected a positive integer, got {steps}")
-    dims = {run.start.shape[-1] for run in runs}
-    if len(dims) != 1:
-        raise ValueError(f"runs: expected one dimension d shared by all runs, got {sorted(dims)}")
-    W = torch.cat([run.start.detach() for run in runs]).clone()
-    hessians = torch.cat([run.hessians for run in runs])
-    etas = torch.cat(
-        [torch.as_tensor(run.lr, dtype=W.dtype, device=W.device).expand(run.start.shape[0]) for run in runs]
-    ).unsqueeze(-1)
-    bounds = np.cumsum([0] + [run.start.shape[0] for run in runs])
-    params = [W[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]  # views into W: leaves of no graph
-    gradient = torch.zeros_like(W)
-    for p, a, b in zip(params, bounds[:-1], bounds[1:], strict=True):
-        p.grad = gradient[a:b]
-    optimizer = torch.optim.SGD(
-        [
-            {"params": [p], "momentum": run.momentum, "nesterov": run.nesterov}
-            for p, run in zip(params, runs, strict=True)
-        ],
-        lr=1.0,
-    )
-    norms: list[Tensor] = []  # ||W|| before each rescaling: ||w_t|| over the product of the earlier scales
-    directions: list[Tensor] = []
-
-    def rescale() -> None:
-        norm = W.norm(dim=-1, keepdim=True)
-        norms.append(norm.squeeze(-1))
-        norm = torch.where(norm > 0, norm, torch.ones_like(norm))
-        W.div_(norm)
-        for p, a, b in zip(params, bounds[:-1], bounds[1:], strict=True):
-            buffer = optimizer.state[p].get("momentum_buffer")
-            if buffer is not None:
-                buffer.div_(norm[a:b])
-        if keep_iterates:
-            directions.append(W.clone())
-
-    with torch.no_grad():
-        rescale()
-        for _ in range(steps):
-            # A w as a broadcast product and a sum: a batched matmul of tiny matrices would go multi-threaded
-            torch.mul(etas, (hessians * W.unsqueeze(-2)).sum(-1), out=gradient)
-            optimizer.step()
-            rescale()
-    raw = torch.stack(norms)
-    used = torch.where(raw > 0, raw, torch.ones_like(raw)).log()
-    log_norm = raw.log() + torch.cat([torch.zeros_like(used[:1]), used[:-1].cumsum(dim=0)])
-    direction = torch.stack(directions) if keep_iterates else None
-    return [
-        Trajectory(log_norm[:, a:b], None if direction is None else direction[:, a:b])
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
-
-
-def fitted_rate(log_error: Tensor, start: int) -> NDArray[np.float64]:
-    """exp of the least-squares slope of log ||w_t|| against t over t >= start, per row: the measured rate.
-
-    0 for a row whose error reached exactly 0.
-
-    Example:
-        >>> t = torch.arange(10, dtype=torch.float64)
-        >>> fitted_rate((t * np.log(0.5)).unsqueeze(-1), start=2).round(12).tolist()
-        [0.5]
-    """
-    window = log_error[start:]
-    if window.shape[0] < 2:
-        raise ValueError(f"start: expected at least two points after it, got {window.shape[0]}")
-    t = torch.arange(window.shape[0], dtype=window.dtype, device=window.device).unsqueeze(-1)
-    finite = torch.isfinite(window).all(dim=0)
-    safe = torch.where(finite, window, torch.zeros_like(window))
-    centred = t - t.mean()
-    slope = (centred * (safe - safe.mean(dim=0))).sum(dim=0) / (centred**2).sum()
-    return torch.where(finite, slope.exp(), torch.zeros_like(slope)).cpu().numpy()
-
-
-def edge_of_stability(
-    runs: Sequence[QuadraticRun], low: float, high: float, steps: int, rounds: int, points: int
-) -> list[NDArray[np.float64]]:
-    """The step size at which the error of each row of each run stops shrinking and starts to grow.
-
-    Multisection (bisection is points = 1) on the measured growth: each round runs `points` step sizes evenly
-    spaced inside every row's bracket (all at once, as extra rows) for `steps` steps; a step size is unstable
-    when the rate fitted over the second half exceeds 1. The bracket shrinks to the first unstable candidate
-    and the one before it, by a factor points + 1 per round. Assumes stability below the edge and instability
-    above, with `low` stable and `high` unstable; the runs' own `lr` is ignored. Returns the bracket midpoints.
-
-    Example:
-        >>> A, w0 = torch.tensor([[[4.0]]], dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64)
-        >>> edge_of_stability([QuadraticRun(A, w0, lr=1.0)], 0.0, 1.0, steps=50, rounds=4, points=9)[0].round(4)
-        array([0.5])
-    """
-    brackets = [np.array([[low, high]] * run.start.shape[0], dtype=float) for run in runs]
-    fractions = np.arange(1, points + 1) / (points + 1)
-    for _ in range(rounds):
-        candidates = [b[:, :1] + (b[:, 1:] - b[:, :1]) * fractions for b in brackets]  # (rows, points)
-        trials = [
-            QuadraticRun(
-                run.hessians.repeat_interleave(points, dim=0),
-                run.start.repeat_interleave(points, dim=0),
-                torch.as_tensor(c.ravel(), dtype=run.start.dtype, device=run.start.device),
-                run.momentum,
-                run.nesterov,
-            )
-            for run, c in zip(runs, candidates, strict=True)
-        ]
-        for path, c, bracket in zip(descend(trials, steps), candidates, brackets, strict=True):
-            unstable = fitted_rate(path.log_error(), steps // 2).reshape(c.shape) > 1.0
-            first = np.where(unstable.any(axis=1), unstable.argmax(axis=1), points)
-            rows = np.arange(len(c))
-            padded = np.concatenate([bracket[:, :1], c, bracket[:, 1:]], axis=1)
-            bracket[:, 0], bracket[:, 1] = padded[rows, first], padded[rows, first + 1]
-    return [b.mean(axis=1) for b in brackets]
-
-
-def random_rotations(rows: int, dim: int, generator: torch.Generator) -> Tensor:
-    """`rows` Haar-random orthogonal (dim x dim) matrices in float64 on the CPU (QR of a Gaussian matrix with
-    the signs of R's diagonal moved into Q; Mezzadri 2007, "How to generate random matrices from the classical
-    compact groups").
-
-    Example:
-        >>> Q = random_rotations(2, 3, torch.Generator().manual_seed(0))
-        >>> torch.allclose(Q @ Q.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(2, 3, 3))
-        True
-    """
-    gaussian = torch.randn(rows, dim, dim, generator=generator, dtype=torch.float64)
-    q, r = torch.linalg.qr(gaussian)
-    return q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
-
-
-def rotated_quadratics(eigenvalues: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """(A, Q) with A_r = Q_r diag(eigenvalues_r) Q_r^T for each row of `eigenvalues` (rows, d); CPU float64.
-
-    Example:
-        >>> A, Q = rotated_quadratics(torch.tensor([[1.0, 3.0]], dtype=torch.float64), torch.Generator())
-        >>> torch.linalg.eigvalsh(A).round(decimals=12).tolist()
-        [[1.0, 3.0]]
-    """
-    Q = random_rotations(eigenvalues.shape[0], eigenvalues.shape[1], generator)
-    return Q @ torch.diag_embed(eigenvalues) @ Q.transpose(-1, -2), Q
-
-
-def spectrum(kappa: float, dim: int, spacing: str = "linear") -> Tensor:
-    """`dim` eigenvalues from mu = 1/kappa to L = 1, evenly ("linear") or geometrically spaced; float64, CPU.
-
-    Example:
-        >>> spectrum(4.0, 3).tolist(), spectrum(4.0, 3, "geometric").tolist()
-        ([0.25, 0.625, 1.0], [0.25, 0.5, 1.0])
-    """
-    if spacing not in ("linear", "geometric"):
-        raise ValueError(f"spacing: expected one of 'linear', 'geometric', got {spacing!r}")
-    if spacing == "linear":
-        return torch.linspace(1.0 / kappa, 1.0, dim, dtype=torch.float64)
-    return torch.logspace(-np.log10(kappa), 0.0, dim, dtype=torch.float64)
-
-
-# --------------------------------------------------------------------------------------------- config
 class QuadraticStepSizeConfig(ExperimentConfig):
     """GD on f(w) = 1/2 w^T A w with eigenvalues in [1/kappa, 1] (L = 1, so eta is eta L)."""
 
@@ -296,53 +71,48 @@ class QuadraticStepSizeConfig(ExperimentConfig):
                 f"mode_eta: expected below 2/max(mode_eigenvalues) = {2.0 / max(self.mode_eigenvalues):g} "
                 f"(a stable step), got {self.mode_eta}"
             )
+        for field in ("kappas", "best_step_kappas", "mode_eigenvalues", "regime_eta_lambdas"):
+            if len(set(getattr(self, field))) < len(getattr(self, field)):
+                raise ValueError(f"{field}: expected distinct values, got {list(getattr(self, field))}")
         return self
 
 
-# ------------------------------------------------------------------------------------------------ run
-def run(config: QuadraticStepSizeConfig, context: Context) -> Result:
-    """Measure rates, the edge of stability, the regimes and the order of convergence of modes."""
+def _etas(config: QuadraticStepSizeConfig) -> NDArray[np.float64]:
+    return np.linspace(config.eta_max / config.eta_points, config.eta_max, config.eta_points)
+
+
+def _spectra(kappas: tuple[float, ...], config: QuadraticStepSizeConfig) -> torch.Tensor:
+    return torch.stack([spectrum(k, config.dim, config.spacing) for k in kappas])
+
+
+# ----------------------------------------------------------------------------------------------- measure
+def measure(config: QuadraticStepSizeConfig, context: Context) -> pd.DataFrame:
+    """Rates over (eta, kappa) and at 2/(L + mu), the edge of stability, one mode's regimes, per-mode errors.
+
+    Rows: `rate` (eta, kappa), `best_step_rate` (eta, kappa), `stability_edge` (kappa), `regime_error` e(t)/e(0)
+    (eta = eta lambda, step), `mode_error` e_i(t)/e_i(0) at `mode_eta` (eigenvalue, step) and
+    `one_step_mode_error` for the middle eigenvalue at eta = 1/lambda (step).
+    """
     device, dtype = context.device, torch.float64
     generator = torch.Generator().manual_seed(config.seed)
-    rows: list[dict[str, float]] = []
-    checks: list[Check] = []
-
-    # -- rates over the (eta, kappa) grid and at the best step 2/(L + mu): one row per (eta, kappa)
-    kappas, best_kappas = np.array(config.kappas), np.array(config.best_step_kappas)
-    etas = np.linspace(config.eta_max / config.eta_points, config.eta_max, config.eta_points)
-    spectra = torch.stack([spectrum(k, config.dim, config.spacing) for k in kappas])
-    A, _ = rotated_quadratics(spectra, generator)
+    kappas, best_kappas, etas = config.kappas, config.best_step_kappas, _etas(config)
+    A, _ = rotated_quadratics(_spectra(kappas, config), generator)
     start = torch.randn(len(kappas), config.dim, generator=generator, dtype=dtype)
-    best_spectra = torch.stack([spectrum(k, config.dim, config.spacing) for k in best_kappas])
-    A_best, _ = rotated_quadratics(best_spectra, generator)
+    A_best, _ = rotated_quadratics(_spectra(best_kappas, config), generator)
     start_best = torch.randn(len(best_kappas), config.dim, generator=generator, dtype=dtype)
-    best_etas = np.array([theory.gd_best_step(1.0 / k, 1.0) for k in best_kappas])
+    best_etas = [theory.gd_best_step(1.0 / k, 1.0) for k in best_kappas]
     grid_run = QuadraticRun(
         A.repeat(len(etas), 1, 1).to(device),
         start.repeat(len(etas), 1).to(device),
         torch.as_tensor(etas, dtype=dtype).repeat_interleave(len(kappas)).to(device),
     )
-    best_run = QuadraticRun(A_best.to(device), start_best.to(device), torch.as_tensor(best_etas, device=device))
+    best_run = QuadraticRun(
+        A_best.to(device), start_best.to(device), torch.as_tensor(best_etas, dtype=dtype, device=device)
+    )
     grid_path, best_path = descend([grid_run, best_run], config.steps)
     grid = fitted_rate(grid_path.log_error(), config.warmup).reshape(len(etas), len(kappas))
-    grid_theory = np.stack([theory.gd_rate(etas, values.numpy()) for values in spectra], axis=1)
     best = fitted_rate(best_path.log_error(), config.warmup)
-    best_theory = theory.gd_best_rate(best_kappas)
-    for i, eta in enumerate(etas):
-        for j, kappa in enumerate(kappas):
-            rows += [
-                {"name": "rate", "value": grid[i, j], "eta": eta, "kappa": kappa},
-                {"name": "rate_theory", "value": grid_theory[i, j], "eta": eta, "kappa": kappa},
-            ]
-    for kappa, eta, measured, predicted in zip(best_kappas, best_etas, best, best_theory, strict=True):
-        rows += [
-            {"name": "best_step_rate", "value": measured, "eta": eta, "kappa": kappa},
-            {"name": "best_step_rate_theory", "value": predicted, "eta": eta, "kappa": kappa},
-        ]
-    checks += _rate_checks(config, etas, kappas, grid, grid_theory, best_kappas, best, best_theory)
-
-    # -- the edge of stability, located on the measured growth of the error
-    (edges,) = edge_of_stability(
+    (edges,) = edge_of_stability(  # located on the measured growth of the error
         [QuadraticRun(A.to(device), start.to(device), 1.0)],
         0.0,
         4.0,
@@ -350,115 +120,75 @@ def run(config: QuadraticStepSizeConfig, context: Context) -> Result:
         config.edge_rounds,
         config.edge_points,
     )
-    width = 4.0 / (config.edge_points + 1) ** config.edge_rounds
-    for kappa, edge in zip(kappas, edges, strict=True):
-        rows.append({"name": "stability_edge", "value": edge, "kappa": kappa})
-        checks.append(
-            Check.relative(
-                f"edge of stability eta_c L (kappa = {kappa:g})",
-                float(edge),
-                theory.gd_stability_threshold(1.0),
-                0.01,
-                detail=f"{config.edge_rounds} rounds x {config.edge_points} step sizes in [0, 4/L]; unstable when the "
-                f"rate fitted over the last {config.edge_steps - config.edge_steps // 2} of {config.edge_steps} "
-                f"steps exceeds 1; bracket width {width:.1e}; theory 2/L",
-            )
-        )
 
     # -- one mode through its regimes as eta grows
     regime_h = torch.tensor(config.regime_eta_lambdas, dtype=dtype, device=device)
     ones = torch.ones(len(regime_h), 1, dtype=dtype, device=device)
-    (regime_path,) = descend(
-        [QuadraticRun(ones.unsqueeze(-1), ones, regime_h)], config.regime_steps, keep_iterates=True
-    )
-    regime_errors = regime_path.iterates()[:, :, 0].T.cpu().numpy()  # (regimes, steps + 1)
-    measured_regimes = [_classify(e) for e in regime_errors]
-    expected_regimes = [theory.gd_regime(h, 1.0) for h in config.regime_eta_lambdas]
-    for h, e in zip(config.regime_eta_lambdas, regime_errors, strict=True):
-        rows += [{"name": "regime_error", "value": v, "eta": h, "eigenvalue": 1.0, "step": t} for t, v in enumerate(e)]
-    checks.append(
-        Check.holds(
-            "regime of one mode read from its trajectory (sign pattern, growth)",
-            measured_regimes == expected_regimes,
-            detail=f"eta lambda {list(config.regime_eta_lambdas)}: measured {measured_regimes}, "
-            f"theory {expected_regimes}",
-        )
-    )
+    (regime_path,) = descend([QuadraticRun(ones.unsqueeze(-1), ones, regime_h)], config.regime_steps, True)
+    regimes = regime_path.iterates()[:, :, 0].T.cpu().numpy()  # (regimes, steps + 1)
 
-    # -- per-mode errors, and the order in which modes converge at a medium step
+    # -- per-mode errors at a medium step, and the middle mode at eta = 1/lambda
     eigenvalues = np.array(config.mode_eigenvalues)
     A_mode, Q_mode = rotated_quadratics(torch.as_tensor(eigenvalues, dtype=dtype).unsqueeze(0), generator)
     start_mode = torch.randn(1, len(eigenvalues), generator=generator, dtype=dtype)
-    middle = len(eigenvalues) // 2
+    middle = eigenvalues[len(eigenvalues) // 2]
     mode_run = QuadraticRun(
         A_mode.expand(2, -1, -1).to(device),
         start_mode.expand(2, -1).to(device),
-        torch.tensor([config.mode_eta, 1.0 / eigenvalues[middle]], dtype=dtype, device=device),
+        torch.tensor([config.mode_eta, 1.0 / middle], dtype=dtype, device=device),
     )
     (mode_path,) = descend([mode_run], config.mode_steps, keep_iterates=True)
     modes = (mode_path.iterates() @ Q_mode[0].to(device)).cpu().numpy()  # q_i^T w_t: (steps + 1, 2, modes)
-    relative = modes[:, 0] / modes[0, 0]
-    expected = np.stack([theory.gd_mode_error(config.mode_eta, v, config.mode_steps) for v in eigenvalues], 1)
-    converged = np.abs(relative) <= config.mode_tolerance
-    measured_steps = np.where(converged.any(axis=0), converged.argmax(axis=0), np.inf)
-    theory_steps = theory.gd_steps_to_tolerance(config.mode_eta, eigenvalues, config.mode_tolerance)
-    factors = np.abs(theory.gd_factor(config.mode_eta, eigenvalues))
-    for i, v in enumerate(eigenvalues):
-        rows += [
-            {"name": "mode_error", "value": abs(relative[t, i]), "eta": config.mode_eta, "eigenvalue": v, "step": t}
-            for t in range(config.mode_steps + 1)
-        ]
-        rows.append({"name": "steps_to_tolerance", "value": measured_steps[i], "eta": config.mode_eta, "eigenvalue": v})
-    checks.append(
-        Check.at_most(
-            "max over modes and t of |e_i(t)/e_i(0) - (1 - eta lambda_i)^t|",
-            float(np.abs(relative - expected).max()),
-            1e-10,
-            detail=f"eta = {config.mode_eta:g}, {config.mode_steps} steps; float64 rounding is ~1e-15 per step",
-        )
-    )
-    ranked = np.argsort(measured_steps, kind="stable")
-    order = [float(v) for v in eigenvalues[ranked]]
-    predicted_order = [float(v) for v in eigenvalues[np.argsort(factors, kind="stable")]]
-    checks.append(
-        Check.holds(
-            "modes converge in the order of |1 - eta lambda_i|",
-            order == predicted_order and bool(np.all(measured_steps == theory_steps)),
-            detail=f"eta = {config.mode_eta:g}, tolerance {config.mode_tolerance:g}: eigenvalues in measured "
-            f"order {order} (steps {measured_steps[ranked].tolist()}), by factor {predicted_order}; steps "
-            f"predicted by ceil(log tol/log|1 - eta lambda|) {theory_steps[ranked].tolist()}",
-        )
-    )
-    one_step = modes[:2, 1, middle]
-    checks.append(
-        Check.at_most(
-            "mode error after one step at eta = 1/lambda",
-            float(abs(one_step[1] / one_step[0])),
-            1e-12,
-            detail=f"lambda = {eigenvalues[middle]:g} of the mode-order quadratic; theory 0, up to float64 rounding",
-        )
+    relative = (modes / modes[0]).transpose(1, 2, 0)  # (run, mode, step)
+    t_regime, t_mode, lam = np.arange(config.regime_steps + 1), np.arange(config.mode_steps + 1), eigenvalues[:, None]
+    return pd.concat(
+        [
+            _rows("rate", grid, eta=etas[:, None], kappa=np.array(kappas)),
+            _rows("best_step_rate", best, eta=best_etas, kappa=best_kappas),
+            _rows("stability_edge", edges, kappa=kappas),
+            _rows("regime_error", regimes, eta=np.array(config.regime_eta_lambdas)[:, None], step=t_regime),
+            _rows("mode_error", relative[0], eta=config.mode_eta, eigenvalue=lam, step=t_mode),
+            _rows("one_step_mode_error", relative[1, len(lam) // 2], eta=1 / middle, eigenvalue=middle, step=t_mode),
+        ],
+        ignore_index=True,
     )
 
-    figures = {
-        "regimes": _regimes_figure(config, regime_errors, measured_regimes),
-        "mode_order": _mode_order_figure(config, relative, factors),
-        "rate_vs_eta": _rate_figure(etas, kappas, grid, spectra.numpy()),
-        "best_step_rate": _best_step_figure(best_kappas, best),
+
+def _rows(name: str, values: object, **keys: object) -> pd.DataFrame:
+    """Tidy rows `name`, one per entry of `values`, with the `keys` broadcast to its shape as further columns."""
+    values = np.asarray(values, dtype=float)
+    keys = {k: np.broadcast_to(v, values.shape).ravel() for k, v in keys.items()}
+    return pd.DataFrame({"name": name, "value": values.ravel(), **keys})
+
+
+def _measured(metrics: pd.DataFrame, config: QuadraticStepSizeConfig) -> dict[str, NDArray[np.float64]]:
+    """The metrics as arrays, in the config's orders: etas, rate grid (eta, kappa), best-step rates, edges (kappa),
+    regime errors (panel, step), mode errors (step, mode) and the one-step errors (step)."""
+
+    def series(name: str, index: str | list[str]) -> pd.Series:
+        return metrics[metrics["name"] == name].set_index(index)["value"].sort_index()
+
+    grid = series("rate", ["eta", "kappa"]).unstack("kappa")[list(config.kappas)]
+    return {
+        "etas": grid.index.to_numpy(),
+        "grid": grid.to_numpy(),
+        "best": series("best_step_rate", "kappa")[list(config.best_step_kappas)].to_numpy(),
+        "edges": series("stability_edge", "kappa")[list(config.kappas)].to_numpy(),
+        "regimes": series("regime_error", ["eta", "step"]).unstack().loc[list(config.regime_eta_lambdas)].to_numpy(),
+        "modes": series("mode_error", ["eigenvalue", "step"]).unstack().loc[list(config.mode_eigenvalues)].to_numpy().T,
+        "one_step": series("one_step_mode_error", "step").to_numpy(),
     }
-    return Result(metrics=pd.DataFrame(rows), checks=checks, figures=figures)
 
 
-def _rate_checks(
-    config: QuadraticStepSizeConfig,
-    etas: NDArray[np.float64],
-    kappas: NDArray[np.float64],
-    grid: NDArray[np.float64],
-    grid_theory: NDArray[np.float64],
-    best_kappas: NDArray[np.float64],
-    best: NDArray[np.float64],
-    best_theory: NDArray[np.float64],
-) -> list[Check]:
-    """Measured rates against max_i |1 - eta lambda_i| and (kappa - 1)/(kappa + 1), tolerance 1% (the claim)."""
+# ------------------------------------------------------------------------------------------------- checks
+def checks(metrics: pd.DataFrame, config: QuadraticStepSizeConfig) -> list[Check]:
+    """Rates against max_i |1 - eta lambda_i| and (kappa - 1)/(kappa + 1), the edge against 2/L (tolerance 1%: the
+    claim); the regimes and the order in which the modes converge against the factors 1 - eta lambda_i."""
+    m = _measured(metrics, config)
+    etas, grid, best = m["etas"], m["grid"], m["best"]
+    kappas, best_kappas = np.array(config.kappas), np.array(config.best_step_kappas)
+    grid_theory = np.stack([theory.gd_rate(etas, values.numpy()) for values in _spectra(config.kappas, config)], axis=1)
+    best_theory = theory.gd_best_rate(best_kappas)
     fit = f"rate = exp(least-squares slope of log||w_t||, t in [{config.warmup}, {config.steps}])"
     edge = theory.gd_stability_threshold(1.0)
     error = np.abs(grid / grid_theory - 1.0)
@@ -467,7 +197,7 @@ def _rate_checks(
     worst = np.unravel_index(np.argmax(np.where(stable[:, None], error, -1.0)), error.shape)
     progress = np.abs((1.0 - grid[converging]) / (1.0 - grid_theory[converging]) - 1.0)
     best_error = np.abs(best / best_theory - 1.0)
-    checks = [
+    result = [
         Check.at_most(
             "rate vs max_i |1 - eta lambda_i| (eta <= 2/L), worst relative error",
             float(error[stable].max()),
@@ -491,7 +221,7 @@ def _rate_checks(
         ),
     ]
     if (~stable).any():  # eta > 2/L
-        checks.append(
+        result.append(
             Check.at_most(
                 "divergence rate vs |1 - eta L| (eta > 2/L), worst relative error",
                 float(error[~stable].max()),
@@ -499,7 +229,67 @@ def _rate_checks(
                 detail=f"{(~stable).sum() * len(kappas)} (eta, kappa) points; {fit}",
             )
         )
-    return checks
+    width = 4.0 / (config.edge_points + 1) ** config.edge_rounds
+    for kappa, measured in zip(config.kappas, m["edges"], strict=True):
+        result.append(
+            Check.relative(
+                f"edge of stability eta_c L (kappa = {kappa:g})",
+                float(measured),
+                edge,
+                0.01,
+                detail=f"{config.edge_rounds} rounds x {config.edge_points} step sizes in [0, 4/L]; unstable when the "
+                f"rate fitted over the last {config.edge_steps - config.edge_steps // 2} of {config.edge_steps} "
+                f"steps exceeds 1; bracket width {width:.1e}; theory 2/L",
+            )
+        )
+
+    measured_regimes = [_classify(e) for e in m["regimes"]]
+    expected_regimes = [theory.gd_regime(h, 1.0) for h in config.regime_eta_lambdas]
+    result.append(
+        Check.holds(
+            "regime of one mode read from its trajectory (sign pattern, growth)",
+            measured_regimes == expected_regimes,
+            detail=f"eta lambda {list(config.regime_eta_lambdas)}: measured {measured_regimes}, "
+            f"theory {expected_regimes}",
+        )
+    )
+
+    eigenvalues, relative = np.array(config.mode_eigenvalues), m["modes"]
+    expected = np.stack([theory.gd_mode_error(config.mode_eta, v, config.mode_steps) for v in eigenvalues], 1)
+    converged = np.abs(relative) <= config.mode_tolerance
+    measured_steps = np.where(converged.any(axis=0), converged.argmax(axis=0), np.inf)
+    theory_steps = theory.gd_steps_to_tolerance(config.mode_eta, eigenvalues, config.mode_tolerance)
+    factors = np.abs(theory.gd_factor(config.mode_eta, eigenvalues))
+    result.append(
+        Check.at_most(
+            "max over modes and t of |e_i(t)/e_i(0) - (1 - eta lambda_i)^t|",
+            float(np.abs(relative - expected).max()),
+            1e-10,
+            detail=f"eta = {config.mode_eta:g}, {config.mode_steps} steps; float64 rounding is ~1e-15 per step",
+        )
+    )
+    ranked = np.argsort(measured_steps, kind="stable")
+    order = [float(v) for v in eigenvalues[ranked]]
+    predicted_order = [float(v) for v in eigenvalues[np.argsort(factors, kind="stable")]]
+    result.append(
+        Check.holds(
+            "modes converge in the order of |1 - eta lambda_i|",
+            order == predicted_order and bool(np.all(measured_steps == theory_steps)),
+            detail=f"eta = {config.mode_eta:g}, tolerance {config.mode_tolerance:g}: eigenvalues in measured "
+            f"order {order} (steps {measured_steps[ranked].tolist()}), by factor {predicted_order}; steps "
+            f"predicted by ceil(log tol/log|1 - eta lambda|) {theory_steps[ranked].tolist()}",
+        )
+    )
+    result.append(
+        Check.at_most(
+            "mode error after one step at eta = 1/lambda",
+            float(abs(m["one_step"][1])),
+            1e-12,
+            detail=f"lambda = {eigenvalues[len(eigenvalues) // 2]:g} of the mode-order quadratic; theory 0, up to "
+            "float64 rounding",
+        )
+    )
+    return result
 
 
 def _classify(errors: NDArray[np.float64]) -> str:
@@ -518,7 +308,19 @@ def _classify(errors: NDArray[np.float64]) -> str:
 
 
 # -------------------------------------------------------------------------------------------- figures
-def _regimes_figure(config: QuadraticStepSizeConfig, errors: list[NDArray[np.float64]], regimes: list[str]) -> Figure:
+def figures(metrics: pd.DataFrame, config: QuadraticStepSizeConfig) -> dict[str, Figure]:
+    """The regimes of one mode, the order of the modes, rate vs eta, and the rate at the best step."""
+    m = _measured(metrics, config)
+    spectra = _spectra(config.kappas, config).numpy()
+    return {
+        "regimes": _regimes_figure(config, m["regimes"], [_classify(e) for e in m["regimes"]]),
+        "mode_order": _mode_order_figure(config, m["modes"]),
+        "rate_vs_eta": _rate_figure(m["etas"], np.array(config.kappas), m["grid"], spectra),
+        "best_step_rate": _best_step_figure(np.array(config.best_step_kappas), m["best"]),
+    }
+
+
+def _regimes_figure(config: QuadraticStepSizeConfig, errors: NDArray[np.float64], regimes: list[str]) -> Figure:
     n = len(errors)
     cols = min(n, 2)
     nrows = (n + cols - 1) // cols
@@ -546,9 +348,8 @@ def _regimes_figure(config: QuadraticStepSizeConfig, errors: list[NDArray[np.flo
     return fig
 
 
-def _mode_order_figure(
-    config: QuadraticStepSizeConfig, relative: NDArray[np.float64], factors: NDArray[np.float64]
-) -> Figure:
+def _mode_order_figure(config: QuadraticStepSizeConfig, relative: NDArray[np.float64]) -> Figure:
+    factors = np.abs(theory.gd_factor(config.mode_eta, np.array(config.mode_eigenvalues)))
     fig = Figure(figsize=(7.0, 4.5), layout="constrained")
     ax = fig.subplots()
     t = np.arange(config.mode_steps + 1)
@@ -634,7 +435,9 @@ EXPERIMENT = Experiment(
     "step: GD is stable iff eta < 2/L, diverges at the rate |1 - eta L| beyond, and the best fixed step "
     "2/(L + mu) gives the rate (kappa - 1)/(kappa + 1).",
     config=QuadraticStepSizeConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={
         "full": {
             "dim": 20,

@@ -12,15 +12,17 @@ experiment follows the elbows of `tdlab.models.MLP(1, 1, width, depth=1)`:
   the readout re-initialised by He, Var a_j = 2/width) the elbows move to where the target bends, and units
   whose elbow leaves the data on their flat side (relu(w x + b) = 0 for every training x) are dead: their
   parameters get exactly zero gradient and never move again. The steps are fractions of the stability bound
-  2/lambda_max of the loss at initialisation (Lanczos, `tdlab.curvature`); large steps (and long training)
-  kill units;
+  2/lambda_max of the loss at initialisation (the `sharpness` probe); large steps (and long training) kill
+  units. Each step size trains its own copy through `tdlab.train.fit` (`torch.optim.SGD`, full batch), with the
+  `loss` and `activations` probes (its "dead" statistic counts the dead units) every `record_every` steps;
 - one hidden layer of elbows represents the piecewise-linear interpolant of any function exactly
   (`tdlab.theory.piecewise_linear`): the MLP loaded with those weights is exact at its knots, and its error on
-  a smooth function stays below h^2 max|g''| / 8.
+  a smooth function stays below h^2 max|g''| / 8 (closed forms, no training).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -33,10 +35,9 @@ from pydantic import Field, field_validator, model_validator
 from scipy import stats
 from torch import Tensor, nn
 
-from tdlab.curvature import hessian_eigs
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.models import MLP, initialise
-from tdlab.oracles import Objective
+from tdlab.probes import ActivationStats, LossProbe, ProbeSet, Sharpness
 from tdlab.theory import cauchy
 from tdlab.theory.piecewise_linear import (
     ReluInterpolant,
@@ -44,6 +45,7 @@ from tdlab.theory.piecewise_linear import (
     interpolation_error_bound,
     relu_interpolant,
 )
+from tdlab.train.trainer import fit
 
 KS_LEVEL = 0.01  # the issue's significance level
 STANDARD_ERRORS = 3.0  # sampling-error tolerance of the fractions and of the median |mean|
@@ -52,6 +54,8 @@ TARGET_KNOTS = (-2.0, -1.0, 0.5, 1.2, 2.0)  # the training target: piecewise lin
 TARGET_VALUES = (0.0, 1.0, -0.5, 0.5, 0.0)
 NEAR_KNOT = 0.15  # an elbow within this distance of a bend of the target is "at" it
 SMOOTH_CURVATURE = 9.0  # max |g''| of the interpolated function g(x) = sin(3x)
+STREAMS, STREAM_LENGTH = 4, 2**14  # running means drawn (at log-spaced n)
+UNIT = ("unit_weight", "unit_bias", "unit_readout")  # rows of the drawn network's parameters, per unit
 
 
 def smooth_target(x: NDArray) -> NDArray:
@@ -117,233 +121,234 @@ def dead_units(weight: Tensor, bias: Tensor, x: Tensor) -> Tensor:
     return (z <= 0).all(dim=0)
 
 
-def train_replicas(
-    params: tuple[Tensor, Tensor, Tensor, Tensor],
-    x: Tensor,
-    y: Tensor,
-    lrs: Tensor,
-    steps: int,
-    record_every: int,
-) -> tuple[tuple[Tensor, ...], NDArray, NDArray, NDArray]:
-    """Full-batch gradient descent on the mean squared error of f(x) = c + sum_j a_j relu(w_j x + b_j), one
-    replica per step size in `lrs`, all from the same parameters (w, b, a, c) of shapes (m,), (m,), (m,), ().
-
-    Returns the final parameters (each with a leading replica axis), the loss per replica at every
-    `record_every`-th step, the dead-unit counts at the same steps, and whether each replica diverged (a
-    non-finite loss: its parameters are frozen at their last finite value).
-
-    Example:
-        >>> p = (torch.ones(2), torch.zeros(2), torch.ones(2), torch.tensor(0.0))
-        >>> x = torch.linspace(-1, 1, 5)
-        >>> final, losses, dead, diverged = train_replicas(p, x, x.clamp(min=0), torch.tensor([0.1]), 10, 5)
-        >>> losses.shape, dead.shape, diverged.tolist()
-        ((1, 3), (1, 3), [False])
-    """
-    replicas = lrs.numel()
-    current = [p.detach().unsqueeze(0).repeat(replicas, *([1] * p.dim())).clone() for p in params]
-    rate = [lrs.reshape(-1, *([1] * p.dim())) for p in params]
-    diverged = torch.zeros(replicas, dtype=torch.bool, device=x.device)
-    losses, dead = [], []
-    for t in range(steps + 1):
-        w, b, a, c = (p.requires_grad_(True) for p in current)
-        z = x[None, :, None] * w[:, None, :] + b[:, None, :]
-        f = torch.relu(z) @ a[:, :, None] + c[:, None, None]
-        loss = (f[..., 0] - y).square().mean(dim=1)
-        diverged |= ~torch.isfinite(loss)
-        if t % record_every == 0 or t == steps:
-            losses.append(loss.detach().cpu().numpy())
-            dead.append(dead_units(w.detach(), b.detach(), x).sum(dim=-1).cpu().numpy())
-        if t == steps:
-            break
-        grads = torch.autograd.grad(torch.where(diverged, 0.0, loss).sum(), current)
-        with torch.no_grad():
-            current = [
-                torch.where(diverged.reshape(r.shape), p, p - r * g)
-                for p, r, g in zip(current, rate, grads, strict=True)
-            ]
-    final = tuple(p.detach() for p in current)
-    return final, np.stack(losses, axis=1), np.stack(dead, axis=1), diverged.cpu().numpy()
-
-
-def run(config: ReluElbowsConfig, context: Context) -> Result:
-    """Cauchy law of the elbows at init, elbows and dead units in training, exact interpolants."""
-    device = context.device
+def measure(config: ReluElbowsConfig, context: Context) -> pd.DataFrame:
+    """The law of the elbows at initialisation, training at every step size, and the exact interpolants."""
     generator = torch.Generator().manual_seed(config.seed)
-    rows: list[dict[str, float | int | str]] = []
-    checks: list[Check] = []
+    return pd.concat(
+        [_elbow_law(config, generator), _training(config, context, generator), _interpolants(config, context)],
+        ignore_index=True,
+    )
 
-    # -- the law of the elbows at N(0, 1) initialisation
+
+def _elbow_law(config: ReluElbowsConfig, generator: torch.Generator) -> pd.DataFrame:
+    """The elbows of `elbow_units` units at N(0, 1): the KS test against Cauchy ("ks_pvalue", "ks_statistic"), the
+    fractions in [-a, a], the median |mean| of groups of n, their density on [-10, 10] ("elbow_density", column
+    elbow: the bin's centre) and running means of 4 streams at log-spaced n ("running_mean", columns stream, n)."""
     wide = MLP(1, 1, width=config.elbow_units, depth=1, init="normal", bias_init_std=1.0, seed=generator)
     sample = elbows(wide).double().numpy()
     del wide
     ks = stats.kstest(sample, "cauchy")
-    checks.append(
+    rows = [{"name": "ks_pvalue", "value": ks.pvalue}, {"name": "ks_statistic", "value": ks.statistic}]
+    rows += [
+        {"name": "fraction_in_interval", "value": np.mean(np.abs(sample) <= a), "half_width": a} for a in INTERVALS
+    ]
+    for n in config.group_sizes:
+        means = sample[: (sample.size // n) * n].reshape(-1, n).mean(axis=1)
+        rows.append({"name": "median_abs_group_mean", "value": np.median(np.abs(means)), "group_size": n})
+    edges = np.linspace(-10, 10, 101)
+    density = np.histogram(sample, bins=edges)[0] / (sample.size * np.diff(edges)[0])
+    rows += [{"name": "elbow_density", "value": v, "elbow": c} for c, v in zip(edges[:-1] + 0.1, density, strict=True)]
+    length = min(STREAM_LENGTH, sample.size // STREAMS)
+    n = np.unique(np.geomspace(1, length, 600).astype(int))
+    for k, stream in enumerate(sample[: STREAMS * length].reshape(STREAMS, -1)):
+        running = np.cumsum(stream)[n - 1] / n
+        rows += [
+            {"name": "running_mean", "value": v, "stream": k, "n": int(m)} for m, v in zip(n, running, strict=True)
+        ]
+    return pd.DataFrame(rows)
+
+
+def _target(config: ReluElbowsConfig, dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
+    """The training set: `n_train` evenly spaced x in [-2, 2] and the piecewise-linear target, shapes (n, 1)."""
+    x = torch.linspace(TARGET_KNOTS[0], TARGET_KNOTS[-1], config.n_train, dtype=dtype)
+    y = evaluate_interpolant(relu_interpolant(TARGET_KNOTS, TARGET_VALUES), x.numpy())
+    return x[:, None], torch.as_tensor(y, dtype=dtype)[:, None]
+
+
+def _units(model: MLP) -> tuple[Tensor, Tensor, Tensor]:
+    """The parameters (w_j, b_j, a_j) of the units of f(x) = c + sum_j a_j relu(w_j x + b_j), on the CPU."""
+    params = (model.hidden[0].linear.weight[:, 0], model.hidden[0].linear.bias, model.readout.weight[0])
+    return tuple(p.detach().cpu() for p in params)  # type: ignore[return-value]
+
+
+def _unit_rows(model: MLP, step: int) -> list[dict]:
+    """The parameters (w_j, b_j, a_j) of every unit and the offset c, as rows at `step`."""
+    rows = [
+        {"name": name, "value": v, "unit": j, "step": step}
+        for name, p in zip(UNIT, _units(model), strict=True)
+        for j, v in enumerate(p.tolist())
+    ]
+    return rows + [{"name": "readout_bias", "value": float(model.readout.bias.detach()[0]), "step": step}]
+
+
+def _training(config: ReluElbowsConfig, context: Context, generator: torch.Generator) -> pd.DataFrame:
+    """Full-batch GD from one initialisation at every step fraction of 2/lambda_max: "train_loss" and
+    "dead_units" every `record_every` steps, "diverged", the largest change of the units dead at init
+    ("dead_at_init_change"); "sharpness" and "dead_at_init" at init; for the drawn fraction the units'
+    parameters at init and at the end (`UNIT`, "readout_bias") and the share of slope change near a bend
+    ("near_bend_weight")."""
+    model = MLP(1, 1, width=config.width, depth=1, init="normal", bias_init_std=1.0, seed=generator)
+    initialise(model.readout, "he", generator=generator)
+    model = model.to(dtype=torch.float64)
+    x, y = _target(config)
+    loss_fn = nn.MSELoss()
+    sharpness = ProbeSet([Sharpness(tol=1e-8, max_iter=200)], model, loss_fn, (x, y)).measure(0)["sharpness"]
+    start = _units(model)
+    dead = dead_units(start[0], start[1], x[:, 0])
+    rows = [{"name": "sharpness", "value": sharpness, "step": 0}, {"name": "dead_at_init", "value": int(dead.sum())}]
+    for fraction in sorted({*config.step_fractions, config.shown_fraction}):
+        net = copy.deepcopy(model).to(context.device)
+        every = config.record_every
+        probes = ProbeSet(
+            [LossProbe(every, None), ActivationStats(every, num_inputs=config.n_train)], net, loss_fn, (x, y)
+        )
+        optimizer = torch.optim.SGD(net.parameters(), lr=fraction * 2.0 / sharpness)
+        trained = fit(net, loss_fn, (x, y), optimizer, config.steps, probes=probes)
+        if trained.steps % every:
+            probes.measure(trained.steps)
+        history = probes.to_frame()
+        loss = history[history.name == "train/loss"].assign(name="train_loss")
+        killed = history[history.name == "act/hidden.0/dead"].assign(name="dead_units")
+        killed["value"] = (killed["value"] * config.width).round()
+        change = max(
+            float((p - p0)[dead].abs().max()) if dead.any() else 0.0 for p, p0 in zip(_units(net), start, strict=True)
+        )
+        rows += [
+            *(loss.assign(step_fraction=fraction).to_dict("records")),
+            *(killed.assign(step_fraction=fraction).to_dict("records")),
+            {"name": "diverged", "value": float(trained.diverged), "step_fraction": fraction},
+            {"name": "dead_at_init_change", "value": change, "step_fraction": fraction},
+        ]
+        if fraction == config.shown_fraction:
+            rows += _unit_rows(model, 0) + _unit_rows(net, config.steps)
+            for step, m in ((0, model), (config.steps, net)):
+                weight = _near_knot_weight(*_units(m), x[:, 0])
+                rows.append({"name": "near_bend_weight", "value": weight, "step": step, "step_fraction": fraction})
+    return pd.DataFrame(rows)
+
+
+def _interpolants(config: ReluElbowsConfig, context: Context) -> pd.DataFrame:
+    """For K pieces: the MLP loaded with the interpolant's weights, its largest error at the knots and on a 4001-point
+    grid, the bound h^2 max|g''| / 8, and its values at the knots ("interpolant_at_knot", column x)."""
+    grid, rows = np.linspace(-2.0, 2.0, 4001), []
+    for pieces in config.knots:
+        knots = np.linspace(-2.0, 2.0, pieces + 1)
+        mlp = _load_interpolant(relu_interpolant(knots, smooth_target(knots))).to(context.device)
+        with torch.no_grad():
+            at_knots, on_grid = (
+                mlp(torch.as_tensor(t, dtype=torch.float64, device=context.device)[:, None])[:, 0].cpu().numpy()
+                for t in (knots, grid)
+            )
+        errors = {
+            "knot_error": np.abs(at_knots - smooth_target(knots)).max(),
+            "sup_error": np.abs(on_grid - smooth_target(grid)).max(),
+            "error_bound": interpolation_error_bound(knots, SMOOTH_CURVATURE),
+        }
+        rows += [{"name": f"interpolant_{key}", "value": v, "pieces": pieces} for key, v in errors.items()]
+        rows += [
+            {"name": "interpolant_at_knot", "value": v, "pieces": pieces, "x": k}
+            for k, v in zip(knots, at_knots, strict=True)
+        ]
+    return pd.DataFrame(rows)
+
+
+def _named(metrics: pd.DataFrame, name: str, index: str | None = None) -> pd.Series:
+    rows = metrics[metrics.name == name]
+    return rows["value"] if index is None else rows.set_index(index)["value"].sort_index()
+
+
+def checks(metrics: pd.DataFrame, config: ReluElbowsConfig) -> list[Check]:
+    out = [
         Check.at_least(
             "Kolmogorov-Smirnov test of the elbows against the standard Cauchy law: p-value",
-            float(ks.pvalue),
+            float(_named(metrics, "ks_pvalue").iloc[0]),
             KS_LEVEL,
-            detail=f"{sample.size} elbows -b/w with w, b ~ N(0, 1); statistic D = {ks.statistic:.2e}; "
-            f"the test does not reject at the {KS_LEVEL:.0%} level when p >= {KS_LEVEL}",
+            detail=f"{config.elbow_units} elbows -b/w with w, b ~ N(0, 1); statistic D = "
+            f"{float(_named(metrics, 'ks_statistic').iloc[0]):.2e}; the test does not reject at the {KS_LEVEL:.0%} "
+            f"level when p >= {KS_LEVEL}",
         )
-    )
+    ]
+    fractions = _named(metrics, "fraction_in_interval", "half_width")
     for a in INTERVALS:
         p = float(cauchy.cauchy_interval_probability(a))
-        fraction = float(np.mean(np.abs(sample) <= a))
-        error = STANDARD_ERRORS * math.sqrt(p * (1 - p) / sample.size)
-        checks.append(
+        out.append(
             Check.absolute(
                 f"fraction of elbows in [-{a:g}, {a:g}]",
-                fraction,
+                float(fractions[a]),
                 p,
-                error,
+                STANDARD_ERRORS * math.sqrt(p * (1 - p) / config.elbow_units),
                 detail=f"theory (2/pi) arctan({a:g}) = {p:.4f}; tolerance {STANDARD_ERRORS:g} binomial standard "
-                f"errors sqrt(p (1 - p) / {sample.size})",
+                f"errors sqrt(p (1 - p) / {config.elbow_units})",
             )
         )
-        rows.append({"name": "fraction_in_interval", "value": fraction, "half_width": a})
-    median_abs = {}
-    for n in config.group_sizes:
-        groups = sample.size // n
-        means = sample[: groups * n].reshape(groups, n).mean(axis=1)
-        median_abs[n] = (float(np.median(np.abs(means))), groups)
-        rows.append({"name": "median_abs_group_mean", "value": median_abs[n][0], "group_size": n})
+    medians = _named(metrics, "median_abs_group_mean", "group_size")
     largest = max(config.group_sizes)
-    value, groups = median_abs[largest]
+    groups = config.elbow_units // largest
     # sample median of |mean| ~ N(1, (1/4) / (groups f(1)^2)) with f(1) = 1/pi the density of |Cauchy| at 1
-    tolerance = STANDARD_ERRORS * math.pi / (2.0 * math.sqrt(groups))
-    checks.append(
+    out.append(
         Check.absolute(
             f"median |mean of {largest} elbows| (no law of large numbers)",
-            value,
+            float(medians[largest]),
             cauchy.median_abs_mean(),
-            tolerance,
+            STANDARD_ERRORS * math.pi / (2.0 * math.sqrt(groups)),
             detail=f"{groups} groups; the mean of n standard Cauchy variables is standard Cauchy, median |.| = 1 "
             f"for every n (a law with a variance would give ~0.67 sd/sqrt(n)); tolerance {STANDARD_ERRORS:g} "
             f"standard errors pi/(2 sqrt(groups)) of a sample median; all n: "
-            + ", ".join(f"n={n}: {v:.3f}" for n, (v, _) in median_abs.items()),
+            + ", ".join(f"n={int(n)}: {v:.3f}" for n, v in medians.items()),
         )
     )
-
-    # -- training: elbows move to the bends of the target, large steps kill units
-    dtype = torch.float64
-    model = MLP(1, 1, width=config.width, depth=1, init="normal", bias_init_std=1.0, seed=generator)
-    initialise(model.readout, "he", generator=generator)
-    model = model.to(device=device, dtype=dtype)
-    target = relu_interpolant(TARGET_KNOTS, TARGET_VALUES)
-    x = torch.linspace(TARGET_KNOTS[0], TARGET_KNOTS[-1], config.n_train, dtype=dtype, device=device)
-    y = torch.as_tensor(evaluate_interpolant(target, x.cpu().numpy()), dtype=dtype, device=device)
-    objective = Objective(model, nn.MSELoss(), (x[:, None], y[:, None]))
-    sharpness = float(hessian_eigs(objective, k=1, tol=1e-8, max_iter=200).eigenvalues[0])
-    fractions = np.array(sorted({*config.step_fractions, config.shown_fraction}))
-    lrs = torch.as_tensor(fractions * 2.0 / sharpness, dtype=dtype, device=device)
-    start = (
-        model.hidden[0].linear.weight[:, 0].detach(),
-        model.hidden[0].linear.bias.detach(),
-        model.readout.weight[0].detach(),
-        model.readout.bias[0].detach(),
-    )
-    final, losses, dead, diverged = train_replicas(start, x, y, lrs, config.steps, config.record_every)
-    recorded = np.append(np.arange(0, config.steps, config.record_every), config.steps)
-    recorded = np.unique(recorded)
-    for i, fraction in enumerate(fractions):
-        rows += [
-            {"name": "train_loss", "value": float(losses[i, k]), "step": int(t), "step_fraction": fraction}
-            for k, t in enumerate(recorded)
-        ]
-        rows += [
-            {"name": "dead_units", "value": float(dead[i, k]), "step": int(t), "step_fraction": fraction}
-            for k, t in enumerate(recorded)
-        ]
-        rows.append({"name": "diverged", "value": float(diverged[i]), "step_fraction": fraction})
-    dead_at_init = dead_units(start[0], start[1], x)
-    moved = [
-        float(
-            max(
-                (p[i] - s)[dead_at_init].abs().max() if dead_at_init.any() else 0.0
-                for p, s in zip(final[:3], start[:3], strict=True)
-            )
-        )
-        for i in range(len(fractions))
-        if not diverged[i]
-    ]
-    checks.append(
+    diverged = _named(metrics, "diverged", "step_fraction")
+    moved = _named(metrics, "dead_at_init_change", "step_fraction")[diverged == 0]
+    out.append(
         Check.at_most(
             "largest parameter change of the units dead at initialisation",
-            max(moved) if moved else math.nan,
+            float(moved.max()) if len(moved) else math.nan,
             0.0,
-            detail=f"{int(dead_at_init.sum())} of {config.width} units have relu(w x + b) = 0 on every training "
-            f"input at init: zero gradient, so exactly no change in any of the {len(moved)} runs that did not "
-            "diverge",
+            detail=f"{int(_named(metrics, 'dead_at_init').iloc[0])} of {config.width} units have relu(w x + b) = 0 on "
+            f"every training input at init: zero gradient, so exactly no change in any of the {len(moved)} runs that "
+            "did not diverge",
         )
     )
-    shown = int(np.flatnonzero(fractions == config.shown_fraction)[0])
-    near_before = _near_knot_weight(*start[:3], x)
-    near_after = _near_knot_weight(*(p[shown] for p in final[:3]), x)
-    rows += [
-        {"name": "near_bend_weight", "value": near_before, "step": 0, "step_fraction": config.shown_fraction},
-        {
-            "name": "near_bend_weight",
-            "value": near_after,
-            "step": config.steps,
-            "step_fraction": config.shown_fraction,
-        },
-    ]
-    checks.append(
+    near = _named(metrics, "near_bend_weight", "step")
+    before, after = float(near.iloc[0]), float(near.iloc[-1])
+    out.append(
         Check.holds(
             "training moves the elbows to the bends of the target",
-            bool(near_after > near_before) and not bool(diverged[shown]),
-            measured=near_after,
+            after > before and not bool(diverged[config.shown_fraction]),
+            measured=after,
             detail=f"share of the slope changes |a_j w_j| of live units within {NEAR_KNOT} of a bend "
-            f"({', '.join(f'{k:g}' for k in TARGET_KNOTS[1:-1])}): {near_before:.3f} at init, {near_after:.3f} "
+            f"({', '.join(f'{k:g}' for k in TARGET_KNOTS[1:-1])}): {before:.3f} at init, {after:.3f} "
             f"after {config.steps} GD steps at eta = {config.shown_fraction:g} x 2/lambda_max",
         )
     )
-
-    # -- exact interpolants
-    grid = np.linspace(-2.0, 2.0, 4001)
-    interpolants, errors, bounds, knot_errors = {}, [], [], []
-    for pieces in config.knots:
-        knots = np.linspace(-2.0, 2.0, pieces + 1)
-        net = relu_interpolant(knots, smooth_target(knots))
-        mlp = _load_interpolant(net).to(device)
-        with torch.no_grad():
-            at_knots = mlp(torch.as_tensor(knots, dtype=dtype, device=device)[:, None])[:, 0].cpu().numpy()
-            on_grid = mlp(torch.as_tensor(grid, dtype=dtype, device=device)[:, None])[:, 0].cpu().numpy()
-        interpolants[pieces] = (knots, on_grid)
-        knot_errors.append(float(np.abs(at_knots - smooth_target(knots)).max()))
-        errors.append(float(np.abs(on_grid - smooth_target(grid)).max()))
-        bounds.append(interpolation_error_bound(knots, SMOOTH_CURVATURE))
-        rows += [
-            {"name": "interpolant_knot_error", "value": knot_errors[-1], "pieces": pieces},
-            {"name": "interpolant_sup_error", "value": errors[-1], "pieces": pieces},
-            {"name": "interpolant_error_bound", "value": bounds[-1], "pieces": pieces},
-        ]
-    checks.append(
+    errors = _named(metrics, "interpolant_sup_error", "pieces")
+    out.append(
         Check.at_most(
             "interpolating ReLU net: largest error at its knots",
-            max(knot_errors),
+            float(_named(metrics, "interpolant_knot_error").max()),
             1e-12,
             detail=f"g(x) = sin(3x) on [-2, 2], K = {list(config.knots)} pieces, an MLP with K units in float64 "
             "loaded with the weights of `relu_interpolant`; exact up to rounding",
         )
     )
-    ratio = np.array(errors) / np.array(bounds)
-    checks.append(
+    out.append(
         Check.at_most(
             "interpolating ReLU net: sup error / (h^2 max|g''| / 8), worst K",
-            float(ratio.max()),
+            float((errors / _named(metrics, "interpolant_error_bound", "pieces")).max()),
             1.0,
             detail="the interpolation error bound of de Boor (2001) on a 4001-point grid; errors "
-            + ", ".join(f"K={k}: {e:.2e}" for k, e in zip(config.knots, errors, strict=True)),
+            + ", ".join(f"K={int(k)}: {e:.2e}" for k, e in errors.items()),
         )
     )
+    return out
 
-    figures = {
-        "cauchy_elbows": _cauchy_figure(sample, median_abs),
-        "training": _training_figure(config, start, final, shown, x, y, fractions, recorded, dead, diverged, losses),
-        "interpolants": _interpolant_figure(config, grid, interpolants, errors, bounds),
+
+def figures(metrics: pd.DataFrame, config: ReluElbowsConfig) -> dict[str, Figure]:
+    return {
+        "cauchy_elbows": _cauchy_figure(metrics, config),
+        "training": _training_figure(metrics, config),
+        "interpolants": _interpolant_figure(metrics, config),
     }
-    return Result(metrics=pd.DataFrame(rows), checks=checks, figures=figures)
 
 
 def _near_knot_weight(w: Tensor, b: Tensor, a: Tensor, x: Tensor) -> float:
@@ -367,18 +372,18 @@ def _load_interpolant(net: ReluInterpolant) -> MLP:
 
 
 # -------------------------------------------------------------------------------------------- figures
-def _cauchy_figure(sample: NDArray, median_abs: dict[int, tuple[float, int]]) -> Figure:
+def _cauchy_figure(metrics: pd.DataFrame, config: ReluElbowsConfig) -> Figure:
     fig = Figure(figsize=(15.0, 4.4), layout="constrained")
     left, middle, right = fig.subplots(1, 3)
+    density = _named(metrics, "elbow_density", "elbow")
     edges = np.linspace(-10, 10, 101)
-    inside = sample[np.abs(sample) <= 10]
     left.hist(
-        inside,
+        density.index,
         bins=edges,
-        weights=np.full(inside.size, 1.0 / (sample.size * np.diff(edges)[0])),
+        weights=density,
         color="C1",
         alpha=0.6,
-        label=f"measured ({sample.size} elbows)",
+        label=f"measured ({config.elbow_units} elbows)",
     )
     c = np.linspace(-10, 10, 400)
     left.plot(c, cauchy.cauchy_density(c), "-", color="C0", lw=1.5, label=r"Cauchy $1/(\pi(1+c^2))$")
@@ -388,22 +393,21 @@ def _cauchy_figure(sample: NDArray, median_abs: dict[int, tuple[float, int]]) ->
     left.set_title("Elbows at N(0, 1) initialisation")
     left.legend(fontsize=8)
 
-    stream = sample[: min(sample.size, 2**16)].reshape(4, -1)
-    n = np.arange(1, stream.shape[1] + 1)
-    for k, row in enumerate(stream):
-        middle.semilogx(n, np.cumsum(row) / n, "-", lw=0.9, color=f"C{k}")
+    running = metrics[metrics.name == "running_mean"]
+    for k, stream in running.groupby("stream"):
+        middle.semilogx(stream.n, stream.value, "-", lw=0.9, color=f"C{int(k)}")
+    n = np.geomspace(1, running.n.max(), 200)
     middle.semilogx(n, 2 / np.sqrt(n), "--", color="0.4", lw=1.0, label=r"$\pm 2/\sqrt{n}$ (finite variance)")
     middle.semilogx(n, -2 / np.sqrt(n), "--", color="0.4", lw=1.0)
     middle.set_ylim(-6, 6)
     middle.set_xlabel("number of elbows $n$")
     middle.set_ylabel("running mean of the elbows")
-    middle.set_title("Running means never settle (4 streams)")
+    middle.set_title(f"Running means never settle ({STREAMS} streams)")
     middle.legend(fontsize=8)
 
-    sizes = np.array(sorted(median_abs))
-    values = np.array([median_abs[s][0] for s in sizes])
-    groups = np.array([median_abs[s][1] for s in sizes])
-    errors = STANDARD_ERRORS * np.pi / (2 * np.sqrt(groups))
+    medians = _named(metrics, "median_abs_group_mean", "group_size")
+    sizes, values = medians.index.to_numpy(), medians.to_numpy()
+    errors = STANDARD_ERRORS * np.pi / (2 * np.sqrt(config.elbow_units // sizes))
     right.errorbar(sizes, values, yerr=errors, fmt="o", color="C1", mfc="none", label="measured (3 s.e.)")
     right.axhline(cauchy.median_abs_mean(), color="C0", lw=1.5, label="Cauchy: 1 for every n")
     right.loglog(
@@ -421,32 +425,24 @@ def _cauchy_figure(sample: NDArray, median_abs: dict[int, tuple[float, int]]) ->
     return fig
 
 
-def _training_figure(
-    config: ReluElbowsConfig,
-    start: tuple[Tensor, ...],
-    final: tuple[Tensor, ...],
-    shown: int,
-    x: Tensor,
-    y: Tensor,
-    fractions: NDArray,
-    recorded: NDArray,
-    dead: NDArray,
-    diverged: NDArray,
-    losses: NDArray,
-) -> Figure:
+def _training_figure(metrics: pd.DataFrame, config: ReluElbowsConfig) -> Figure:
     fig = Figure(figsize=(12.0, 8.5), layout="constrained")
     (a, b), (c, d) = fig.subplots(2, 2)
-    grid = torch.linspace(-2.5, 2.5, 501, dtype=x.dtype, device=x.device)
+    x, y = (t[:, 0] for t in _target(config))
+    grid = torch.linspace(-2.5, 2.5, 501, dtype=torch.float64)
+    start, after = (
+        tuple(torch.tensor(_named(metrics[metrics.step == t], name, "unit").to_numpy()) for name in UNIT)
+        for t in (0, config.steps)
+    )
+    offset = _named(metrics, "readout_bias", "step")
 
-    def net(params: tuple[Tensor, ...]) -> NDArray:
-        w, bias, out, offset = params
-        return (torch.relu(grid[:, None] * w + bias) @ out + offset).cpu().numpy()
+    def net(params: tuple[Tensor, ...], step: int) -> NDArray:
+        w, bias, out = params
+        return (torch.relu(grid[:, None] * w + bias) @ out + float(offset[step])).numpy()
 
-    after = tuple(p[shown] for p in final)
-    g = grid.cpu().numpy()
-    a.plot(x.cpu().numpy(), y.cpu().numpy(), "o", color="0.3", ms=3, label="training data (target)")
-    a.plot(g, net(start), "-", color="C0", lw=1.2, label="network at init")
-    a.plot(g, net(after), "-", color="C1", lw=1.5, label=f"after {config.steps} steps")
+    a.plot(x.numpy(), y.numpy(), "o", color="0.3", ms=3, label="training data (target)")
+    a.plot(grid.numpy(), net(start, 0), "-", color="C0", lw=1.2, label="network at init")
+    a.plot(grid.numpy(), net(after, config.steps), "-", color="C1", lw=1.5, label=f"after {config.steps} steps")
     low, high = float(y.min()) - 0.8, float(y.max()) + 0.8
     for params, color, level in ((start, "C0", low + 0.15), (after, "C1", low + 0.4)):
         e = (-params[1] / params[0]).cpu().numpy()
@@ -475,19 +471,23 @@ def _training_figure(
     b.set_title("Elbows move to where the target bends")
     b.legend(fontsize=8)
 
-    for i, fraction in enumerate(fractions):
-        label = f"{fraction:g} x 2/λ" + (" (diverged)" if diverged[i] else "")
-        c.plot(recorded, dead[i], "-", color=f"C{i}", label=label)
+    dead = metrics[metrics.name == "dead_units"]
+    diverged = _named(metrics, "diverged", "step_fraction")
+    fractions = diverged.index.to_numpy()
+    for i, (fraction, series) in enumerate(dead.groupby("step_fraction")):
+        label = f"{fraction:g} x 2/λ" + (" (diverged)" if diverged[fraction] else "")
+        c.plot(series.step, series.value, "-", color=f"C{i}", label=label)
     c.set_xlabel("GD step")
     c.set_ylabel(f"dead units (of {config.width})")
     c.set_title("Units die early, and a few more with long training")
     c.legend(fontsize=8, ncol=2)
 
-    ok = ~diverged
-    d.plot(fractions[ok], dead[ok, -1] / config.width, "o-", color="C3", label=f"after {config.steps} steps")
-    d.plot(fractions, dead[:, 0] / config.width, "--", color="0.4", label="at initialisation")
-    if diverged.any():
-        d.plot(fractions[diverged], np.ones(diverged.sum()), "x", color="k", ms=8, label="diverged")
+    ok = (diverged == 0).to_numpy()
+    first, last = (dead.sort_values("step").groupby("step_fraction")["value"].agg(k) for k in ("first", "last"))
+    d.plot(fractions[ok], last.to_numpy()[ok] / config.width, "o-", color="C3", label=f"after {config.steps} steps")
+    d.plot(fractions, first.to_numpy() / config.width, "--", color="0.4", label="at initialisation")
+    if not ok.all():
+        d.plot(fractions[~ok], np.ones((~ok).sum()), "x", color="k", ms=8, label="diverged")
     d.set_xlabel(r"step size $\eta$ in units of $2/\lambda_{max}$ at init")
     d.set_ylabel("fraction of dead units")
     d.set_title("Large steps kill units")
@@ -496,25 +496,22 @@ def _training_figure(
     return fig
 
 
-def _interpolant_figure(
-    config: ReluElbowsConfig,
-    grid: NDArray,
-    interpolants: dict[int, tuple[NDArray, NDArray]],
-    errors: list[float],
-    bounds: list[float],
-) -> Figure:
+def _interpolant_figure(metrics: pd.DataFrame, config: ReluElbowsConfig) -> Figure:
     fig = Figure(figsize=(11.0, 4.2), layout="constrained")
     left, right = fig.subplots(1, 2)
+    grid = np.linspace(-2.0, 2.0, 4001)
     left.plot(grid, smooth_target(grid), "-", color="0.3", lw=2.0, label=r"$g(x) = \sin 3x$")
-    for k, pieces in enumerate(sorted(interpolants)[:3]):
-        knots, values = interpolants[pieces]
-        left.plot(grid, values, "-", color=f"C{k}", lw=1.0, label=f"{pieces} units")
-        left.plot(knots, smooth_target(knots), "o", color=f"C{k}", ms=3)
+    at_knots = metrics[metrics.name == "interpolant_at_knot"]
+    for k, pieces in enumerate(sorted(config.knots)[:3]):
+        knots = at_knots[at_knots.pieces == pieces].sort_values("x")
+        left.plot(knots.x, knots.value, "-", color=f"C{k}", lw=1.0, label=f"{pieces} units")  # linear between knots
+        left.plot(knots.x, smooth_target(knots.x.to_numpy()), "o", color=f"C{k}", ms=3)
     left.set_xlabel("x")
     left.set_ylabel("f(x)")
     left.set_title("One hidden layer of elbows: the interpolant, exact at its knots")
     left.legend(fontsize=8)
     pieces = np.array(config.knots)
+    bounds, errors = (_named(metrics, f"interpolant_{name}", "pieces")[pieces] for name in ("error_bound", "sup_error"))
     right.loglog(pieces, bounds, "-", color="C0", label=r"bound $h^2 \max|g''| / 8$")
     right.loglog(pieces, errors, "o", color="C1", mfc="none", label="measured sup error")
     right.set_xticks(pieces, labels=[str(k) for k in pieces])
@@ -533,7 +530,9 @@ EXPERIMENT = Experiment(
     "stop learning and large steps kill units, and one hidden layer of elbows interpolates any continuous "
     "function exactly at its knots.",
     config=ReluElbowsConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={
         "full": {
             "elbow_units": 2**23,

@@ -12,14 +12,16 @@ For X (n x d), y and lambda > 0 the ridge solution argmin ||X w - y||^2 + lambda
    lambda = sigma^2 / tau^2, by conditioning the joint Gaussian of (beta, y) (Cholesky).
 
 Each is computed by its own route (`tdlab.theory.least_squares`), in both regimes n > d and n < d, at several
-lambda; the check is their largest relative distance from the primal form. The figure shows the filter
-s^2/(s^2 + lambda) measured direction by direction from the computed solutions, against s^2/lambda on a log axis:
-every direction of every problem and every lambda falls on one curve.
+lambda; the check is their largest relative distance ||w_a - w_b|| / ||w_SVD|| over all pairs. The figure shows
+the filter phi_i = s_i (v_i^T w) / (u_i^T y) read off the primal solution direction by direction, against
+s^2/lambda on a log axis: every direction of every problem and every lambda falls on s^2/(s^2 + lambda).
+All closed forms (no training): the computations are the claim.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import combinations
 from typing import Annotated
 
 import numpy as np
@@ -29,11 +31,11 @@ from matplotlib.ticker import NullFormatter
 from numpy.typing import NDArray
 from pydantic import Field
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.theory import least_squares as theory
 
 Array = NDArray[np.float64]
-
+MARKERS = {"n > d": "o", "n < d": "s"}
 VIEWS: dict[str, Callable[[Array, Array, float], Array]] = {
     "primal": theory.ridge_primal,
     "dual (kernel)": theory.ridge_dual,
@@ -58,85 +60,95 @@ class RidgeViewsConfig(ExperimentConfig):
     tolerance: float = Field(1e-10, gt=0.0, description="largest relative distance between two views")
 
 
-def run(config: RidgeViewsConfig, context: Context) -> Result:
-    """Compute ridge six ways in both regimes and compare; read the filter off the solutions."""
+def _regimes(config: RidgeViewsConfig) -> dict[str, tuple[int, int]]:
+    return {"n > d": (config.n_tall, config.d_tall), "n < d": (config.n_wide, config.d_wide)}
+
+
+def measure(config: RidgeViewsConfig, context: Context) -> pd.DataFrame:
+    """Per regime and lambda: each view's distance to the SVD form ("relative_distance_to_svd"), every pair's
+    ("relative_distance", columns view and other) and the filter read off the primal solution ("filter")."""
     rng = np.random.default_rng(config.seed)
     rows: list[dict[str, float | str]] = []
-    checks: list[Check] = []
-    filters: dict[str, list[tuple[Array, Array, float]]] = {}
-    for regime, (n, d) in {"n > d": (config.n_tall, config.d_tall), "n < d": (config.n_wide, config.d_wide)}.items():
+    for regime, (n, d) in _regimes(config).items():
         X = rng.standard_normal((n, d))
         y = X @ (rng.standard_normal(d) / np.sqrt(d)) + config.noise * rng.standard_normal(n)
         U, s, V = theory.thin_svd(X)
-        worst, worst_at = 0.0, ""
-        filters[regime] = []
         for lam in config.lams:
-            solutions = {view: solve(X, y, lam) for view, solve in VIEWS.items()}
-            scale = np.linalg.norm(solutions["SVD filter"])
-            for view, w in solutions.items():
-                distance = float(np.linalg.norm(w - solutions["SVD filter"]) / scale)
-                rows.append(
-                    {"name": "relative_distance_to_svd", "value": distance, "view": view, "regime": regime, "lam": lam}
-                )
-                for other, v in solutions.items():
-                    pair = float(np.linalg.norm(w - v) / scale)
-                    if pair > worst:
-                        worst, worst_at = pair, f"{view} vs {other}, lambda = {lam:g}"
-            # the filter read off the primal solution: phi_i = s_i (v_i^T w) / (u_i^T y)
-            measured = s * (V.T @ solutions["primal"]) / (U.T @ y)
-            filters[regime].append((s**2 / lam, measured, lam))
+            w = {view: solve(X, y, lam) for view, solve in VIEWS.items()}
+            scale = np.linalg.norm(w["SVD filter"])
+            ids = {"regime": regime, "lam": lam}
             rows += [
-                {"name": "filter", "value": m, "s2_over_lam": r, "regime": regime, "lam": lam}
-                for r, m in zip(s**2 / lam, measured, strict=True)
+                {"name": "relative_distance_to_svd", "value": np.linalg.norm(w[v] - w["SVD filter"]) / scale, "view": v}
+                | ids
+                for v in VIEWS
             ]
-        checks.append(
+            rows += [
+                {"name": "relative_distance", "value": np.linalg.norm(w[a] - w[b]) / scale, "view": a, "other": b} | ids
+                for a, b in combinations(VIEWS, 2)
+            ]
+            phi = s * (V.T @ w["primal"]) / (U.T @ y)
+            rows += [
+                {"name": "filter", "value": m, "s2_over_lam": r} | ids for r, m in zip(s**2 / lam, phi, strict=True)
+            ]
+    return pd.DataFrame(rows)
+
+
+def checks(metrics: pd.DataFrame, config: RidgeViewsConfig) -> list[Check]:
+    out = []
+    for regime, (n, d) in _regimes(config).items():
+        rows = metrics[metrics.regime == regime]
+        pairs = rows[rows.name == "relative_distance"]
+        worst = pairs.loc[pairs.value.idxmax()]
+        out.append(
             Check.at_most(
                 f"all six ridge views agree ({regime}: n = {n}, d = {d}), max relative distance between two views",
-                worst,
+                float(worst.value),
                 config.tolerance,
                 detail=f"views {', '.join(VIEWS)}; ||w_a - w_b|| / ||w_SVD|| over all pairs and lambda in "
-                f"{list(config.lams)}; worst: {worst_at}; float64; tolerance {config.tolerance:g} from the issue",
+                f"{list(config.lams)}; worst: {worst.view} vs {worst.other}, lambda = {worst.lam:g}; float64; "
+                f"tolerance {config.tolerance:g} from the issue",
             )
         )
-        measured_all = np.concatenate([m for _, m, _ in filters[regime]])
-        predicted_all = np.concatenate([r / (1.0 + r) for r, _, _ in filters[regime]])
-        checks.append(
+        filt = rows[rows.name == "filter"]
+        out.append(
             Check.at_most(
                 f"filter read off the solution vs s^2/(s^2 + lambda) ({regime}), max abs difference",
-                float(np.abs(measured_all - predicted_all).max()),
+                float(np.abs(filt.value - filt.s2_over_lam / (1.0 + filt.s2_over_lam)).max()),
                 config.tolerance,
-                detail=f"phi_i = s_i (v_i^T w) / (u_i^T y) over {measured_all.size} (direction, lambda) pairs",
+                detail=f"phi_i = s_i (v_i^T w) / (u_i^T y) over {len(filt)} (direction, lambda) pairs",
             )
         )
-    metrics = pd.DataFrame(rows)
-    figures = {"filter": _filter_figure(filters), "agreement": _agreement_figure(metrics, config.tolerance)}
-    return Result(metrics=metrics, checks=checks, figures=figures)
+    return out
 
 
-def _filter_figure(filters: dict[str, list[tuple[Array, Array, float]]]) -> Figure:
+def figures(metrics: pd.DataFrame, config: RidgeViewsConfig) -> dict[str, Figure]:
+    return {"filter": _filter_figure(metrics, config), "agreement": _agreement_figure(metrics, config.tolerance)}
+
+
+def _filter_figure(metrics: pd.DataFrame, config: RidgeViewsConfig) -> Figure:
     fig = Figure(figsize=(12.0, 4.6), layout="constrained")
     left, right = fig.subplots(1, 2)
-    ratios = np.concatenate([r for values in filters.values() for r, _, _ in values])
+    filters = metrics[metrics.name == "filter"]
+    ratios = filters.s2_over_lam.to_numpy()
     fine = np.geomspace(ratios.min() / 3, ratios.max() * 3, 400)
     left.semilogx(fine, fine / (1.0 + fine), "-", color="0.2", lw=1.2, label=r"theory $\rho/(1 + \rho)$")
-    markers = {"n > d": "o", "n < d": "s"}
-    for regime, values in filters.items():
-        for k, (r, measured, lam) in enumerate(values):
+    for regime in _regimes(config):
+        for k, lam in enumerate(config.lams):
+            rows = filters[(filters.regime == regime) & (filters.lam == lam)]
+            r, measured = rows.s2_over_lam.to_numpy(), rows.value.to_numpy()
             left.semilogx(
-                r, measured, markers[regime], color=f"C{k}", ms=4, mfc="none", label=rf"{regime}, $\lambda = {lam:g}$"
+                r, measured, MARKERS[regime], color=f"C{k}", ms=4, mfc="none", label=rf"{regime}, $\lambda = {lam:g}$"
             )
+            s = np.sqrt(r * lam)
+            s_fine = np.geomspace(s.min() / 2, s.max() * 2, 200)
+            right.loglog(s_fine, s_fine / (s_fine**2 + lam), "-", color=f"C{k}", lw=1.0)
+            right.loglog(s, measured / s, MARKERS[regime], color=f"C{k}", ms=4, mfc="none")
     left.set_xlabel(r"$\rho = s_i^2 / \lambda$")
     left.set_ylabel(r"filter $\phi_i = s_i\, v_i^\top w_\lambda / u_i^\top y$")
     left.set_title(r"ridge keeps the directions with $s^2 \gg \lambda$, kills those with $s^2 \ll \lambda$")
     left.legend(fontsize=7, ncols=2)
-    for regime, values in filters.items():
-        for k, (r, measured, lam) in enumerate(values):
-            s = np.sqrt(r * lam)
-            s_fine = np.geomspace(s.min() / 2, s.max() * 2, 200)
-            right.loglog(s_fine, s_fine / (s_fine**2 + lam), "-", color=f"C{k}", lw=1.0)
-            right.loglog(s, measured / s, markers[regime], color=f"C{k}", ms=4, mfc="none")
-    for k, lam in enumerate(next(iter(filters.values()))):
-        right.plot([], [], "-", color=f"C{k}", label=rf"$s/(s^2 + \lambda)$, $\lambda = {lam[2]:g}$")
+    for k, lam in enumerate(config.lams):
+        right.plot([], [], "-", color=f"C{k}", label=rf"$s/(s^2 + \lambda)$, $\lambda = {lam:g}$")
     right.plot([], [], "o", color="0.3", mfc="none", label="measured, n > d")
     right.plot([], [], "s", color="0.3", mfc="none", label="measured, n < d")
     right.xaxis.set_minor_formatter(NullFormatter())
@@ -172,7 +184,9 @@ EXPERIMENT = Experiment(
     "least squares on data augmented with sqrt(lambda) I, the minimum-norm solution with sqrt(lambda) I as fake "
     "features, the SVD filter s/(s^2 + lambda), and the posterior mean under a Gaussian prior.",
     config=RidgeViewsConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={"full": {"n_tall": 400, "d_tall": 100, "n_wide": 100, "d_wide": 400, "lams": (1e-3, 0.1, 10.0, 1e3)}},
     references=(
         "Hoerl & Kennard (1970), Ridge regression: biased estimation for nonorthogonal problems, Technometrics",
