@@ -2,7 +2,8 @@
 
 Each member is the model that `tdlab.train.build` makes from its own config, so it starts from exactly the weights
 of the sequential run of that config; members may differ in `seed` (initialisation and data order),
-`optimizer.lr`, `model.init_scale` and `name`, and must agree on everything else (the shapes). One step evaluates
+`optimizer.lr`, `model.init_scale` and `name`, and must agree on everything else (the shapes). The members train
+through the one trainer, `tdlab.train.fit`, as one module of stacked parameters. One step evaluates
 all members' losses on their own mini-batches in one forward pass of the stacked models
 (`tdlab.ensemble.StackedModels`: stacked layers, or vmap) and their gradients in one backward pass of the summed
 losses (members share no parameter, so each stacked slice receives its own member's gradient; this is faster than
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,11 @@ from tdlab.ensemble.probes import measure_together
 from tdlab.ensemble.stacked import StackedModels, member_losses
 from tdlab.ensemble.updates import StackedOptimizer, member_state, per_member, unsupported
 from tdlab.store import Run, flatten_config
-from tdlab.train.batches import batch_slot, epoch_order
+from tdlab.train.batches import batch_indices
 from tdlab.train.builders import schedule_factor
 from tdlab.train.config import TrainConfig
 from tdlab.train.loop import Setup, build
+from tdlab.train.trainer import fit
 
 VARYING = {"seed", "name", "optimizer.lr", "model.init_scale"}
 _PENDING_STEPS = 256  # batch losses kept before they are handed to the runs (they are also at every event)
@@ -84,28 +87,175 @@ def _copy_into(model: nn.Module, params: dict[str, Tensor], index: int) -> None:
             p.copy_(params[name][index])
 
 
-def _member_batches(setups: list[Setup]) -> Iterator[tuple[Tensor, Tensor]]:
+class _MemberBatches:
     """Every step's mini-batches of all members, stacked (N, batch, *): member m's is the one that
-    `tdlab.train.train` draws for its seed (the same examples in the same order)."""
-    config = setups[0].config
-    X, y = setups[0].dataset.train
-    n, members = X.shape[0], len(setups)
-    if config.batch_size is None or config.batch_size >= n:
-        full = X.expand(members, *X.shape), y.expand(members, *y.shape)
-        for _ in range(config.steps):
-            yield full
-        return
-    current, orders = -1, torch.empty(0)
-    for step in range(config.steps):
-        epoch, rows = batch_slot(n, config.batch_size, step)
-        if epoch != current:
-            current = epoch
-            orders = torch.stack([epoch_order(n, s.config.seed, epoch) for s in setups]).to(X.device)
-        indices = orders[:, rows].reshape(-1)
-        yield (
-            X.index_select(0, indices).view(members, -1, *X.shape[1:]),
-            y.index_select(0, indices).view(members, -1, *y.shape[1:]),
+    `tdlab.train.train` draws for its seed (`tdlab.train.batches`: the same examples in the same order)."""
+
+    def __init__(self, setups: list[Setup]):
+        self.setups = setups
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        config = self.setups[0].config
+        X, y = self.setups[0].dataset.train
+        n, members = X.shape[0], len(self.setups)
+        for step in range(config.steps):
+            rows = [batch_indices(n, config.batch_size, s.config.seed, step, config.batch_order) for s in self.setups]
+            if rows[0] is None:
+                yield X.expand(members, *X.shape), y.expand(members, *y.shape)
+                continue
+            indices = torch.cat(rows).to(X.device)
+            yield (
+                X.index_select(0, indices).view(members, -1, *X.shape[1:]),
+                y.index_select(0, indices).view(members, -1, *y.shape[1:]),
+            )
+
+
+class _Module(nn.Module):
+    """The stacked members as one module for `fit`: forward(x) = every member's outputs on its own inputs
+    x (N, batch, *); its parameters are the stacked tensors."""
+
+    def __init__(self, models: StackedModels):
+        super().__init__()
+        self.models = models
+        self.leaves = nn.ParameterList()
+        for name, p in models.params.items():
+            p.requires_grad_(True)
+            self.leaves.append(p if isinstance(p, nn.Parameter) else nn.Parameter(p))
+            models.params[name] = self.leaves[-1]
+        if models.stacked is not None:
+            for name, leaf in zip(models.params, self.leaves, strict=True):
+                _set(models.stacked, name, leaf)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.models(x)
+
+
+def _set(module: nn.Module, name: str, value: nn.Parameter) -> None:
+    *path, last = name.split(".")
+    for part in path:
+        module = getattr(module, part)
+    setattr(module, last, value)
+
+
+class _Ensemble(torch.optim.Optimizer):
+    """The members' bookkeeping around `fit`: the loss (the sum of the live members' finite losses), the optimiser
+    (`StackedOptimizer` with one learning rate per member and the schedule), the probes (together where they can
+    be, else member by member), the sink (each member's batch losses to its run) and the callbacks (divergence,
+    checkpoints)."""
+
+    def __init__(self, setups: list[Setup], runs: list[Run], models: StackedModels, module: _Module):
+        config = setups[0].config
+        super().__init__(module.parameters(), {"lr": config.optimizer.lr})
+        self.setups, self.runs, self.models, self.config = setups, runs, models, config
+        self.names = list(models.params)
+        self.stacked = StackedOptimizer(config.optimizer.name, config.optimizer.kwargs())
+        self.base_lrs = [s.config.optimizer.lr for s in setups]
+        leaf = next(iter(models.params.values()))
+        self.base_lr = torch.tensor(self.base_lrs, device=leaf.device, dtype=leaf.dtype)
+        self.factor = schedule_factor(config.schedule, config.steps)
+        self.losses_of = member_losses(setups[0].loss_fn)
+        self.alive = list(range(len(setups)))
+        self.alive_mask = torch.ones(len(setups), dtype=torch.bool, device=leaf.device)
+        self.losses = torch.zeros(len(setups))
+        self.pending: list[tuple[int, Tensor]] = []  # (step, losses): rows not yet handed to the runs
+        self.previous: dict[str, Tensor] | None = None
+        self.sink = None  # set by `fit`; the members' rows go to their runs instead
+        self.began = time.perf_counter()
+
+    # the loss and the optimiser
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        losses = self.losses_of(outputs, targets)
+        self.losses = losses.detach()
+        return torch.where(torch.isfinite(losses) & self.alive_mask, losses, 0.0).sum()
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:
+        """As the sequential loop: no step on a non-finite loss; none after divergence."""
+        stepping = torch.isfinite(self.losses) & self.alive_mask
+        lr = self.base_lr * self.factor(self.stacked.steps)
+        grads = {name: p.grad for name, p in self.models.params.items()}
+        if not bool(stepping.all()):
+            lr = torch.where(stepping, lr, 0.0)
+            grads = {name: torch.where(per_member(stepping, g), g, 0.0) for name, g in grads.items()}
+        self.stacked.step(self.models.params, grads, lr)
+
+    # the probes
+    def measure(self, step: int, batch: tuple[Tensor, Tensor] | None = None) -> None:
+        """Every alive member's due probes: those with a stacked form at once, the others member by member."""
+        reference = self.setups[0].probes
+        due = reference.due(step)
+        if not due:
+            return
+        previous = self.previous
+        together = measure_together(
+            step, due, self.models, [s.probes for s in self.setups], self.losses_of, previous, self.alive
         )
+        alone = any(p.name not in together[self.alive[0]] for p in due)
+        for i in self.alive:
+            if alone:
+                _copy_into(self.setups[i].model, self.models.params, i)
+            self.setups[i].probes.measure(
+                step,
+                batch=None if batch is None else (batch[0][i], batch[1][i]),
+                previous_params=None if previous is None else {name: p[i] for name, p in previous.items()},
+                given=together[i],
+            )
+
+    @contextmanager
+    def probing(self, step: int, batch: tuple[Tensor, Tensor], optimizer: object = None) -> Iterator[None]:
+        due = self.setups[0].probes.due(step)
+        self.previous = None
+        if any(probe.needs_previous_params for probe in due):
+            self.previous = {name: p.detach().clone() for name, p in self.models.params.items()}
+        yield
+        self.pending.append((step, self.losses))
+        if due:
+            self.hand_over()
+            self.measure(step, batch)
+
+    def hand_over(self) -> None:
+        """Log the pending steps' batch losses and learning rates of the members alive over them."""
+        if not self.pending:
+            return
+        steps = [step for step, _ in self.pending]
+        losses = torch.stack([losses for _, losses in self.pending], dim=1).tolist()
+        factors = [self.factor(step - 1) for step in steps]
+        for i in self.alive:
+            lrs = [self.base_lrs[i] * f for f in factors]
+            self.runs[i].log_steps(steps, {"train/batch_loss": losses[i], "lr": lrs})
+        self.pending.clear()
+
+    # the callbacks
+    def after_step(self, step: int, loss: float) -> bool:
+        """Divergence and checkpoints; True (stop) once no member is alive."""
+        diverged = [i for i in self.alive if not bool(torch.isfinite(self.losses[i]))]
+        checkpoint = step % self.config.checkpoint_every == 0 or step == self.config.steps
+        if checkpoint or diverged or len(self.pending) >= _PENDING_STEPS:
+            self.hand_over()
+        for i in diverged:
+            self.alive.remove(i)
+            self.alive_mask[i] = False
+            self.runs[i].flush()
+            self.runs[i].set_status("diverged", diverged_step=step, duration_s=time.perf_counter() - self.began)
+        if checkpoint:
+            for i in self.alive:
+                _copy_into(self.setups[i].model, self.models.params, i)
+                _checkpoint(self.setups[i], self.runs[i], self.stacked, self.names, i, step)
+        return not self.alive
+
+
+class _Probes:
+    """The `ProbeSet` face `fit` calls: measurements at step 0 and around every step go to `_Ensemble`."""
+
+    def __init__(self, ensemble: _Ensemble):
+        self.ensemble = ensemble
+        self.sink = None
+
+    def measure(self, step: int) -> None:
+        self.ensemble.measure(step)
+
+    def step(self, step: int, batch: tuple[Tensor, Tensor], optimizer: object = None) -> Any:
+        return self.ensemble.probing(step, batch)
 
 
 def train_ensemble(
@@ -115,14 +265,14 @@ def train_ensemble(
     progress: Callable[[int, int], Any] | None = None,
     vmap: bool = False,
 ) -> list[Run]:
-    """Train the members together; returns their runs (status done or diverged each). With `vmap`, the members
-    are evaluated through `torch.func.vmap` even when their architecture has stacked layers (for comparison)."""
+    """Train the members together through `tdlab.train.fit`; returns their runs (status done or diverged each).
+    With `vmap`, the members are evaluated through `torch.func.vmap` even when their architecture has stacked
+    layers (for comparison)."""
     check_compatible(configs)
     setups: list[Setup] = [build(config) for config in configs]
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in setups[0].model.modules()):
         raise ValueError("model.norm: the ensemble trainer does not support batchnorm (it updates buffers in place)")
-    reference, config = setups[0], setups[0].config
-    optimizer = StackedOptimizer(config.optimizer.name, config.optimizer.kwargs())
+    config = setups[0].config
     runs = [
         Run.create(out, s.config.model_dump(mode="json"), kind="train", run_id=rid, seed=s.config.seed)
         for s, rid in zip(setups, run_ids or [None] * len(setups), strict=True)
@@ -130,89 +280,24 @@ def train_ensemble(
     for setup, run in zip(setups, runs, strict=True):
         setup.probes.sink = run.log
     models = StackedModels.of([s.model for s in setups], vmap=vmap)
-    params = models.params
-    names, leaves = list(params), list(params.values())
-    base_lrs = [s.config.optimizer.lr for s in setups]
-    base_lr = torch.tensor(base_lrs, device=reference.device, dtype=next(iter(params.values())).dtype)
-    factor = schedule_factor(config.schedule, config.steps)
-    losses_of = member_losses(reference.loss_fn)
-
-    def gradients(x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-        # members share no parameter, so the gradient of the summed losses holds each member's own gradient
-        with torch.enable_grad():
-            losses = losses_of(models(x), y)
-            grads = torch.autograd.grad(losses.sum(), leaves)
-        return dict(zip(names, grads, strict=True)), losses.detach()
-
-    alive = list(range(len(setups)))
-    alive_mask = torch.ones(len(setups), dtype=torch.bool, device=reference.device)
-    pending: list[tuple[int, Tensor]] = []  # (step, losses): rows not yet handed to the runs
-
-    def hand_over() -> None:
-        """Log the pending steps' batch losses and learning rates of the members alive over them."""
-        if not pending:
-            return
-        steps = [step for step, _ in pending]
-        losses = torch.stack([losses for _, losses in pending], dim=1).tolist()
-        factors = [factor(step - 1) for step in steps]
-        for i in alive:
-            lrs = [base_lrs[i] * f for f in factors]
-            runs[i].log_steps(steps, {"train/batch_loss": losses[i], "lr": lrs})
-        pending.clear()
-
-    def measure(step: int, batches: tuple[Tensor, Tensor] | None, previous: dict[str, Tensor] | None) -> None:
-        """Every alive member's due probes: those with a stacked form at once, the others member by member."""
-        due = reference.probes.due(step)
-        together = measure_together(step, due, models, [s.probes for s in setups], losses_of, previous, alive)
-        alone = any(p.name not in together[alive[0]] for p in due)
-        for i in alive:
-            if alone:
-                _copy_into(setups[i].model, params, i)
-            setups[i].probes.measure(
-                step,
-                batch=None if batches is None else (batches[0][i], batches[1][i]),
-                previous_params=None if previous is None else {name: p[i] for name, p in previous.items()},
-                given=together[i],
-            )
-
-    began = time.perf_counter()
-    measure(0, None, None)
-    for step, (xb, yb) in enumerate(_member_batches(setups)):
-        due = reference.probes.due(step + 1)
-        previous = None
-        if any(probe.needs_previous_params for probe in due):
-            previous = {name: p.detach().clone() for name, p in params.items()}
-        grads, losses = gradients(xb, yb)
-        lr = base_lr * factor(step)
-        finite = torch.isfinite(losses)
-        diverged = [] if bool(finite.all()) else [i for i in alive if not finite[i]]
-        stepping = finite & alive_mask
-        if not bool(stepping.all()):  # as the sequential loop, no step on a non-finite loss; none after divergence
-            lr = torch.where(stepping, lr, 0.0)
-            grads = {name: torch.where(per_member(stepping, g), g, 0.0) for name, g in grads.items()}
-        optimizer.step(params, grads, lr)
-        pending.append((step + 1, losses))
-        checkpoint = (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps
-        if due or checkpoint or diverged or len(pending) >= _PENDING_STEPS:
-            hand_over()
-        if due:
-            measure(step + 1, (xb, yb), previous)
-        for i in diverged:
-            alive.remove(i)
-            alive_mask[i] = False
-            runs[i].flush()
-            runs[i].set_status("diverged", diverged_step=step + 1, duration_s=time.perf_counter() - began)
-        if checkpoint:
-            for i in alive:
-                _copy_into(setups[i].model, params, i)
-                _checkpoint(setups[i], runs[i], optimizer, names, i, step + 1)
-        if progress is not None:
-            progress(step + 1, len(alive))
-        if not alive:
-            break
-    for i in alive:
+    module = _Module(models)
+    ensemble = _Ensemble(setups, runs, models, module)
+    callbacks = [ensemble.after_step]
+    if progress is not None:
+        callbacks.append(lambda step, loss: progress(step, len(ensemble.alive)))
+    fit(
+        module,
+        ensemble.loss,
+        _MemberBatches(setups),
+        ensemble,
+        config.steps,
+        probes=_Probes(ensemble),  # type: ignore[arg-type]
+        callbacks=callbacks,
+        sink=lambda step, metrics: None,
+    )
+    for i in ensemble.alive:
         runs[i].flush()
-        runs[i].set_status("done", duration_s=time.perf_counter() - began)
+        runs[i].set_status("done", duration_s=time.perf_counter() - ensemble.began)
     return runs
 
 
