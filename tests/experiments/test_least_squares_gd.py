@@ -1,6 +1,6 @@
 """least-squares-gd: the SVD closed forms (filters, GD iterates, minimum norm, Bayes risk of a filter) against hand
-values, plain iteration and direct matrix formulas; the torch measurement helpers; config validation; a quick run
-whose checks must all pass."""
+values, plain iteration and direct matrix formulas; the training helper; config validation; re-checking from stored
+metrics; a quick run whose checks must all pass."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import least_squares_gd as lsgd
-from tdlab.experiments.registry import get
 from tdlab.theory import least_squares as theory
 
 
@@ -109,37 +109,25 @@ def test_filter_bayes_risk_against_monte_carlo():
 
 
 # --------------------------------------------------------------------------------------------- measurement
-def test_gradient_descent_is_the_svd_prediction_and_records_risks():
+def test_descend_is_the_svd_prediction_and_watches_every_step():
     X, y = _problem(20, 8, seed=6)
-    Xt, Yt = torch.tensor(X * np.sqrt(20)), torch.tensor(y * np.sqrt(20)).unsqueeze(1)
+    Xt, Yt = torch.tensor(X * np.sqrt(20)), torch.tensor(np.stack([y, 2 * y], axis=1) * np.sqrt(20))
     eta = 0.5 / np.linalg.norm(X, 2) ** 2
-    beta = torch.zeros(8, 1, dtype=torch.float64)
-    w, path, risks = lsgd.gradient_descent(
-        Xt, Yt, eta, 30, record=1, beta=beta, covariance=torch.eye(8, dtype=torch.float64)
-    )
+    seen = []
+    path = lsgd.descend(Xt, Yt, eta, 30, watch=lambda W: seen.append(W.clone()))
     predicted = theory.gd_iterates(X, y, eta, 30)
-    np.testing.assert_allclose(path[:, :, 0].numpy(), predicted, atol=1e-12)
-    np.testing.assert_allclose(risks[:, 0].numpy(), (predicted**2).sum(axis=1), atol=1e-12)
-    np.testing.assert_allclose(w[:, 0].numpy(), predicted[-1], atol=1e-12)
+    np.testing.assert_allclose(path, predicted, atol=1e-12)
+    assert len(seen) == 31 and seen[0].shape == (8, 2)
+    np.testing.assert_allclose(torch.stack(seen)[:, :, 1].numpy(), 2 * predicted, atol=1e-12)
 
 
 def test_mini_batch_sgd_visits_every_row_once_per_epoch():
     """With lr -> tiny, one epoch of SGD moves w by -lr * sum over batches of the batch-mean gradients at 0."""
     X = torch.eye(4, dtype=torch.float64)
     Y = torch.arange(1.0, 5.0, dtype=torch.float64).unsqueeze(1)
-    _, path, _ = lsgd.gradient_descent(
-        X, Y, 1e-3, 2, batch_size=2, generator=torch.Generator().manual_seed(0), record=1
-    )
+    path = lsgd.descend(X, Y, 1e-3, 2, batch_size=2)
     # each coordinate is touched once in the epoch: w_i = lr * y_i / 2
-    np.testing.assert_allclose(path[-1, :, 0].numpy(), 1e-3 * np.arange(1.0, 5.0) / 2, rtol=1e-12)
-
-
-def test_ridge_solutions_match_the_primal_form():
-    X, y = _problem(12, 5, seed=7)
-    lams = torch.tensor([0.1, 1.0], dtype=torch.float64)
-    out = lsgd.ridge_solutions(torch.tensor(X), torch.tensor(y).unsqueeze(1), lams)
-    for k, lam in enumerate(lams.tolist()):
-        np.testing.assert_allclose(out[k, :, 0].numpy(), theory.ridge_primal(X, y, lam), atol=1e-12)
+    np.testing.assert_allclose(path[-1], 1e-3 * np.arange(1.0, 5.0) / 2, rtol=1e-12)
 
 
 def test_config_validation():
@@ -152,8 +140,18 @@ def test_config_validation():
 
 
 # ----------------------------------------------------------------------------------------------- quick run
+SMALL = {"n": 30, "d": 10, "replicates": 4, "steps": 60, "risk_points": 6, "n_under": 10, "d_under": 20}
+
+
+def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
+    config = lsgd.EXPERIMENT.make_config(**SMALL, under_steps=300, sgd_batch=5, sgd_steps=300)
+    result = assert_rechecks(lsgd.EXPERIMENT, config, tmp_path)
+    assert len(result.checks) == 7
+    assert result.metrics.query("name == 'gd/steps_to_fit'")["value"].isin([np.inf]).any()  # inf survives Parquet
+
+
 def test_quick_run_passes_every_check():
-    experiment = get("least-squares-gd")
+    experiment = lsgd.EXPERIMENT
     result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
     failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]
     assert not failed, failed

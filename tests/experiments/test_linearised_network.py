@@ -1,6 +1,6 @@
-"""linearised-network: the functional GD against torch.optim, GD on the linearisation against least squares on the
-explicit Jacobian, the mode formulas against direct iteration, Weyl's inequality, and a quick run whose checks
-must all pass."""
+"""linearised-network: GD on the linearisation against least squares on the explicit Jacobian, the mode formulas
+against direct iteration, Weyl's inequality, re-checking from stored metrics, and a quick run whose checks must all
+pass. (The NTK-parameterised MLP is tested in tests/test_models_ntk.py.)"""
 
 from __future__ import annotations
 
@@ -11,47 +11,35 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import linearised_network as ln
-from tdlab.experiments.registry import get
+from tdlab.models.ntk import NTKMLP
 from tdlab.theory.ntk import mode_fitting_time, mode_residual
 
 
 def _setup(width: int = 12, depth: int = 2, n: int = 10):
     g = torch.Generator().manual_seed(0)
     X = torch.randn(n, 5, generator=g, dtype=torch.float64)
-    y = torch.randn(n, generator=g, dtype=torch.float64)
-    params = ln.init_ntk_mlp(5, width, depth, g, torch.float64)
-    return ln.ntk_mlp("tanh"), params, X, y
-
-
-def test_gradient_descent_is_torch_sgd():
-    forward, params, X, y = _setup()
-    _, residuals = ln.gradient_descent(forward, params, X, y, lr=0.7, steps=15)
-    leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-    optimizer = torch.optim.SGD(leaves.values(), lr=0.7)
-    for t in range(15):
-        optimizer.zero_grad()
-        residual = forward(leaves, X) - y
-        torch.testing.assert_close(residuals[t], residual.detach(), rtol=0, atol=1e-12)
-        (0.5 * residual.square().mean()).backward()
-        optimizer.step()
+    y = torch.randn(n, 1, generator=g, dtype=torch.float64)
+    model = NTKMLP(5, 1, width, depth, "tanh", seed=g, dtype=torch.float64)
+    return ln.functional(model), {k: p.detach() for k, p in model.named_parameters()}, X, y
 
 
 def test_linearised_descent_is_gradient_descent_on_the_explicit_jacobian():
     forward, params, X, y = _setup()
     delta, residuals = ln.linearised_descent(forward, params, X, y, lr=0.5, steps=20)
     J = torch.cat(list(ln.jacobian(forward, params, X).values()), dim=1)
-    f0 = forward(params, X)
+    f0 = forward(params, X)[:, 0]
     w = torch.zeros(J.shape[1], dtype=torch.float64)
     for t in range(20):
-        torch.testing.assert_close(residuals[t], f0 + J @ w - y, rtol=0, atol=1e-10)
-        w = w - 0.5 * J.T @ (f0 + J @ w - y) / X.shape[0]
-    torch.testing.assert_close(residuals[20], f0 + J @ w - y, rtol=0, atol=1e-10)
+        torch.testing.assert_close(residuals[t, :, 0], f0 + J @ w - y[:, 0], rtol=0, atol=1e-10)
+        w = w - 0.5 * J.T @ (f0 + J @ w - y[:, 0]) / X.shape[0]
+    torch.testing.assert_close(residuals[20, :, 0], f0 + J @ w - y[:, 0], rtol=0, atol=1e-10)
     flat = torch.cat([delta[k].reshape(-1) for k in params])
     torch.testing.assert_close(flat, w, rtol=0, atol=1e-10)
-    torch.testing.assert_close(ln.push_forward(forward, params, X, delta), J @ w, rtol=0, atol=1e-10)
+    torch.testing.assert_close(ln.push_forward(forward, params, X, delta)[:, 0], J @ w, rtol=0, atol=1e-10)
 
 
 def test_mode_formulas_against_direct_iteration():
@@ -65,7 +53,7 @@ def test_mode_formulas_against_direct_iteration():
     np.testing.assert_allclose(mode_residual(lam, lr, n, np.arange(31)), path, rtol=1e-12)
     first_below = [int(np.argmax(np.abs(path[:, i]) <= 1 / math.e)) for i in range(3)]
     assert mode_fitting_time(lam, lr, n).tolist() == first_below
-    assert ln.fitting_times(torch.tensor(path), torch.eye(3, dtype=torch.float64)).tolist() == first_below
+    assert ln.fitting_times(np.abs(path)).tolist() == first_below
     with pytest.raises(ValueError, match="eigenvalues"):
         mode_residual([-1.0], lr, n, [0])
 
@@ -87,8 +75,14 @@ def test_config_validation():
         ln.LinearisedNetworkConfig(activation="gelu")
 
 
+def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
+    small = {"n_train": 8, "n_test": 16, "widths": (16, 32), "seeds": 2, "steps": 20, "modes": 3}
+    result = assert_rechecks(ln.EXPERIMENT, ln.EXPERIMENT.make_config(**small), tmp_path)
+    assert len(result.checks) == 6
+
+
 def test_quick_run_passes_every_check():
-    experiment = get("linearised-network")
+    experiment = ln.EXPERIMENT
     result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
     failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]
     assert not failed, failed

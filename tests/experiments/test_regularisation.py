@@ -1,6 +1,6 @@
 """regularisation: SGDW against hand computation and torch.optim.SGD, the dropout theory against exact enumeration
-of masks, the lasso optimality conditions on an orthogonal design, the helpers, config validation, and a quick run
-whose checks must all pass."""
+of masks, the lasso optimality conditions on an orthogonal design, the training helper, config validation,
+re-checking from stored metrics, and a quick run whose checks must all pass."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import regularisation as reg
-from tdlab.experiments.registry import get
+from tdlab.models import LinearModel
 from tdlab.optim.weight_decay import SGDW, sgdw_step
 from tdlab.theory import regularisation as theory
 
@@ -113,16 +114,20 @@ def test_l2_equivalent_and_lasso_conditions():
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def test_batches_cover_every_row_each_epoch_and_train_path_is_reproducible():
-    rows = reg.batches(6, 2, torch.Generator().manual_seed(0))
-    epoch = torch.cat([next(rows) for _ in range(3)])
-    assert sorted(epoch.tolist()) == list(range(6))
+def test_path_by_hand_and_reproducible():
+    X, y = torch.eye(2, dtype=torch.float64), torch.ones(2, 1, dtype=torch.float64)
+    model = LinearModel(2, 1, bias=False).double()
+    # one full-batch step from 0 on 1/4 ||w - 1||^2: w = lr * X^T y / n = [0.5, 0.5]
+    np.testing.assert_allclose(
+        reg._path(model, torch.optim.SGD(model.parameters(), lr=1.0), (X, y), 1), [[0, 0], [0.5, 0.5]]
+    )
     X = torch.randn(6, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    y = torch.ones(6, dtype=torch.float64)
-    make = lambda p: torch.optim.SGD(p, lr=0.1)  # noqa: E731
-    a, b = reg.train_path(make, X, y, 10, 2, seed=3), reg.train_path(make, X, y, 10, 2, seed=3)
-    assert a.shape == (11, 3)
-    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    runs = []
+    for _ in range(2):
+        model = LinearModel(3, 1, bias=False).double()
+        runs.append(reg._path(model, torch.optim.SGD(model.parameters(), lr=0.1), (X, torch.ones(6, 1)), 10, 2, seed=3))
+    assert runs[0].shape == (11, 3)
+    np.testing.assert_array_equal(runs[0], runs[1])
 
 
 def test_config_validation():
@@ -135,8 +140,16 @@ def test_config_validation():
 
 
 # ----------------------------------------------------------------------------------------------- quick run
+def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
+    small = {"n": 40, "d": 10, "sparsity": 3, "ridge_steps": 50, "lasso_points": 4, "lasso_steps": 50}
+    small |= {"mc_samples": 500, "units": 8, "gap_n": 20, "gap_features": 40, "gap_steps": 50, "gap_test": 50}
+    config = reg.EXPERIMENT.make_config(**small, path_steps=30, path_batch=5)
+    result = assert_rechecks(reg.EXPERIMENT, config, tmp_path)
+    assert len(result.checks) == 7
+
+
 def test_quick_run_passes_every_check_and_is_reproducible():
-    experiment = get("regularisation")
+    experiment = reg.EXPERIMENT
     config = experiment.make_config()
     result = experiment.run(config, Context(torch.device("cpu")))
     failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]

@@ -1,4 +1,5 @@
-"""taylor-step: the Taylor model of a gradient step (theory.taylor) and the catalogue experiment."""
+"""taylor-step: the Taylor model of a gradient step (theory.taylor), and the catalogue experiment: its checks from
+stored metrics, a diverging run, the quick run."""
 
 import math
 
@@ -7,13 +8,13 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 from scipy.optimize import minimize_scalar
 from torch import nn
 
 from tdlab import Objective
 from tdlab.experiments.base import Context
-from tdlab.experiments.catalogue.taylor_step import TaylorStepConfig, _analyse
-from tdlab.experiments.registry import get
+from tdlab.experiments.catalogue.taylor_step import EXPERIMENT, TaylorStepConfig, _analyse
 from tdlab.theory.taylor import (
     best_decrease,
     best_step,
@@ -99,16 +100,44 @@ def test_analyse_on_an_exactly_quadratic_loss():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("checkpoints", (100, 0)), ("checkpoints", (-1, 5)), ("eps_range", (1e-2, 1e-3)), ("activation", "relu")],
+    [
+        ("checkpoints", (100, 0)),
+        ("checkpoints", (-1, 5)),
+        ("eps_range", (1e-2, 1e-3)),
+        ("activation", {"name": "mlp", "activation": "relu"}),
+    ],
 )
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(ValidationError, match=field):
-        TaylorStepConfig(**{field: value})
+        TaylorStepConfig(**{"model" if field == "activation" else field: value})
+
+
+def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
+    config = EXPERIMENT.make_config(
+        data={"name": "mnist1d", "n_train": 60, "n_test": 10},
+        model={"name": "mlp", "width": 8, "depth": 1, "activation": "tanh", "init": "default"},
+        checkpoints=(0, 5),
+        grid_points=20,
+    )
+    result = assert_rechecks(EXPERIMENT, config, tmp_path)
+    assert [c.name for c in result.checks][:2] == [f"second-order error exponent at step {t}" for t in (0, 5)]
+
+
+def test_a_diverging_run_fails_its_check():
+    config = EXPERIMENT.make_config(
+        data={"name": "mnist1d", "n_train": 60, "n_test": 10},
+        model={"name": "mlp", "width": 8, "depth": 1, "activation": "tanh", "init": "default"},
+        train_lr=1e100,
+        checkpoints=(0, 20),
+        grid_points=20,
+    )
+    result = EXPERIMENT.run(config, Context(torch.device("cpu")))
+    assert result.checks[-1].name == "GD run reaches every checkpoint" and not result.checks[-1].passed
 
 
 @pytest.mark.slow
 def test_quick_run_passes_its_checks():
-    experiment = get("taylor-step")
+    experiment = EXPERIMENT
     result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
     failed = [(c.name, c.measured, c.theory, c.detail) for c in result.checks if not c.passed]
     assert not failed, failed

@@ -1,10 +1,11 @@
 """linearised-network: a wide network trains like its linearisation, whose features are the parameter gradients.
 
-An MLP in the NTK parameterisation (Jacot et al. 2018; Lee et al. 2019, eq. 1), weights W ~ N(0, 1) and
-h_l = phi(W_l h_{l-1} / sqrt(n_{l-1})), f(x) = w_out . h_L / sqrt(n_L) (no biases), is trained by full-batch
-gradient descent on the squared loss 1/(2n) sum_i (f(x_i) - y_i)^2 of a two-class mnist1d task (targets +-1), side
-by side with its linearisation f_lin(theta) = f(theta_0) + J(theta_0)(theta - theta_0), trained by the same
-gradient descent; J is applied with `torch.func.jvp` and its transpose with `torch.func.vjp`, never formed, except
+An MLP in the NTK parameterisation (`tdlab.models.ntk.NTKMLP`: Jacot et al. 2018; Lee et al. 2019, eq. 1), weights
+W ~ N(0, 1) and h_l = phi(W_l h_{l-1} / sqrt(n_{l-1})), f(x) = w_out . h_L / sqrt(n_L) (no biases), is trained by
+full-batch gradient descent (`tdlab.train.fit`, `torch.optim.SGD`) on the squared loss 1/(2n) sum_i (f(x_i) - y_i)^2
+of a two-class mnist1d task (targets +-1), side by side with its linearisation f_lin(theta) = f(theta_0) +
+J(theta_0)(theta - theta_0), trained by the same gradient descent. The linearisation's GD is a closed form in J and
+stays hand-written: J is applied with `torch.func.jvp` and its transpose with `torch.func.vjp`, never formed, except
 on the training set of one network for the spectra below.
 
 Measured, against `tdlab.theory.ntk`:
@@ -40,17 +41,20 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from pydantic import Field, field_validator
-from torch import Tensor
-from torch.func import grad, jacrev, jvp, vjp, vmap
+from torch import Tensor, nn
+from torch.func import functional_call, jacrev, jvp, vjp
 
-from tdlab.data import mnist1d
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
-from tdlab.models import make_activation
+from tdlab.data import half_squared_error, mnist1d
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.tidy import rows, series, table
+from tdlab.models.ntk import NTKMLP
 from tdlab.theory.ntk import LINEARISATION_EXPONENT, mode_fitting_time, mode_residual
+from tdlab.train.trainer import fit
 
 Params = dict[str, Tensor]
 Forward = Callable[[Params, Tensor], Tensor]
 SHARP_EXPONENT = -1.0  # Dyer & Gur-Ari (2020), Huang & Yau (2020): smooth activations
+SPECTRA = {"all": "all parameters", "readout": "readout = penultimate features", "hidden": "hidden layers"}
 
 
 class LinearisedNetworkConfig(ExperimentConfig):
@@ -77,72 +81,18 @@ class LinearisedNetworkConfig(ExperimentConfig):
         return value
 
 
-# ------------------------------------------------------------------------------------------------ the model
-def ntk_mlp(activation: str) -> Forward:
-    """f(params, X) of an MLP in the NTK parameterisation: h_l = phi(W_l h_{l-1} / sqrt(n_{l-1})) for the weights
-    "hidden.{l}.weight", f = h_L @ w_out / sqrt(n_L) for "readout.weight" (shape (n_L,)); output (n,).
-
-    Example:
-        >>> f = ntk_mlp("relu")
-        >>> f({"hidden.0.weight": torch.ones(4, 4), "readout.weight": torch.ones(4)}, torch.ones(2, 4)).tolist()
-        [4.0, 4.0]
-
-    (every unit is relu(4 / sqrt(4)) = 2, and the readout 4 * 2 / sqrt(4) = 4.)
-    """
-    phi = make_activation(activation)
-
-    def forward(params: Params, X: Tensor) -> Tensor:
-        h = X
-        for name, W in params.items():
-            if name.startswith("hidden."):
-                h = phi(h @ W.T / math.sqrt(W.shape[1]))
-        w = params["readout.weight"]
-        return h @ w / math.sqrt(w.shape[0])
-
-    return forward
-
-
-def init_ntk_mlp(in_features: int, width: int, depth: int, generator: torch.Generator, dtype: torch.dtype) -> Params:
-    """Standard normal weights of every layer (NTK parameterisation), drawn in layer order on the CPU."""
-    shapes = {f"hidden.{l}.weight": (width, in_features if l == 0 else width) for l in range(depth)}
-    shapes["readout.weight"] = (width,)
-    return {name: torch.randn(shape, generator=generator, dtype=dtype) for name, shape in shapes.items()}
-
-
-# ------------------------------------------------------------------------------------------------ training
-def gradient_descent(forward: Forward, params: Params, X: Tensor, y: Tensor, lr: float, steps: int) -> tuple:
-    """Full-batch GD on 1/(2n) sum_i (f(x_i) - y_i)^2: the final parameters and the training residuals
-    f_t(X) - y for t = 0..steps, shape (steps + 1, n).
-
-    Example:
-        >>> f = lambda p, X: X @ p["w"]
-        >>> X, y = torch.eye(2, dtype=torch.float64), torch.tensor([1.0, 2.0], dtype=torch.float64)
-        >>> _, r = gradient_descent(f, {"w": torch.zeros(2, dtype=torch.float64)}, X, y, lr=1.0, steps=2)
-        >>> r[:, 0].tolist()  # (1 - lr / n)^t (0 - 1)
-        [-1.0, -0.5, -0.25]
-    """
-
-    def loss(p: Params) -> tuple[Tensor, Tensor]:
-        residual = forward(p, X) - y
-        return 0.5 * residual.square().mean(), residual
-
-    loss_grad = grad(loss, has_aux=True)
-    residuals = []
-    for _ in range(steps):
-        gradient, residual = loss_grad(params)
-        residuals.append(residual)
-        params = {name: p - lr * g for (name, p), g in zip(params.items(), gradient.values(), strict=True)}
-    residuals.append(forward(params, X) - y)
-    return params, torch.stack(residuals).detach()
+def functional(model: nn.Module) -> Forward:
+    """f(params, X) of `model` with its parameters replaced by `params` (`torch.func.functional_call`)."""
+    return lambda params, X: functional_call(model, params, (X,))
 
 
 def linearised_descent(forward: Forward, params0: Params, X: Tensor, y: Tensor, lr: float, steps: int) -> tuple:
-    """The same GD on the linearisation f_lin(theta) = f(theta_0) + J (theta - theta_0) at X: its gradient is
-    J^T r / n (a `vjp` at theta_0), its outputs f(theta_0) + J delta (a `jvp`). Returns the displacement
-    delta = theta - theta_0 and the training residuals, shape (steps + 1, n).
+    """Full-batch GD on 1/(2n) ||f_lin(theta) - y||^2 for the linearisation f_lin(theta) = f(theta_0) + J
+    (theta - theta_0) at X: its gradient is J^T r / n (a `vjp` at theta_0), its outputs f(theta_0) + J delta (a
+    `jvp`). Returns the displacement delta = theta - theta_0 and the training residuals, shape (steps + 1, *y.shape).
 
     Example:
-        >>> f = lambda p, X: X @ p["w"]  # already linear: the same path as `gradient_descent`
+        >>> f = lambda p, X: X @ p["w"]  # already linear: GD on least squares, r_t = (1 - lr / n)^t r_0
         >>> X, y = torch.eye(2, dtype=torch.float64), torch.tensor([1.0, 2.0], dtype=torch.float64)
         >>> _, r = linearised_descent(f, {"w": torch.zeros(2, dtype=torch.float64)}, X, y, lr=1.0, steps=2)
         >>> r[:, 1].tolist()
@@ -163,155 +113,124 @@ def push_forward(forward: Forward, params0: Params, X: Tensor, delta: Params) ->
     return jvp(lambda p: forward(p, X), (params0,), (delta,))[1]
 
 
-def run_pair(forward: Forward, X: Tensor, y: Tensor, X_test: Tensor, lr: float, steps: int) -> Callable:
-    """The function params0 -> (network's test outputs, linearisation's test outputs, both training residual
-    paths) after `steps` of GD from params0 on (X, y): one seed's measurement, to be vmapped over seeds."""
-
-    def train(params0: Params) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        params, network_residuals = gradient_descent(forward, params0, X, y, lr, steps)
-        delta, linear_residuals = linearised_descent(forward, params0, X, y, lr, steps)
-        f_lin_test = forward(params0, X_test) + push_forward(forward, params0, X_test, delta)
-        return forward(params, X_test), f_lin_test, network_residuals, linear_residuals
-
-    return train
-
-
 def jacobian(forward: Forward, params: Params, X: Tensor) -> dict[str, Tensor]:
     """The parameter gradients of the outputs, per parameter tensor, each flattened to (n, numel)."""
     blocks = jacrev(lambda p: forward(p, X))(params)
     return {name: J.reshape(X.shape[0], -1) for name, J in blocks.items()}
 
 
-def fitting_times(residuals: Tensor, eigenvectors: Tensor, factor: float = math.e) -> np.ndarray:
-    """For each eigenvector v_i (columns), the first step t at which |v_i^T r_t| <= |v_i^T r_0| / factor (inf if
-    never within the run).
+def fitting_times(projections: np.ndarray, factor: float = math.e) -> np.ndarray:
+    """For each column of |v_i^T r_t| / |v_i^T r_0| (rows t = 0, 1, ...), the first t at which it is <= 1/factor
+    (inf if never within the run).
 
     Example:
-        >>> r = torch.tensor([[1.0, 1.0], [0.2, 0.9], [0.1, 0.3]])
-        >>> fitting_times(r, torch.eye(2)).tolist()
+        >>> fitting_times(np.array([[1.0, 1.0], [0.2, 0.9], [0.1, 0.3]])).tolist()
         [1.0, 2.0]
     """
-    projections = (residuals @ eigenvectors).abs()
-    fitted = projections <= projections[0] / factor
-    first = fitted.to(torch.int64).argmax(dim=0).to(torch.float64)
-    return torch.where(fitted.any(dim=0), first, torch.full_like(first, math.inf)).cpu().numpy()
+    fitted = projections <= 1.0 / factor
+    return np.where(fitted.any(axis=0), fitted.argmax(axis=0), np.inf)
 
 
-# ------------------------------------------------------------------------------------------------ the run
 def load(config: LinearisedNetworkConfig, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Classes 0 and 1 of mnist1d with targets -1 and +1: n_train and n_test examples, float64."""
+    """Classes 0 and 1 of mnist1d with targets -1 and +1 (shape (n, 1)): n_train and n_test examples, float64."""
     pool = mnist1d(8 * config.n_train, 8 * config.n_test, seed=config.seed)
 
     def pick(X: Tensor, y: Tensor, n: int, split: str) -> tuple[Tensor, Tensor]:
         keep = torch.nonzero(y <= 1).squeeze(1)[:n]
         if keep.numel() < n:
             raise RuntimeError(f"{split}: mnist1d gave {keep.numel()} examples of classes 0 and 1, needed {n}")
-        return X[keep].to(device, torch.float64), (2.0 * y[keep] - 1).to(device, torch.float64)
+        return X[keep].to(device, torch.float64), (2.0 * y[keep, None] - 1).to(device, torch.float64)
 
     return *pick(pool.X_train, pool.y_train, config.n_train, "train"), *pick(
         pool.X_test, pool.y_test, config.n_test, "test"
     )
 
 
-def run(config: LinearisedNetworkConfig, context: Context) -> Result:
+def measure(config: LinearisedNetworkConfig, context: Context) -> pd.DataFrame:
+    """Rows per (width, seed): "distance" (RMS over test inputs of f_T - f_lin,T), "train_loss_network",
+    "train_loss_linearised"; per (width, index) for seed 0 at the narrowest and widest width: the test outputs
+    "output/network", "output/linearised"; at the widest width, seed 0: "kernel_eigenvalue" (mode), the residual
+    along each top eigenvector relative to its start, "projection/linear" and "projection/network" (step, mode),
+    and "singular_value/{all, readout, hidden}" (index) of the parameter gradients on the training set."""
     X, y, X_test, _ = load(config, context.device)
-    n, d = X.shape
-    forward = ntk_mlp(config.activation)
-    generator = torch.Generator().manual_seed(config.seed)
-    rows: list[dict[str, object]] = []
-    distance = np.zeros((len(config.widths), config.seeds))
-    outputs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for i, width in enumerate(context.track(config.widths, "widths")):
-        draws = [init_ntk_mlp(d, width, config.depth, generator, torch.float64) for _ in range(config.seeds)]
-        params0 = {name: torch.stack([p[name] for p in draws]).to(context.device) for name in draws[0]}
-        train = run_pair(forward, X, y, X_test, config.lr, config.steps)
-        f_test, f_lin_test, network_residuals, linear_residuals = vmap(train)(params0)
-        distance[i] = (f_test - f_lin_test).square().mean(dim=1).sqrt().cpu().numpy()
-        losses = {
-            "train_loss_network": 0.5 * network_residuals[:, -1].square().mean(dim=1),
-            "train_loss_linearised": 0.5 * linear_residuals[:, -1].square().mean(dim=1),
-        }
-        for s in range(config.seeds):
-            rows.append({"width": width, "seed": s, "name": "distance", "value": float(distance[i, s])})
-            rows.extend({"width": width, "seed": s, "name": name, "value": v[s].item()} for name, v in losses.items())
-        outputs[width] = (f_lin_test[0].cpu().numpy(), f_test[0].cpu().numpy())
-    widest = {  # seed 0 of the last, widest, width
-        "params0": {name: p[0] for name, p in params0.items()},
-        "network": network_residuals[0],
-        "linear": linear_residuals[0],
+    generator = torch.Generator().manual_seed(config.seed)  # the weights of every (width, seed), drawn in turn
+    frames = []
+    for width in context.track(config.widths, "widths"):
+        for seed in range(config.seeds):
+            model = NTKMLP(X.shape[1], 1, width, config.depth, config.activation, generator, torch.float64)
+            model = model.to(context.device)
+            forward, params0 = functional(model), {k: p.detach().clone() for k, p in model.named_parameters()}
+            delta, linear = linearised_descent(forward, params0, X, y, config.lr, config.steps)
+            network = [forward(params0, X).detach() - y]  # the residual path: kept at the widest width, seed 0
+            record = lambda *_: network.append(model(X).detach() - y)  # noqa: E731,B023 (runs in this iteration)
+            watched = seed == 0 and width == config.widths[-1]
+            optimizer = torch.optim.SGD(model.parameters(), config.lr)
+            fit(model, half_squared_error, (X, y), optimizer, config.steps, callbacks=[record] if watched else ())
+            with torch.no_grad():
+                outputs = {"network": model(X_test), "linearised": forward(params0, X_test)}
+                network.append(model(X) - y)
+            outputs["linearised"] = outputs["linearised"] + push_forward(forward, params0, X_test, delta)
+            ids = {"width": width, "seed": seed}
+            frames += [
+                rows("distance", (outputs["network"] - outputs["linearised"]).square().mean().sqrt().item(), **ids),
+                rows("train_loss_network", 0.5 * network[-1].square().mean().item(), **ids),
+                rows("train_loss_linearised", 0.5 * linear[-1].square().mean().item(), **ids),
+            ]
+            if seed == 0 and width in (config.widths[0], config.widths[-1]):
+                frames += [
+                    rows(f"output/{k}", v[:, 0].cpu(), width=width, index=np.arange(len(v))) for k, v in outputs.items()
+                ]
+            if watched:
+                widest = forward, params0, {"linear": linear, "network": torch.stack(network[:-1])}
+    forward, params0, residuals = widest  # seed 0 at the widest width: the spectra
+    blocks = jacobian(forward, params0, X)
+    J = {
+        "all": torch.cat(list(blocks.values()), dim=1),
+        "readout": blocks["readout.weight"],
+        "hidden": torch.cat([b for name, b in blocks.items() if name != "readout.weight"], dim=1),
     }
-    log_distance = np.log(distance).mean(axis=1)
+    eigenvalues, eigenvectors = torch.linalg.eigh(J["all"] @ J["all"].T)
+    order = torch.argsort(eigenvalues, descending=True)[: config.modes]
+    modes, steps = np.arange(config.modes), np.arange(config.steps + 1)
+    frames.append(rows("kernel_eigenvalue", eigenvalues[order].clamp_min(0).cpu(), mode=modes))
+    for key, r in residuals.items():
+        projection = (r[..., 0] @ eigenvectors[:, order]).abs()
+        frames.append(rows(f"projection/{key}", (projection / projection[0]).cpu(), step=steps[:, None], mode=modes))
+    for key, matrix in J.items():
+        values = torch.linalg.svdvals(matrix).cpu()
+        frames.append(rows(f"singular_value/{key}", values, index=np.arange(len(values))))
+    return pd.concat(frames, ignore_index=True)
+
+
+def summarise(metrics: pd.DataFrame, config: LinearisedNetworkConfig) -> dict:
+    """What the checks and figures read: the distances (widths x seeds), the fitted exponent and intercept, the
+    kernel eigenvalues, the relative projections (steps + 1, modes), fitting times measured and predicted
+    (`mode_fitting_time`), the predicted residuals (`mode_residual`) and the singular values."""
+    distance = table(metrics, "distance", "width", "seed")
+    log_distance = np.log(distance.to_numpy()).mean(axis=1)
     diverged = not np.all(np.isfinite(log_distance))  # a diverging run is recorded, and fails the checks
     slope, intercept = (math.nan, math.nan) if diverged else np.polyfit(np.log(config.widths), log_distance, 1)
-    rows.append({"name": "distance_exponent", "value": float(slope)})
-
-    spectrum = _spectrum(forward, widest, X, config)
-    rows.extend(spectrum["rows"])
-    checks = _checks(float(slope), spectrum, config)
-    figures = {
-        "linearisation_distance": _distance_figure(distance, slope, intercept, outputs, config),
-        "eigen_directions": _modes_figure(spectrum, config, n),
-        "feature_spectra": _spectra_figure(spectrum, config),
-    }
-    return Result(pd.DataFrame(rows), checks, figures)
-
-
-def _spectrum(forward: Forward, widest: dict, X: Tensor, config: LinearisedNetworkConfig) -> dict:
-    """Kernel eigenpairs, fitting times along the top modes, and singular values of the gradient features, for
-    seed 0 at the widest width."""
-    n, width = X.shape[0], config.widths[-1]
-    blocks = jacobian(forward, widest["params0"], X)
-    J_all = torch.cat(list(blocks.values()), dim=1)
-    J_last = blocks["readout.weight"]
-    J_hidden = torch.cat([b for name, b in blocks.items() if name != "readout.weight"], dim=1)
-    eigenvalues, eigenvectors = torch.linalg.eigh(J_all @ J_all.T)
-    order = torch.argsort(eigenvalues, descending=True)
-    eigenvalues, eigenvectors = eigenvalues[order].clamp_min(0), eigenvectors[:, order]
-    top = eigenvectors[:, : config.modes]
-    lam = eigenvalues[: config.modes].cpu().numpy()
-    measured_linear = fitting_times(widest["linear"], top)
-    measured_network = fitting_times(widest["network"], top)
-    theory = mode_fitting_time(lam, config.lr, n)
-    singular = {
-        name: torch.linalg.svdvals(J).cpu().numpy()
-        for name, J in (
-            ("all parameters", J_all),
-            ("readout = penultimate features", J_last),
-            ("hidden layers", J_hidden),
-        )
-    }
-    rows = [
-        {"width": width, "mode": i, "name": name, "value": float(value)}
-        for name, values in (
-            ("kernel_eigenvalue", lam),
-            ("fitting_time_linear", measured_linear),
-            ("fitting_time_network", measured_network),
-            ("fitting_time_theory", theory),
-        )
-        for i, value in enumerate(values)
-    ]
-    rows.extend(
-        {"width": width, "index": i, "name": f"singular_value/{name}", "value": float(v)}
-        for name, values in singular.items()
-        for i, v in enumerate(values)
-    )
-    steps = np.arange(config.steps + 1)
-    projections = {key: (widest[key] @ top).abs().cpu().numpy() for key in ("linear", "network")}
+    lam = series(metrics, "kernel_eigenvalue", "mode")[1]
+    projections = {key: table(metrics, f"projection/{key}", "step", "mode").to_numpy() for key in ("linear", "network")}
     return {
-        "rows": rows,
+        "distance": distance.to_numpy(),
+        "slope": float(slope),
+        "intercept": float(intercept),
         "eigenvalues": lam,
-        "stability": float(config.lr * eigenvalues[0].item() / n),
-        "linear": measured_linear,
-        "network": measured_network,
-        "theory": theory,
-        "singular": singular,
-        "projections": {key: p / p[0] for key, p in projections.items()},
-        "predicted": mode_residual(lam, config.lr, n, steps),
+        "stability": float(config.lr * lam[0] / config.n_train),
+        "projections": projections,
+        "linear": fitting_times(projections["linear"]),
+        "network": fitting_times(projections["network"]),
+        "theory": mode_fitting_time(lam, config.lr, config.n_train),
+        "predicted": mode_residual(lam, config.lr, config.n_train, np.arange(config.steps + 1)),
+        "singular": {label: series(metrics, f"singular_value/{key}", "index")[1] for key, label in SPECTRA.items()},
     }
 
 
-def _checks(slope: float, spectrum: dict, config: LinearisedNetworkConfig) -> list[Check]:
-    widths, tol = list(config.widths), config.slope_tolerance
+def checks(metrics: pd.DataFrame, config: LinearisedNetworkConfig) -> list[Check]:
+    """The exponent against Lee et al.'s bound (and -1 for tanh), the fitting times and their order, Weyl."""
+    spectrum = summarise(metrics, config)
+    slope, widths, tol = spectrum["slope"], list(config.widths), config.slope_tolerance
     detail = (
         f"least-squares slope of the seed-mean log RMS distance on {config.n_test} test inputs after "
         f"{config.steps} steps vs log width, widths {widths}, {config.seeds} seeds, {config.activation}"
@@ -382,10 +301,22 @@ def _checks(slope: float, spectrum: dict, config: LinearisedNetworkConfig) -> li
     return checks
 
 
-# ------------------------------------------------------------------------------------------------ figures
-def _distance_figure(
-    distance: np.ndarray, slope: float, intercept: float, outputs: dict, config: LinearisedNetworkConfig
-) -> Figure:
+def figures(metrics: pd.DataFrame, config: LinearisedNetworkConfig) -> dict[str, Figure]:
+    """The distance against width, the residual along the top eigen-directions, the gradient features' spectra."""
+    spectrum = summarise(metrics, config)
+    outputs = {
+        width: tuple(series(metrics, f"output/{k}", "index", width=width)[1] for k in ("linearised", "network"))
+        for width in (config.widths[0], config.widths[-1])
+    }
+    return {
+        "linearisation_distance": _distance_figure(spectrum, outputs, config),
+        "eigen_directions": _modes_figure(spectrum, config, config.n_train),
+        "feature_spectra": _spectra_figure(spectrum, config),
+    }
+
+
+def _distance_figure(spectrum: dict, outputs: dict, config: LinearisedNetworkConfig) -> Figure:
+    distance, slope, intercept = spectrum["distance"], spectrum["slope"], spectrum["intercept"]
     fig = Figure(figsize=(13, 4.8), layout="constrained")
     ax, ax_out = fig.subplots(1, 2)
     w = np.asarray(config.widths, dtype=float)
@@ -464,7 +395,9 @@ EXPERIMENT = Experiment(
         "features contain those of a linear probe on the penultimate layer."
     ),
     config=LinearisedNetworkConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={
         "full": {
             "n_train": 128,

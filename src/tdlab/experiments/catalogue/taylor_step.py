@@ -1,11 +1,12 @@
 """taylor-step: the second-order model of one gradient step on a real network, and its best step.
 
-Along the gradient step w - eps g of an MLP's training loss, Taylor's theorem predicts (`tdlab.theory.taylor`)
+Along the gradient step w - eps g of a network's training loss, Taylor's theorem predicts (`tdlab.theory.taylor`)
 
     Delta f(eps) = -eps g.g + eps^2/2 g.Hg + O(eps^3),         best step  eps* = g.g / g.Hg   (g.Hg > 0),
 
-with g.Hg from one Hessian-vector product. At each checkpoint of a full-batch GD run (init and later) the
-experiment measures, in float64:
+with g.Hg from one Hessian-vector product. The network (`model` section, an MLP by default) is trained on the
+`data` section by full-batch GD (`tdlab.train.fit`, `torch.optim.SGD`); at each checkpoint (init and later) the
+experiment measures on its `tdlab.oracles.Objective`, in float64:
 
 - the error of the second-order model over small steps eps in [1e-4, 1e-1] * g.g/|g.Hg|, and the slope of
   log |Delta f - model| against log eps over the errors above the float64 noise floor (1e-12 |f|): 3 by
@@ -31,13 +32,14 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from scipy.optimize import minimize_scalar
 from torch import Tensor, nn
 
-from tdlab.data import classification_sample, half_squared_error
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
-from tdlab.models import MLP
+from tdlab.data import half_squared_error
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.fields import seeded
+from tdlab.experiments.tidy import rows, series, value
 from tdlab.oracles import Objective
 from tdlab.theory.taylor import (
     best_decrease,
@@ -47,6 +49,9 @@ from tdlab.theory.taylor import (
     second_order_change,
     taylor_error_exponent,
 )
+from tdlab.train.builders import build_data, build_network
+from tdlab.train.config import DataConfig, ModelConfig
+from tdlab.train.trainer import fit
 
 SLOPE_TOLERANCE = 0.2  # the issue's tolerance on the fitted exponent
 BEST_STEP_TOLERANCE = 0.1  # the issue's relative tolerance on the measured best step
@@ -56,18 +61,19 @@ VALID_MODEL_ERROR = 0.05  # |r| <= 0.05 keeps the cubic correction u(r) within [
 NOISE_FLOOR = 1e-12
 MIN_FIT_POINTS = 4
 MAX_PANELS = 4  # checkpoints drawn in the Taylor figure
+SMOOTH = ("tanh", "gelu", "sigmoid")
+SCALARS = ("loss", "gg", "gHg", "eps_star", "best_step", "best_step_ratio", "model_error", "cubic_ratio")
+SCALARS += ("error_slope", "fit_points", "first_order_slope")
 
 
 class TaylorStepConfig(ExperimentConfig):
     """Quick defaults: a tanh MLP (2 x 128) on 500 mnist1d examples, half squared error on one-hot targets,
-    checkpoints at init and after 100 GD steps at step size 0.5."""
+    checkpoints at init and after 100 GD steps at step size 0.5. `seed` seeds the data and the model unless their
+    sections set their own."""
 
-    dataset: Literal["mnist1d", "digits"] = Field("mnist1d", description="training set (digits: first n_train)")
-    n_train: int = Field(500, ge=10, le=4000, description="number of training examples")
-    width: int = Field(128, ge=1, description="hidden units per layer")
-    depth: int = Field(2, ge=1, description="number of hidden layers")
-    activation: Literal["tanh", "gelu", "sigmoid"] = Field(
-        "tanh", description="a smooth activation (ReLU's kinks break the Taylor expansion)"
+    data: DataConfig = Field(default_factory=lambda: DataConfig(name="mnist1d", n_train=500, n_test=10))
+    model: ModelConfig = Field(
+        default_factory=lambda: ModelConfig(name="mlp", width=128, depth=2, activation="tanh", init="default")
     )
     loss: Literal["mse", "cross_entropy"] = Field(
         "mse", description="mse: 1/2 |f(x) - onehot(y)|^2 averaged over examples; or cross-entropy"
@@ -96,23 +102,15 @@ class TaylorStepConfig(ExperimentConfig):
             raise ValueError(f"eps_range: expected 0 < low < high <= 0.1 (small steps), got {value}")
         return value
 
-
-def _objective(config: TaylorStepConfig, device: torch.device) -> Objective:
-    """The float64 training loss of the seed's MLP on the configured data."""
-    data = classification_sample(config.dataset, config.n_train, config.seed).to(device, torch.float64)
-    model = MLP(
-        data.in_features,
-        data.out_features,
-        width=config.width,
-        depth=config.depth,
-        activation=config.activation,
-        init="default",
-        seed=config.seed,
-    ).to(device, torch.float64)
-    if config.loss == "mse":
-        targets = nn.functional.one_hot(data.y_train, data.out_features).to(torch.float64)
-        return Objective(model, half_squared_error, (data.X_train, targets))
-    return Objective(model, nn.CrossEntropyLoss(), (data.X_train, data.y_train))
+    @model_validator(mode="after")
+    def _smooth(self) -> TaylorStepConfig:
+        activation = self.model.kwargs().get("activation", "relu")
+        if self.model.name == "mlp" and activation not in SMOOTH:
+            raise ValueError(
+                f"model.activation: expected a smooth one of {SMOOTH} (ReLU's kinks break the Taylor "
+                f"expansion), got {activation!r}"
+            )
+        return self
 
 
 def _log_log_slope(x: np.ndarray, y: np.ndarray, floor: float) -> tuple[float, int]:
@@ -181,69 +179,63 @@ def _analyse(obj: Objective, theta: Tensor, config: TaylorStepConfig) -> dict:
     }
 
 
-def run(config: TaylorStepConfig, context: Context) -> Result:
+def measure(config: TaylorStepConfig, context: Context) -> pd.DataFrame:
     """Train by full-batch GD to each checkpoint and measure the Taylor models of the step -eps g there.
 
-    Example:
-        >>> config = TaylorStepConfig(n_train=50, width=8, checkpoints=(0,), grid_points=20, device="cpu")
-        >>> result = run(config, Context(torch.device("cpu")))
-        >>> [c.name for c in result.checks][:1]
-        ['second-order error exponent at step 0']
+    Rows: "train/batch_loss" (step, the loss before optimiser step `step`) and, where the loss stopped being
+    finite, "diverged" (step); per checkpoint (step) the scalars of `_analyse` (`SCALARS`), and per eps
+    "first_order_error", "second_order_error" (the small steps) and "loss_change" (the search grid).
     """
-    obj = _objective(config, context.device)
-    theta = obj.flat_parameters()
-    analyses: dict[int, dict] = {}
-    rows: list[dict] = []
-    last = config.checkpoints[-1]
-    diverged_at = None
-    for step in context.track(range(last + 1), "GD to the checkpoints"):
-        if step in config.checkpoints:
-            analyses[step] = _analyse(obj, theta, config)
-        if step == last:
+    dataset = build_data(seeded(config.data, config.seed), context.device, torch.float64)
+    model = build_network(seeded(config.model, config.seed), dataset)
+    if config.loss == "mse":
+        loss_fn, targets = half_squared_error, nn.functional.one_hot(dataset.y_train, dataset.out_features).double()
+    else:
+        loss_fn, targets = nn.CrossEntropyLoss(), dataset.y_train
+    train = dataset.X_train, targets
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.train_lr)
+    frames, reached = [], 0
+    for step in context.track(config.checkpoints, "GD to the checkpoints"):
+        trained = fit(model, loss_fn, train, optimizer, step, start=reached)
+        frames.append(trained.metrics.query("name == 'train/batch_loss'").astype({"step": int, "value": float}))
+        if trained.diverged:
+            frames.append(rows("diverged", 1.0, step=trained.diverged_at))
             break
-        loss, g = obj.value_and_gradient(theta)
-        rows.append({"step": step, "name": "train_loss", "value": float(loss)})
-        if not (torch.isfinite(loss) and torch.isfinite(g).all()):
-            diverged_at = step
-            rows.append({"step": step, "name": "diverged", "value": 1.0})
-            break
-        theta = theta - config.train_lr * g
-
-    for step, a in analyses.items():
-        for name in (
-            "loss",
-            "gg",
-            "gHg",
-            "eps_star",
-            "best_step",
-            "best_step_ratio",
-            "model_error",
-            "cubic_ratio",
-            "error_slope",
-            "fit_points",
-            "first_order_slope",
+        reached = step
+        obj = Objective(model, loss_fn, train)
+        a = _analyse(obj, obj.flat_parameters(), config)
+        frames += [rows(name, a[name], step=step) for name in SCALARS]
+        for name, eps, values in (
+            ("first_order_error", a["small_eps"], a["first_error"]),
+            ("second_order_error", a["small_eps"], a["second_error"]),
+            ("loss_change", a["grid"], a["grid_change"]),
         ):
-            rows.append({"step": step, "name": name, "value": a[name]})
-        for eps, e1, e2 in zip(a["small_eps"], a["first_error"], a["second_error"], strict=True):
-            rows.append({"step": step, "name": "first_order_error", "eps": eps, "value": e1})
-            rows.append({"step": step, "name": "second_order_error", "eps": eps, "value": e2})
-        for eps, dv in zip(a["grid"], a["grid_change"], strict=True):
-            rows.append({"step": step, "name": "loss_change", "eps": eps, "value": dv})
-    metrics = pd.DataFrame(rows, columns=["step", "name", "eps", "value"])
-    checks = _checks(analyses, config)
-    if diverged_at is not None:
-        checks.append(
-            Check.holds(
-                "GD run reaches every checkpoint",
-                False,
-                detail=f"the loss or gradient became non-finite at step {diverged_at} (train_lr = {config.train_lr:g})",
-            )
-        )
-    return Result(metrics, checks, _figures(analyses, config))
+            frames.append(rows(name, values, step=step, eps=eps))
+    return pd.concat(frames, ignore_index=True)
 
 
-def _checks(analyses: dict[int, dict], config: TaylorStepConfig) -> list[Check]:
-    exponent = taylor_error_exponent(2)
+def _analyses(metrics: pd.DataFrame) -> dict[int, dict]:
+    """The per-checkpoint measurements of `_analyse`, read back from the metrics."""
+    out = {}
+    for step in series(metrics, "error_slope")[0].astype(int):
+        a = {name: value(metrics, name, step=step) for name in SCALARS}
+        a["small_eps"], a["second_error"] = series(metrics, "second_order_error", "eps", step=step)
+        a["grid"], a["grid_change"] = series(metrics, "loss_change", "eps", step=step)
+        a["first_error"] = series(metrics, "first_order_error", "eps", step=step)[1]
+        a["fit_points"], a["noise_floor"] = int(a["fit_points"]), NOISE_FLOOR * abs(a["loss"])
+        out[step] = a
+    return out
+
+
+def figures(metrics: pd.DataFrame, config: TaylorStepConfig) -> dict[str, Figure]:
+    """The loss along -g with its Taylor models and their errors; the best step against eps*."""
+    analyses = _analyses(metrics)
+    return {"taylor_step": _taylor_figure(analyses, config), "best_step": _best_step_figure(analyses)}
+
+
+def checks(metrics: pd.DataFrame, config: TaylorStepConfig) -> list[Check]:
+    """The error exponent at every checkpoint; the best step where the quadratic model is valid; divergence."""
+    analyses, exponent = _analyses(metrics), taylor_error_exponent(2)
     low, high = config.eps_range
     checks = []
     for step, a in analyses.items():
@@ -284,11 +276,16 @@ def _checks(analyses: dict[int, dict], config: TaylorStepConfig) -> list[Check]:
                 detail=f"no checkpoint with g.Hg > 0 and |r| <= {VALID_MODEL_ERROR} ({summary}): eps* untested",
             )
         )
+    diverged = metrics.loc[metrics["name"] == "diverged", "step"]
+    if len(diverged):
+        checks.append(
+            Check.holds(
+                "GD run reaches every checkpoint",
+                False,
+                detail=f"the loss became non-finite at step {int(diverged.iloc[0])} (train_lr = {config.train_lr:g})",
+            )
+        )
     return checks
-
-
-def _figures(analyses: dict[int, dict], config: TaylorStepConfig) -> dict[str, Figure]:
-    return {"taylor_step": _taylor_figure(analyses, config), "best_step": _best_step_figure(analyses)}
 
 
 def _taylor_figure(analyses: dict[int, dict], config: TaylorStepConfig) -> Figure:
@@ -349,10 +346,11 @@ def _taylor_figure(analyses: dict[int, dict], config: TaylorStepConfig) -> Figur
         ax.set_title(f"Taylor model error at step {step}", fontsize=10)
         ax.legend(fontsize=7, loc="lower right")
     handles, labels = axes[0, 0].get_legend_handles_labels()
+    model, len_train = config.model.kwargs(), config.data.kwargs().get("n_train", "all")
     fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, 0.955))
     fig.suptitle(
-        f"Loss along -g and its Taylor models ({config.activation} MLP {config.depth}x{config.width}, "
-        f"{config.dataset} n={config.n_train}, {config.loss})"
+        f"Loss along -g and its Taylor models ({model.get('activation', 'relu')} {config.model.name} "
+        f"{model.get('depth', 3)}x{model.get('width', 128)}, {config.data.name} n={len_train}, {config.loss})"
     )
     fig.tight_layout(rect=(0, 0, 1, 0.915))
     return fig
@@ -408,11 +406,13 @@ EXPERIMENT = Experiment(
     claim="The loss change of a gradient step -eps g is -eps g.g + eps^2/2 g.Hg up to O(eps^3), and the best "
     "step is eps* = g.g / g.Hg where the quadratic model holds.",
     config=TaylorStepConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={
         "full": {
-            "n_train": 2000,
-            "width": 256,
+            "data": {"name": "mnist1d", "n_train": 2000, "n_test": 10},
+            "model": {"name": "mlp", "width": 256, "depth": 2, "activation": "tanh", "init": "default"},
             "checkpoints": (0, 10, 20, 50, 100, 200, 300, 500, 1000, 2000),
             "num_eps": 17,
             "grid_points": 400,

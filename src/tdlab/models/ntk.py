@@ -1,0 +1,82 @@
+"""An MLP in the neural-tangent-kernel parameterisation, the network of the NTK theory.
+
+With h_0 = x (flattened), L = depth hidden layers of width n_l, standard normal weights and no biases (Jacot,
+Gabriel & Hongler 2018; Lee et al. 2019, "Wide neural networks of any depth evolve as linear models under gradient
+descent", eq. 1):
+
+    h_l = phi(W_l h_{l-1} / sqrt(n_{l-1})),   W_l ~ N(0, 1) entrywise,   l = 1..L
+    f(x) = W_out h_L / sqrt(n_L)
+
+The 1/sqrt(fan-in) sits in the forward pass instead of the initialisation, so a gradient-descent step of the same
+size moves every layer's pre-activations by O(1/sqrt(width)) and the tangent kernel has a finite limit as the
+width grows; at initialisation the outputs are those of an MLP with N(0, 1/fan-in) weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from tdlab.models._checks import check_choice, check_int
+from tdlab.models.activations import ACTIVATIONS, make_activation
+from tdlab.models.init import as_generator
+
+
+class NTKMLP(nn.Module):
+    """f: R^in -> R^out in the NTK parameterisation (module docstring).
+
+    Args:
+        in_features, out_features: input and output sizes; inputs (batch, *) are flattened.
+        width: units per hidden layer.
+        depth: number of hidden layers L >= 1.
+        activation: phi, one of `tdlab.models.ACTIVATIONS`.
+        seed: int or torch.Generator for the weights, drawn on the CPU layer by layer (hidden.0, ..., readout);
+            None uses torch's global generator.
+        dtype: of the weights, and of the draws (torch's default when None).
+
+    Parameters are named `hidden.{l}.weight` (width x fan-in) and `readout.weight` (out x width).
+
+    Example:
+        >>> model = NTKMLP(4, 1, width=4, depth=1, activation="relu")
+        >>> with torch.no_grad():
+        ...     _ = [p.fill_(1.0) for p in model.parameters()]
+        >>> model(torch.ones(2, 4)).tolist()
+        [[4.0], [4.0]]
+
+    (every unit is relu(4 / sqrt(4)) = 2, and the readout 4 * 2 / sqrt(4) = 4.)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int = 1,
+        width: int = 512,
+        depth: int = 1,
+        activation: str = "tanh",
+        seed: int | torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        super().__init__()
+        check_int("in_features", in_features, 1)
+        check_int("out_features", out_features, 1)
+        check_int("width", width, 1)
+        check_int("depth", depth, 1)
+        check_choice("activation", activation, ACTIVATIONS)
+        self.flatten = nn.Flatten()
+        self.hidden = nn.ModuleList(
+            nn.Linear(in_features if l == 0 else width, width, bias=False, dtype=dtype) for l in range(depth)
+        )
+        self.readout = nn.Linear(width, out_features, bias=False, dtype=dtype)
+        self.activation = make_activation(activation)
+        generator = as_generator(seed)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.flatten(x)
+        for layer in self.hidden:
+            h = self.activation(layer(h) / math.sqrt(layer.in_features))
+        return self.readout(h) / math.sqrt(self.readout.in_features)
