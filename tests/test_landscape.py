@@ -35,11 +35,11 @@ from tdlab.landscape import (
     random_permutations,
     rescale_units,
     second_difference,
-    train_flat,
     weight_matching,
 )
 from tdlab.models import MLP
-from tdlab.oracles.flat import flatten, unflatten
+from tdlab.oracles.flat import assign, flatten, unflatten
+from tdlab.train.trainer import fit
 
 F64 = torch.float64
 
@@ -264,45 +264,18 @@ def test_critical_point_of_a_scalar_linear_network():
         find_critical_point(obj, torch.zeros(3, dtype=F64))
 
 
-# ------------------------------------------------------------------------------------------------ training
-def test_train_flat_gd_and_adam_against_hand_loops_and_torch_optim():
+# ------------------------------------------------------------------------------------- training from a flat start
+def test_fit_from_a_flat_start_is_gd_on_the_flat_vector():
+    # the landscape experiments' pattern: set the model to a flat theta0 (`assign`), train it in place with
+    # tdlab.train.fit, read the flat vector back; full-batch SGD is theta <- theta - lr grad L(theta), by hand
     obj = _tanh_objective()
-    theta0 = obj.flat_parameters()
-    run = train_flat(obj, theta0, "sgd", lr=0.1, steps=5)
+    theta0 = obj.flat_parameters() + 0.1
+    assign(obj.params, theta0)
+    assert torch.equal(flatten(dict(obj.model.named_parameters())).detach(), theta0)
+    fit(obj.model, obj.loss_fn, obj.data.tensors, torch.optim.SGD(obj.model.parameters(), lr=0.1), 5)
     theta = theta0.clone()
     for _ in range(5):
         theta = theta - 0.1 * obj.gradient(theta)
-    assert torch.allclose(run.theta, theta, rtol=1e-12)
-    assert not run.diverged and run.losses.shape == (5,)
-    model = MLP(3, 2, width=4, depth=1, activation="tanh", bias_init_std=0.1, seed=0).double()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    X, y = obj.data.tensors
-    for _ in range(5):
-        optimizer.zero_grad()
-        nn.functional.mse_loss(model(X), y).backward()
-        optimizer.step()
-    adam = train_flat(obj, theta0, "adam", lr=0.01, steps=5)
-    assert torch.allclose(adam.theta, flatten(dict(model.named_parameters())).detach(), rtol=1e-10)
-
-
-def test_train_flat_minibatches_are_epoch_permutations_and_reproducible():
-    obj = _tanh_objective()
-    theta0 = obj.flat_parameters()
-    runs = [
-        train_flat(obj, theta0, "sgd", 0.05, 9, batch_size=8, generator=torch.Generator().manual_seed(4))
-        for _ in range(2)
-    ]
-    assert torch.equal(runs[0].theta, runs[1].theta)
-    # one epoch of 3 batches of 8 covers the 24 examples once: the mean batch loss at theta0 is the full loss
-    still = train_flat(obj, theta0, "sgd", 1e-300, 3, batch_size=8, generator=torch.Generator().manual_seed(4))
-    assert float(still.losses.mean()) == pytest.approx(float(obj.value(theta0)), rel=1e-12)
-    with pytest.raises(ValueError, match="method: expected one of 'sgd', 'adam'"):
-        train_flat(obj, theta0, "lbfgs")
-    with pytest.raises(ValueError, match="batch_size"):
-        train_flat(obj, theta0, batch_size=100)
-
-
-def test_train_flat_records_divergence():
-    obj = _tanh_objective()
-    run = train_flat(obj, obj.flat_parameters(), "sgd", lr=1e200, steps=20)
-    assert run.diverged and run.losses.shape[0] < 20
+    assert torch.allclose(obj.flat_parameters(), theta, rtol=1e-12)
+    with pytest.raises(ValueError, match="vector: expected a 1-D tensor with"):
+        assign(obj.params, theta0[:-1])

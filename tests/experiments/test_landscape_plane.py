@@ -8,11 +8,12 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 from torch import nn
 
 from tdlab import Objective
 from tdlab.experiments.base import Context
-from tdlab.experiments.registry import get
+from tdlab.experiments.catalogue import landscape_plane as lp
 from tdlab.landscape import hessian_directions, loss_plane
 from tdlab.theory import landscape as theory
 
@@ -33,18 +34,38 @@ def test_quadratic_plane_is_exact_on_least_squares():
 
 
 def test_config_rejects_bad_values():
-    experiment = get("landscape-plane")
     with pytest.raises(ValidationError, match="odd"):
-        experiment.make_config(grid_points=12)
+        lp.EXPERIMENT.make_config(grid_points=12)
     with pytest.raises(ValidationError, match="residuals"):
-        experiment.make_config(residuals=("none", "none"))
+        lp.EXPERIMENT.make_config(residuals=("none", "none"))
     with pytest.raises(ValidationError, match="depth"):
-        experiment.make_config(depth=1)
+        lp.EXPERIMENT.make_config(model={"name": "mlp", "depth": 1, "activation": "gelu"})
+    with pytest.raises(ValidationError, match="activation"):
+        lp.EXPERIMENT.make_config(model={"name": "mlp", "depth": 2, "activation": "relu"})
+
+
+def test_small_run_rechecks_and_its_slices_pass_through_the_trained_net(tmp_path):
+    config = lp.EXPERIMENT.make_config(
+        data={"name": "mnist1d", "n_train": 60, "n_test": 10},
+        model={"name": "mlp", "width": 6, "depth": 2, "activation": "gelu"},
+        steps=20,
+        batch_size=20,
+        grid_points=5,
+        eigen_grid=3,
+    )
+    result = assert_rechecks(lp.EXPERIMENT, config, tmp_path)
+    for residual, r in lp._results(result.metrics).items():
+        for grid in ("plane_loss", "eigen_loss"):
+            alphas, betas, loss = r[grid]
+            assert loss.shape == (len(alphas), len(betas)) and alphas[len(alphas) // 2] == 0.0
+            assert loss[len(alphas) // 2, len(betas) // 2] == pytest.approx(r["loss"], rel=1e-12), residual
+        assert r["lambda_1"] >= r["lambda_2"]
+    assert len(result.checks) == 5 * len(config.residuals)
 
 
 @pytest.mark.slow
 def test_quick_run_passes_its_checks():
-    experiment = get("landscape-plane")
+    experiment = lp.EXPERIMENT
     config = experiment.make_config()
     result = experiment.run(config, Context(torch.device("cpu")))
     failed = [(c.name, c.measured, c.theory, c.detail) for c in result.checks if not c.passed]

@@ -8,9 +8,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 
 from tdlab.experiments.base import Context
-from tdlab.experiments.registry import get
+from tdlab.experiments.catalogue import linear_interpolation as li
 from tdlab.theory import landscape as theory
 
 
@@ -30,19 +31,58 @@ def test_central_difference_bias_is_exact_for_a_quartic():
 
 
 def test_config_rejects_bad_values():
-    experiment = get("linear-interpolation")
+    experiment = li.EXPERIMENT
     with pytest.raises(ValidationError, match="num_alphas"):
         experiment.make_config(num_alphas=40)
     with pytest.raises(ValidationError, match="optimizers"):
-        experiment.make_config(optimizers=("sgd", "sgd"))
+        experiment.make_config(optimizers=({"name": "sgd", "lr": 0.1}, {"name": "sgd", "lr": 0.2}))
     with pytest.raises(ValidationError, match="activation"):
-        experiment.make_config(activation="relu")
-    assert experiment.make_config("full").n_train == 4000
+        experiment.make_config(model={"name": "mlp", "activation": "relu"})
+    assert experiment.make_config("full").data.kwargs()["n_train"] == 4000
+
+
+def test_small_run_rechecks_and_its_paths_meet_at_the_ends(tmp_path):
+    # full-batch GD: the first batch loss is the loss at the initialisation (alpha = 0) of the path
+    config = li.EXPERIMENT.make_config(
+        data={"name": "mnist1d", "n_train": 100, "n_test": 10},
+        model={"name": "mlp", "width": 8, "depth": 1, "activation": "tanh"},
+        optimizers=({"name": "sgd", "lr": 0.5}, {"name": "adam", "lr": 0.01}),
+        steps=20,
+        batch_size=100,
+        num_alphas=9,
+    )
+    result = assert_rechecks(li.EXPERIMENT, config, tmp_path)
+    m = result.metrics
+    for method in ("sgd", "adam"):
+        rows = m[m["optimizer"] == method]
+        first = rows.query("name == 'train/batch_loss' and step == 1")["value"].item()
+        at = rows.query("name == 'loss'").set_index("alpha")["value"]
+        assert at[0.0] == pytest.approx(first, rel=1e-12)
+        final = rows.query("name == 'final_loss'")["value"].item()
+        assert at[1.0] == pytest.approx(final, rel=1e-12)
+    assert [c.name for c in result.checks] == [
+        "sgd: path curvature at alpha = 1",
+        "adam: path curvature at alpha = 1",
+        "sgd: loss decreases monotonically from init to solution",
+    ]
+
+
+def test_a_diverged_optimiser_is_reported():
+    config = li.EXPERIMENT.make_config(
+        data={"name": "mnist1d", "n_train": 100, "n_test": 10},
+        model={"name": "mlp", "width": 8, "depth": 1, "activation": "tanh"},
+        optimizers=({"name": "sgd", "lr": float("inf")},),
+        steps=5,
+        batch_size=100,
+        num_alphas=9,
+    )
+    checks = li.EXPERIMENT.run(config, Context(torch.device("cpu"))).checks
+    assert [(c.name, c.passed) for c in checks] == [("sgd training stays finite", False)]
 
 
 @pytest.mark.slow
 def test_quick_run_passes_its_checks():
-    experiment = get("linear-interpolation")
+    experiment = li.EXPERIMENT
     config = experiment.make_config()
     result = experiment.run(config, Context(torch.device("cpu")))
     failed = [(c.name, c.measured, c.theory, c.detail) for c in result.checks if not c.passed]
@@ -53,5 +93,5 @@ def test_quick_run_passes_its_checks():
     assert all(isinstance(f, Figure) for f in result.figures.values())
     loss = result.metrics.query("name == 'loss' and optimizer == 'sgd'")
     assert len(loss) == config.num_alphas and loss.alpha.min() == -0.5 and loss.alpha.max() == 1.5
-    again = experiment.run(config, Context(torch.device("cpu")))
-    assert again.metrics["value"].equals(result.metrics["value"])  # same seed, same numbers
+    again = experiment.measure(config, Context(torch.device("cpu")))
+    assert again["value"].equals(result.metrics["value"])  # same seed, same numbers

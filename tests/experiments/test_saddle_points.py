@@ -10,9 +10,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 
 from tdlab.experiments.base import Context
-from tdlab.experiments.registry import get
+from tdlab.experiments.catalogue import saddle_points as sp
 from tdlab.theory import saddles as theory
 
 
@@ -50,18 +51,32 @@ def test_escape_time_is_the_first_step_past_the_radius():
 
 
 def test_config_rejects_bad_values():
-    experiment = get("saddle-points")
     with pytest.raises(ValidationError, match="delta"):
-        experiment.make_config(delta=1.0, radius=0.1)
+        sp.EXPERIMENT.make_config(delta=1.0, radius=0.1)
     with pytest.raises(ValidationError, match="eta_fraction"):
-        experiment.make_config(eta_fraction=1.5)
+        sp.EXPERIMENT.make_config(eta_fraction=1.5)
     with pytest.raises(ValidationError, match="snapshots"):
-        experiment.make_config(snapshots=(10, 0))
+        sp.EXPERIMENT.make_config(snapshots=(10, 0))
+
+
+def test_small_run_rechecks_and_its_escape_follows_the_linearisation(tmp_path):
+    config = sp.EXPERIMENT.make_config(trajectories=1, snapshots=(0, 30), max_iter=30, escapes=1, radius=1e-3)
+    result = assert_rechecks(sp.EXPERIMENT, config, tmp_path)
+    escapes = sp._escapes(result.metrics, config)
+    assert len(escapes) == 1  # the search from the initialisation of seed 0 ends at a saddle
+    for e in escapes:  # the escape coordinate grows as delta_min (1 + eta |lambda_min|)^t until it leaves
+        t = np.arange(len(e["coordinate"]))
+        linear = theory.linearised_coordinate(t, e["delta_min"], e["eta"], e["lambda_min"])
+        np.testing.assert_allclose(e["coordinate"][: len(t) // 2], linear[: len(t) // 2], rtol=1e-2)
+        assert e["coordinate"][-1] >= config.radius > e["coordinate"][-2]
+        assert e["measured"] == len(t) - 1
+    found = sp._searches(result.metrics)
+    assert list(found["step"]) == [0, 30] and (found["gradient_norm"][found["converged"] > 0] <= config.tol).all()
 
 
 @pytest.mark.slow
 def test_quick_run_passes_its_checks():
-    experiment = get("saddle-points")
+    experiment = sp.EXPERIMENT
     config = experiment.make_config()
     result = experiment.run(config, Context(torch.device("cpu")))
     failed = [(c.name, c.measured, c.theory, c.detail) for c in result.checks if not c.passed]

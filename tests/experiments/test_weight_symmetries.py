@@ -7,12 +7,13 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 from torch import nn
 
 from tdlab import Objective
 from tdlab.curvature import exact_hessian
 from tdlab.experiments.base import Context
-from tdlab.experiments.registry import get
+from tdlab.experiments.catalogue import weight_symmetries as ws
 from tdlab.landscape import mlp_chain, rescale_units
 from tdlab.models import MLP
 from tdlab.oracles.flat import flatten
@@ -47,18 +48,42 @@ def test_rescaled_sharpness_bound_holds_and_is_tight_far_from_one():
 
 
 def test_config_rejects_bad_values():
-    experiment = get("weight-symmetries")
     with pytest.raises(ValidationError, match="scales"):
-        experiment.make_config(scales=(1.0, 0.1))
+        ws.EXPERIMENT.make_config(scales=(1.0, 0.1))
     with pytest.raises(ValidationError, match="sweep_widths"):
-        experiment.make_config(sweep_widths=(64, 32))
-    with pytest.raises(ValueError, match="rescale_layer"):
-        experiment.run(experiment.make_config(rescale_layer=1), Context(torch.device("cpu")))
+        ws.EXPERIMENT.make_config(sweep_widths=(64, 32))
+    with pytest.raises(ValidationError, match="rescale_layer"):
+        ws.EXPERIMENT.make_config(rescale_layer=1)
+
+
+def test_small_run_rechecks_and_measures_the_symmetries(tmp_path):
+    config = ws.EXPERIMENT.make_config(
+        data={"name": "mnist1d", "n_train": 100, "n_test": 10},
+        model={"name": "mlp", "width": 8, "depth": 1, "activation": "relu"},
+        steps=30,
+        scales=(0.1, 1.0, 10.0),
+        sweep_widths=(4, 8),
+        num_alphas=5,
+    )
+    result = assert_rechecks(ws.EXPERIMENT, config, tmp_path)
+    m = result.metrics
+    assert sorted(m.loc[m["name"] == "barrier_before", "width"]) == [4, 8]
+    # the path from A to B starts at A's loss whatever B is aligned to, and the barrier is never negative
+    main = m[m["width"] == 8]
+    before, after = (
+        main[main["name"] == n].sort_values("alpha")["value"].to_numpy() for n in ("loss_before", "loss_after")
+    )
+    assert before[0] == after[0] and before[-1] == pytest.approx(after[-1], rel=1e-10)
+    assert (m.loc[m["name"].str.startswith("barrier_"), "value"] >= 0).all()
+    # rescaling by k leaves the loss unchanged: same value at every k
+    losses = main.loc[main["name"] == "loss", "value"]
+    assert losses.max() - losses.min() < 1e-12
+    assert [c.name for c in result.checks][:3] == [f"function unchanged by {what}" for what in ws.SYMMETRIES]
 
 
 @pytest.mark.slow
 def test_quick_run_passes_its_checks():
-    experiment = get("weight-symmetries")
+    experiment = ws.EXPERIMENT
     result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
     failed = [(c.name, c.measured, c.theory, c.detail) for c in result.checks if not c.passed]
     assert not failed, failed

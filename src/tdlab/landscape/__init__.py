@@ -33,14 +33,12 @@ from tdlab.landscape.symmetries import (
     rescale_units,
     weight_matching,
 )
-from tdlab.landscape.training import TrainingRun, train_flat
 
 __all__ = [
     "Chain",
     "CriticalPoint",
     "PathProfile",
     "PlaneSlice",
-    "TrainingRun",
     "barrier_height",
     "directional_curvature",
     "filter_normalize",
@@ -60,6 +58,5 @@ __all__ = [
     "random_permutations",
     "rescale_units",
     "second_difference",
-    "train_flat",
     "weight_matching",
 ]

@@ -45,6 +45,22 @@ def unflatten(vector: Tensor, like: Mapping[str, Tensor]) -> Params:
     return out
 
 
+def assign(tensors: Mapping[str, Tensor], vector: Tensor) -> None:
+    """Copy the 1-D `vector` into the tensors of a dictionary, in its order, in place: with `Objective.params` or
+    `trainable_parameters(model)` (which share storage with the model) this sets the model's parameters to a
+    flat vector, e.g. the start of a run of `tdlab.train.fit`.
+
+    Example:
+        >>> params = {"w": torch.zeros(2, 2), "b": torch.zeros(2)}
+        >>> assign(params, torch.arange(6.0))
+        >>> params["b"].tolist()
+        [4.0, 5.0]
+    """
+    with torch.no_grad():
+        for target, value in zip(tensors.values(), unflatten(vector, tensors).values(), strict=True):
+            target.copy_(value)
+
+
 def trainable_parameters(model: torch.nn.Module) -> Params:
     """The model's trainable parameters as a detached dictionary (shares storage with the model)."""
     return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}

@@ -3,7 +3,9 @@
 Goodfellow, Vinyals & Saxe (2015) evaluate L((1 - alpha) theta_init + alpha theta_final) for alpha in
 [-0.5, 1.5] and find that, for networks trained by SGD, the loss falls monotonically from the initialisation to
 the solution: no barrier lies on the straight path, only a valley whose floor is the trained net. The experiment
-trains one MLP from the same initialisation with SGD and with Adam, and measures along each path (float64):
+trains one network (`model` section) on a training set (`data` section) from the same initialisation with each
+optimiser of `optimizers` (`tdlab.train.fit`, mini-batches in `tdlab.train.batches` order), and measures along
+each path (float64):
 
 - loss and accuracy, whether the loss decreases monotonically on [0, 1] and its largest bump
   max_{alpha < alpha'} L(alpha') - L(alpha) (`tdlab.landscape.largest_bump`);
@@ -18,8 +20,6 @@ which the Hessian (zero second derivative of ReLU) does not see. For ReLU the tw
 
 from __future__ import annotations
 
-from typing import Literal
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -28,40 +28,33 @@ from matplotlib.figure import Figure
 from pydantic import Field, field_validator
 from torch import nn
 
-from tdlab.data import classification_sample
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
-from tdlab.landscape import (
-    directional_curvature,
-    largest_bump,
-    path_profile,
-    second_difference,
-    train_flat,
-)
-from tdlab.models import MLP
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.fields import describe, seeded
+from tdlab.landscape import directional_curvature, largest_bump, path_profile, second_difference
 from tdlab.oracles import Objective
 from tdlab.theory.landscape import quadratic_path
+from tdlab.train.builders import build_data, build_network, build_optimizer
+from tdlab.train.config import DataConfig, ModelConfig, OptimizerConfig
+from tdlab.train.trainer import fit
 
 CURVATURE_TOLERANCE = 0.05  # the issue's relative tolerance on the curvature at alpha = 1
-COLORS = {"sgd": "tab:blue", "adam": "tab:orange"}
-MARKERS = {"sgd": "o", "adam": "s"}
 FIGURE_STEPS = (0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4)  # second-difference steps drawn in the figure
+SMOOTH = ("tanh", "gelu", "sigmoid")
 
 
 class LinearInterpolationConfig(ExperimentConfig):
     """Quick defaults: a tanh MLP (2 x 48) on 1000 mnist1d examples, 600 steps of SGD and of Adam, batch 64."""
 
-    dataset: Literal["mnist1d", "digits"] = Field("mnist1d", description="training set (digits: first n_train)")
-    n_train: int = Field(1000, ge=50, le=4000, description="number of training examples")
-    width: int = Field(48, ge=1, description="hidden units per layer")
-    depth: int = Field(2, ge=1, description="number of hidden layers")
-    activation: Literal["tanh", "gelu", "sigmoid"] = Field(
-        "tanh", description="a smooth activation (ReLU's kinks make the second difference differ from d^T H d)"
+    data: DataConfig = Field(default_factory=lambda: DataConfig(name="mnist1d", n_train=1000, n_test=10))
+    model: ModelConfig = Field(
+        default_factory=lambda: ModelConfig(name="mlp", width=48, depth=2, activation="tanh"),
+        description="a smooth activation (ReLU's kinks make the second difference differ from d^T H d)",
     )
-    optimizers: tuple[Literal["sgd", "adam"], ...] = Field(
-        ("sgd", "adam"), min_length=1, description="optimisers that train a copy of the same initialisation"
+    optimizers: tuple[OptimizerConfig, ...] = Field(
+        (OptimizerConfig(name="sgd", lr=1.0), OptimizerConfig(name="adam", lr=0.01)),
+        min_length=1,
+        description="optimisers (distinct names) that train a copy of the same initialisation",
     )
-    lr_sgd: float = Field(1.0, gt=0, description="SGD step size")
-    lr_adam: float = Field(0.01, gt=0, description="Adam step size")
     steps: int = Field(600, ge=1, description="optimiser steps")
     batch_size: int = Field(64, ge=1, description="mini-batch size")
     num_alphas: int = Field(41, ge=5, description="points on alpha in [-0.5, 1.5]; (num_alphas - 1) % 4 == 0")
@@ -78,96 +71,102 @@ class LinearInterpolationConfig(ExperimentConfig):
 
     @field_validator("optimizers")
     @classmethod
-    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"optimizers: expected distinct names among 'sgd', 'adam', got {value}")
+    def _distinct(cls, value: tuple[OptimizerConfig, ...]) -> tuple[OptimizerConfig, ...]:
+        if len({o.name for o in value}) != len(value):
+            raise ValueError(f"optimizers: expected distinct names, got {[o.name for o in value]}")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _smooth(cls, value: ModelConfig) -> ModelConfig:
+        if value.kwargs().get("activation", "relu") not in SMOOTH:
+            raise ValueError(f"model.activation: expected a smooth one of {SMOOTH} (ReLU's kinks break d^T H d)")
         return value
 
 
-def run(config: LinearInterpolationConfig, context: Context) -> Result:
-    data = classification_sample(config.dataset, config.n_train, config.seed).to(context.device, torch.float64)
-    if config.batch_size > data.num_train:
-        raise ValueError(f"batch_size: at most n_train = {data.num_train}, got {config.batch_size}")
-    model = MLP(
-        data.in_features,
-        data.out_features,
-        width=config.width,
-        depth=config.depth,
-        activation=config.activation,
-        seed=config.seed,
-    ).to(context.device, torch.float64)
-    obj = Objective(model, nn.CrossEntropyLoss(), data.train)
-    theta_init = obj.flat_parameters()
+def measure(config: LinearInterpolationConfig, context: Context) -> pd.DataFrame:
+    """Rows per optimiser: "train/batch_loss" by step; "loss", "accuracy" by alpha; "second_difference" by h (the
+    figure's steps; without h: the check's at `fd_step`); "slope" g.d, "curvature" d^T H d, "bump", "distance"
+    |d|, "final_loss" at alpha = 1 (none of these when the loss became non-finite)."""
+    data = build_data(seeded(config.data, config.seed), context.device, torch.float64)
+    frames = []
+    for opt in context.track(config.optimizers, "train and interpolate"):
+        model = build_network(seeded(config.model, config.seed), data)  # the same initialisation for each
+        obj = Objective(model, nn.CrossEntropyLoss(), data.train)
+        theta_init = obj.flat_parameters()
+        optimizer = build_optimizer(model.parameters(), opt)
+        trained = fit(
+            model, obj.loss_fn, data.train, optimizer, config.steps, batch_size=config.batch_size, seed=config.seed
+        )
+        rows = [trained.metrics.query("name == 'train/batch_loss'")]  # ends with a non-finite loss if it diverged
+        if not trained.diverged:
+            rows += _path(obj, theta_init, obj.flat_parameters(), config)
+        frames += [f.assign(optimizer=opt.name) for f in rows]
+    return pd.concat(frames, ignore_index=True).reindex(columns=["optimizer", "step", "alpha", "h", "name", "value"])
+
+
+def _path(obj: Objective, theta_init: torch.Tensor, theta: torch.Tensor, config: LinearInterpolationConfig) -> list:
     alphas = torch.arange(config.num_alphas, dtype=torch.float64) * 2 / (config.num_alphas - 1) - 0.5
     inside = (alphas >= -1e-12) & (alphas <= 1 + 1e-12)
-    rows: list[dict] = []
-    paths: dict[str, dict] = {}
-    for method in context.track(config.optimizers, "train and interpolate"):
-        lr = config.lr_sgd if method == "sgd" else config.lr_adam
-        training = train_flat(
-            obj, theta_init, method, lr, config.steps, config.batch_size, torch.Generator().manual_seed(config.seed)
+    d = theta - theta_init
+    profile = path_profile(obj, theta_init, theta, alphas, with_accuracy=True)
+    loss_end, g_end = obj.value_and_gradient(theta)
+    scalars = {
+        "slope": float(g_end @ d),
+        "curvature": directional_curvature(obj, theta, d),
+        "second_difference": second_difference(obj, theta, d, config.fd_step),
+        "bump": largest_bump(profile.loss[inside]),
+        "distance": float(d.norm()),
+        "final_loss": float(loss_end),
+    }
+    differences = [second_difference(obj, theta, d, h) for h in FIGURE_STEPS]
+    return [
+        pd.DataFrame({"name": list(scalars), "value": list(scalars.values())}),
+        pd.DataFrame({"alpha": alphas.numpy(), "name": "loss", "value": profile.loss.numpy()}),
+        pd.DataFrame({"alpha": alphas.numpy(), "name": "accuracy", "value": profile.accuracy.numpy()}),
+        pd.DataFrame({"h": FIGURE_STEPS, "name": "second_difference", "value": differences}),
+    ]
+
+
+def _scalar(metrics: pd.DataFrame, optimizer: str, name: str) -> float:
+    rows = metrics[(metrics["optimizer"] == optimizer) & (metrics["name"] == name) & metrics["h"].isna()]
+    return float(rows["value"].iloc[0]) if len(rows) else float("nan")
+
+
+def _finished(metrics: pd.DataFrame, config: LinearInterpolationConfig) -> dict[str, float]:
+    """The optimisers whose training stayed finite, with their step sizes."""
+    losses = metrics[metrics["name"] == "train/batch_loss"]
+    diverged = set(losses.loc[~np.isfinite(losses["value"]), "optimizer"])
+    return {o.name: o.lr for o in config.optimizers if o.name not in diverged}
+
+
+def checks(metrics: pd.DataFrame, config: LinearInterpolationConfig) -> list[Check]:
+    """The path curvature for every optimiser, and the monotone decrease for SGD (module docstring)."""
+    finished = _finished(metrics, config)
+    out = [
+        Check.holds(
+            f"{o.name} training stays finite",
+            False,
+            detail=f"the loss became non-finite (lr = {o.lr:g}); no path to measure",
         )
-        for step, loss in enumerate(training.losses.tolist()):
-            rows.append({"optimizer": method, "step": step, "name": "batch_loss", "value": loss})
-        if training.diverged:
-            paths[method] = {"diverged": True, "lr": lr}
-            rows.append({"optimizer": method, "name": "diverged", "value": 1.0})
-            continue
-        direction = training.theta - theta_init
-        profile = path_profile(obj, theta_init, training.theta, alphas, with_accuracy=True)
-        loss_end, g_end = obj.value_and_gradient(training.theta)
-        path = {
-            "diverged": False,
-            "lr": lr,
-            "profile": profile,
-            "loss": float(loss_end),
-            "slope": float(g_end @ direction),
-            "curvature": directional_curvature(obj, training.theta, direction),
-            "second_difference": second_difference(obj, training.theta, direction, config.fd_step),
-            "figure_differences": [second_difference(obj, training.theta, direction, h) for h in FIGURE_STEPS],
-            "bump": largest_bump(profile.loss[inside]),
-            "distance": float(direction.norm()),
-        }
-        paths[method] = path
-        for a, loss, acc in zip(alphas.tolist(), profile.loss.tolist(), profile.accuracy.tolist(), strict=True):
-            rows.append({"optimizer": method, "alpha": a, "name": "loss", "value": loss})
-            rows.append({"optimizer": method, "alpha": a, "name": "accuracy", "value": acc})
-        for h, value in zip(FIGURE_STEPS, path["figure_differences"], strict=True):
-            rows.append({"optimizer": method, "h": h, "name": "second_difference", "value": value})
-        for name in ("slope", "curvature", "second_difference", "bump", "distance"):
-            rows.append({"optimizer": method, "name": name, "value": path[name]})
-        rows.append({"optimizer": method, "name": "final_loss", "value": path["loss"]})
-        rows.append({"optimizer": method, "name": "monotone", "value": float(path["bump"] == 0.0)})
-    metrics = pd.DataFrame(rows, columns=["optimizer", "step", "alpha", "h", "name", "value"])
-    return Result(metrics, _checks(paths, config), _figures(paths, alphas, config))
-
-
-def _checks(paths: dict[str, dict], config: LinearInterpolationConfig) -> list[Check]:
-    checks = []
-    for method, path in paths.items():
-        if path["diverged"]:
-            checks.append(
-                Check.holds(
-                    f"{method} training stays finite",
-                    False,
-                    detail=f"the loss or gradient became non-finite (lr = {path['lr']:g}); no path to measure",
-                )
-            )
-            continue
-        checks.append(
+        for o in config.optimizers
+        if o.name not in finished
+    ]
+    for method in finished:
+        out.append(
             Check.relative(
                 f"{method}: path curvature at alpha = 1",
-                path["second_difference"],
-                path["curvature"],
+                _scalar(metrics, method, "second_difference"),
+                _scalar(metrics, method, "curvature"),
                 CURVATURE_TOLERANCE,
                 detail=f"central second difference of L along the path, h = {config.fd_step:g}, float64, against "
                 f"d^T H d from one Hessian-vector product, d = theta_final - theta_init (|d| = "
-                f"{path['distance']:.3g}); tolerance 5% (the issue's)",
+                f"{_scalar(metrics, method, 'distance'):.3g}); tolerance 5% (the issue's)",
             )
         )
-    if "sgd" in paths and not paths["sgd"]["diverged"]:
-        bump = paths["sgd"]["bump"]
-        checks.append(
+    if "sgd" in finished:
+        bump = _scalar(metrics, "sgd", "bump")
+        out.append(
             Check.holds(
                 "sgd: loss decreases monotonically from init to solution",
                 bump == 0.0,
@@ -177,92 +176,76 @@ def _checks(paths: dict[str, dict], config: LinearInterpolationConfig) -> list[C
                 "decrease for SGD-trained networks",
             )
         )
-    return checks
+    return out
 
 
-def _figures(paths: dict[str, dict], alphas: torch.Tensor, config: LinearInterpolationConfig) -> dict[str, Figure]:
-    finished = {m: p for m, p in paths.items() if not p["diverged"]}
-    return {
-        "interpolation": _path_figure(finished, alphas, config),
-        "path_curvature": _curvature_figure(finished, config),
-    }
-
-
-def _path_figure(paths: dict[str, dict], alphas: torch.Tensor, config: LinearInterpolationConfig) -> Figure:
+def figures(metrics: pd.DataFrame, config: LinearInterpolationConfig) -> dict[str, Figure]:
+    """The loss and accuracy along the paths with the second-order model at alpha = 1; the error of the second
+    difference against d^T H d over h, with the h^2 bias and the rounding floor."""
+    finished = _finished(metrics, config)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.0, 7.0), sharex=True)
-    a = alphas.numpy()
     near_end = np.linspace(0.6, 1.4, 100)
-    for method, path in paths.items():
-        color = COLORS[method]
-        monotone = "monotone" if path["bump"] == 0 else f"largest bump {path['bump']:.3g}"
+    curve, ax = plt.subplots(figsize=(6.4, 4.6))
+    h = np.array(FIGURE_STEPS)
+    for k, (method, lr) in enumerate(finished.items()):
+        color, marker = f"C{k}", "os^vD"[k % 5]
+        path = metrics[metrics["optimizer"] == method]
+        s = {n: _scalar(metrics, method, n) for n in ("bump", "final_loss", "slope", "curvature")}
+        monotone = "monotone" if s["bump"] == 0 else f"largest bump {s['bump']:.3g}"
+        loss, acc = (path[path["name"] == n].sort_values("alpha") for n in ("loss", "accuracy"))
         top.plot(
-            a,
-            path["profile"].loss.numpy(),
-            MARKERS[method],
+            loss["alpha"],
+            loss["value"],
+            marker,
             ms=4,
             color=color,
-            label=f"{method} (lr {path['lr']:g}): measured, {monotone} on [0, 1]",
+            label=f"{method} (lr {lr:g}): measured, {monotone} on [0, 1]",
         )
         top.plot(
             near_end,
-            quadratic_path(near_end, path["loss"], path["slope"], path["curvature"]),
+            quadratic_path(near_end, s["final_loss"], s["slope"], s["curvature"]),
             "-",
             color=color,
             alpha=0.7,
-            label=f"{method}: second-order model at alpha = 1 (d^T H d = {path['curvature']:.3g})",
+            label=f"{method}: second-order model at alpha = 1 (d^T H d = {s['curvature']:.3g})",
         )
-        bottom.plot(a, path["profile"].accuracy.numpy(), MARKERS[method] + "-", ms=4, lw=0.8, color=color, label=method)
-    for ax in (top, bottom):
-        ax.axvspan(0, 1, color="0.92", zorder=0)
-        ax.axvline(0, color="0.5", lw=0.8, ls=":")
-        ax.axvline(1, color="0.5", lw=0.8, ls=":")
-    top.set_yscale("log")
-    top.set_ylabel("training loss (cross-entropy, log scale)")
-    top.set_title(
-        f"Loss along (1 - alpha) theta_init + alpha theta_final ({config.activation} MLP "
-        f"{config.depth}x{config.width}, {config.dataset}, n = {config.n_train})"
-    )
-    top.legend(fontsize=7)
-    bottom.set_ylabel("training accuracy")
-    bottom.set_xlabel("alpha (0: initialisation, 1: trained)")
-    bottom.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def _curvature_figure(paths: dict[str, dict], config: LinearInterpolationConfig) -> Figure:
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    h = np.array(FIGURE_STEPS)
-    for method, path in paths.items():
-        error = np.abs(np.array(path["figure_differences"]) / path["curvature"] - 1)
-        ax.loglog(
-            h,
-            error,
-            MARKERS[method],
-            mfc="none",
-            color=COLORS[method],
-            label=f"{method}: |second difference / d^T H d - 1|",
-        )
+        bottom.plot(acc["alpha"], acc["value"], marker + "-", ms=4, lw=0.8, color=color, label=method)
+        diffs = path[(path["name"] == "second_difference") & path["h"].notna()].sort_values("h", ascending=False)
+        error = np.abs(diffs["value"].to_numpy() / s["curvature"] - 1)
+        ax.loglog(h, error, marker, mfc="none", color=color, label=f"{method}: |second difference / d^T H d - 1|")
         ref = error[h == 0.01]
         if ref.size and ref[0] > 0:
             ax.loglog(
                 h,
                 ref[0] * (h / 0.01) ** 2,
                 "-",
-                color=COLORS[method],
+                color=color,
                 alpha=0.5,
                 label=f"{method}: h^2 through h = 0.01 (bias h^2 L''''/12)",
             )
-        rounding = 4 * np.finfo(np.float64).eps * path["loss"] / (h**2 * abs(path["curvature"]))
-        ax.loglog(h, rounding, ":", color=COLORS[method], alpha=0.7, label=f"{method}: rounding 4 eps L / h^2")
+        rounding = 4 * np.finfo(np.float64).eps * s["final_loss"] / (h**2 * abs(s["curvature"]))
+        ax.loglog(h, rounding, ":", color=color, alpha=0.7, label=f"{method}: rounding 4 eps L / h^2")
+    for a in (top, bottom):
+        a.axvspan(0, 1, color="0.92", zorder=0)
+        a.axvline(0, color="0.5", lw=0.8, ls=":")
+        a.axvline(1, color="0.5", lw=0.8, ls=":")
+    top.set_yscale("log")
+    top.set_ylabel("training loss (cross-entropy, log scale)")
+    top.set_title(
+        f"Loss along (1 - alpha) theta_init + alpha theta_final\n{describe(config.model)}, {describe(config.data)}",
+        fontsize=9,
+    )
+    top.legend(fontsize=7)
+    bottom.set(ylabel="training accuracy", xlabel="alpha (0: initialisation, 1: trained)")
+    bottom.legend(fontsize=8)
+    fig.tight_layout()
     ax.axhline(CURVATURE_TOLERANCE, color="tab:red", ls="--", lw=1, label="tolerance 5%")
     ax.axvline(config.fd_step, color="0.4", ls=":", lw=1, label=f"h of the check = {config.fd_step:g}")
-    ax.set_xlabel("step h of the second difference (in alpha)")
-    ax.set_ylabel("relative error against d^T H d")
+    ax.set(xlabel="step h of the second difference (in alpha)", ylabel="relative error against d^T H d")
     ax.set_title("Curvature of the path at alpha = 1: finite differences vs Hessian-vector product")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    curve.tight_layout()
+    return {"interpolation": fig, "path_curvature": curve}
 
 
 EXPERIMENT = Experiment(
@@ -270,17 +253,17 @@ EXPERIMENT = Experiment(
     claim="The loss along the straight line from the initialisation to an SGD solution decreases monotonically "
     "(Goodfellow et al. 2015), and the line's curvature at the solution is d^T H d.",
     config=LinearInterpolationConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={
         "full": {
-            "n_train": 4000,
-            "width": 256,
-            "depth": 3,
+            "data": {"name": "mnist1d", "n_train": 4000, "n_test": 10},
+            "model": {"name": "mlp", "width": 256, "depth": 3, "activation": "tanh"},
+            "optimizers": ({"name": "sgd", "lr": 0.3}, {"name": "adam", "lr": 1e-3}),
             "steps": 6000,
             "batch_size": 128,
             "num_alphas": 81,
-            "lr_sgd": 0.3,
-            "lr_adam": 1e-3,
         },
     },
     references=(

@@ -14,7 +14,7 @@ a 2-D task whose labels come from a teacher of four ReLU neurons,
 
     y = sign(relu(x_1) - relu(x_2) + relu(-x_1) - relu(-x_2)) = sign(|x_1| - |x_2|),
 
-and
+and, training by full-batch GD (`tdlab.train.fit` with `torch.optim.SGD`, step eta m),
 
 - checks that the loss curves of widths 1000 and 4000 (the two widest when these are not run) agree within 2%
   at every step (the issue's tolerance; max_t |L_m(t) - L_M(t)| / L_M(t)); the gap of every width to the widest
@@ -42,9 +42,9 @@ from matplotlib.figure import Figure
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
-from tdlab.landscape import train_flat
-from tdlab.oracles import Objective
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.probes import LossProbe, ProbeSet
+from tdlab.train.trainer import fit
 
 PARTICLE_LIMIT_TOLERANCE = 0.02  # the issue's: loss curves at widths 1000 and 4000 agree within 2%
 TEACHER = ((1.0, 0.0, 1.0), (0.0, 1.0, -1.0), (-1.0, 0.0, 1.0), (0.0, -1.0, -1.0))  # (w_1, w_2, sign of a)
@@ -99,78 +99,92 @@ def _teacher_data(config: MeanFieldTwoLayerConfig, device: torch.device) -> tupl
     return X.to(device), y.to(device)
 
 
-def _train(m: int, data: tuple[Tensor, Tensor], config: MeanFieldTwoLayerConfig, device: torch.device) -> dict:
-    generator = torch.Generator().manual_seed(1_000_003 * config.seed + m)  # independent draws for each width
-    obj = Objective(_MeanFieldNet(m, 2, generator).to(device), _logistic, data)
-    theta = obj.flat_parameters()
-    frames, losses, diverged = [_particles(theta, m)], [], False
-    done = 0
-    while done < config.steps:
-        chunk = min(config.record_every, config.steps - done)
-        run = train_flat(obj, theta, "sgd", config.eta * m, chunk)
-        losses.append(run.losses)
-        theta, done = run.theta, done + chunk
-        if run.diverged:
-            diverged = True
-            break
-        frames.append(_particles(theta, m))
-    losses_all = torch.cat(losses + [obj.value(theta).reshape(1).double().cpu()]).numpy()
-    return {"losses": losses_all, "frames": frames, "diverged": diverged}
+def measure(config: MeanFieldTwoLayerConfig, context: Context) -> pd.DataFrame:
+    """Rows (width, step, name, value): "train/loss" at steps 0..steps (`LossProbe`; a diverged run ends with its
+    non-finite loss), and for the smallest width "particle/x", "particle/y", "particle/sign" (`_particles`, one row
+    per particle `index`) every `record_every` steps. Writes the GIF (`gif_path`, else `particles.gif` among the
+    run's files)."""
+    data = _teacher_data(config, context.device)
+    frames = []
+    for m in context.track(config.widths, "widths"):
+        generator = torch.Generator().manual_seed(1_000_003 * config.seed + m)  # independent draws for each width
+        model = _MeanFieldNet(m, 2, generator).to(context.device)
+        recorded = [_particles(model, 0)]
+
+        def record(step: int, loss: float, model: nn.Module = model, recorded: list = recorded) -> None:
+            if step % config.record_every == 0 or step == config.steps:
+                recorded.append(_particles(model, step))
+
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.eta * m)  # the mean-field step eta m
+        probes = ProbeSet([LossProbe(batch_size=None)], model, _logistic, data, task="regression")
+        trained = fit(model, _logistic, data, optimizer, config.steps, probes=probes, callbacks=[record])
+        frames += [trained.metrics.query("name == 'train/loss'").assign(width=m)]
+        frames += [f.assign(width=m) for f in recorded] if m == config.widths[0] else []
+    metrics = pd.concat(frames, ignore_index=True).reindex(columns=["width", "step", "index", "name", "value"])
+    gif = Path(config.gif_path) if config.gif_path else (context.files / "particles.gif" if context.files else None)
+    if gif is not None:
+        write_gif(_frames(metrics), config, gif)
+    return metrics
 
 
-def _particles(theta: Tensor, m: int) -> np.ndarray:
-    """(m, 3): each particle drawn at log(1 + |a_j| |w_j|) along the direction of w_j, and the sign of a_j.
+def _particles(model: _MeanFieldNet, step: int) -> pd.DataFrame:
+    """Each particle drawn at log(1 + |a_j| |w_j|) along the direction of w_j, with the sign of a_j.
 
     On separable data the logistic loss keeps growing the particles (|a_j| |w_j| reaches hundreds), so the radius
     is drawn on a log scale to show the initial cloud and the final configuration on one picture."""
-    a, w = theta[:m], theta[m:].reshape(m, 2)
-    norm = w.norm(dim=1).clamp_min(torch.finfo(w.dtype).tiny)
-    radius = torch.log1p(a.abs() * norm)
-    return torch.cat([radius[:, None] * w / norm[:, None], torch.sign(a)[:, None]], 1).detach().cpu().double().numpy()
+    a, w = model.a.detach().double().cpu(), model.w.detach().double().cpu()
+    norm = w.norm(dim=1).clamp_min(torch.finfo(torch.float32).tiny)
+    xy = torch.log1p(a.abs() * norm)[:, None] * w / norm[:, None]
+    frame = pd.DataFrame({"particle/x": xy[:, 0], "particle/y": xy[:, 1], "particle/sign": torch.sign(a)})
+    return frame.rename_axis("index").reset_index().melt(id_vars="index", var_name="name").assign(step=step)
 
 
-def run(config: MeanFieldTwoLayerConfig, context: Context) -> Result:
-    data = _teacher_data(config, context.device)
-    runs = {m: _train(m, data, config, context.device) for m in context.track(config.widths, "widths")}
-    rows = [
-        {"width": m, "step": t, "name": "loss", "value": float(v)}
-        for m, r in runs.items()
-        for t, v in enumerate(r["losses"])
-    ]
-    widest = config.widths[-1]
-    finite = {m: r for m, r in runs.items() if not r["diverged"]}
-    for m, r in finite.items():
-        if m != widest and widest in finite:
-            gap = _gap(r, finite[widest])
-            rows += [{"width": m, "step": t, "name": "gap_to_widest", "value": float(v)} for t, v in enumerate(gap)]
+def _frames(metrics: pd.DataFrame) -> list[np.ndarray]:
+    """The recorded particles of the smallest width, one (m, 3) array (x, y, sign of a_j) per recorded step."""
+    rows = metrics[metrics["name"].str.startswith("particle/")]
+    table = rows.pivot_table(index=["step", "index"], columns="name", values="value")
+    table = table[["particle/x", "particle/y", "particle/sign"]]
+    return [group.to_numpy() for _, group in table.groupby(level="step")]
+
+
+def _curves(metrics: pd.DataFrame) -> dict[int, np.ndarray]:
+    """The loss curves L_m(t), t = 0..steps, of the widths whose training stayed finite."""
+    loss = metrics[metrics["name"] == "train/loss"].sort_values("step")
+    curves = {int(m): rows["value"].to_numpy() for m, rows in loss.groupby("width")}
+    return {m: c for m, c in curves.items() if np.isfinite(c).all()}
+
+
+def checks(metrics: pd.DataFrame, config: MeanFieldTwoLayerConfig) -> list[Check]:
+    """The loss curves of the compared pair agree within 2% at every step (module docstring)."""
+    finite = _curves(metrics)
     small, large = _compared(config.widths)
-    if small in finite and large in finite:
-        gap = _gap(finite[small], finite[large])
-        checks = [
-            Check.at_most(
-                f"loss curves at widths {small} and {large} agree (particle limit)",
-                float(gap.max()),
-                PARTICLE_LIMIT_TOLERANCE,
-                detail=f"max over {config.steps + 1} steps of |L_{small}(t) - L_{large}(t)| / L_{large}(t) (largest "
-                f"at step {int(gap.argmax())}), independent initialisations, same data; deviations from the "
-                "mean-field limit are at most O(1/sqrt(m)) up to logarithms; tolerance 2% (the issue's)",
-            )
-        ]
-    else:
-        checks = [
+    if small not in finite or large not in finite:
+        return [
             Check.holds(
                 f"widths {small} and {large}: training stays finite",
                 False,
                 detail=f"a loss became non-finite with eta = {config.eta:g}",
             )
         ]
-    metrics = pd.DataFrame(rows, columns=["width", "step", "name", "value"])
-    smallest = runs[config.widths[0]]
-    figures = {"loss_curves": _loss_figure(runs, config), "particles": _particle_figure(smallest, config)}
-    gif = Path(config.gif_path) if config.gif_path else (context.files / "particles.gif" if context.files else None)
-    if gif is not None:
-        write_gif(smallest["frames"], config, gif)
-    return Result(metrics, checks, figures)
+    gap = _gap(finite[small], finite[large])
+    return [
+        Check.at_most(
+            f"loss curves at widths {small} and {large} agree (particle limit)",
+            float(gap.max()),
+            PARTICLE_LIMIT_TOLERANCE,
+            detail=f"max over {config.steps + 1} steps of |L_{small}(t) - L_{large}(t)| / L_{large}(t) (largest "
+            f"at step {int(gap.argmax())}), independent initialisations, same data; deviations from the "
+            "mean-field limit are at most O(1/sqrt(m)) up to logarithms; tolerance 2% (the issue's)",
+        )
+    ]
+
+
+def figures(metrics: pd.DataFrame, config: MeanFieldTwoLayerConfig) -> dict[str, Figure]:
+    """The loss curves and their gaps to the widest; the particles of the smallest width (module docstring)."""
+    return {
+        "loss_curves": _loss_figure(_curves(metrics), config),
+        "particles": _particle_figure(_frames(metrics), config),
+    }
 
 
 def _compared(widths: tuple[int, ...]) -> tuple[int, int]:
@@ -178,23 +192,22 @@ def _compared(widths: tuple[int, ...]) -> tuple[int, int]:
     return (1000, 4000) if {1000, 4000} <= set(widths) else (widths[-2], widths[-1])
 
 
-def _gap(run: dict, reference: dict) -> np.ndarray:
+def _gap(curve: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """|L_m(t) - L_M(t)| / L_M(t) at every step."""
-    return np.abs(run["losses"] - reference["losses"]) / reference["losses"]
+    return np.abs(curve - reference) / reference
 
 
-def _loss_figure(runs: dict[int, dict], config: MeanFieldTwoLayerConfig) -> Figure:
-    finite = {m: r for m, r in runs.items() if not r["diverged"]}
+def _loss_figure(finite: dict[int, np.ndarray], config: MeanFieldTwoLayerConfig) -> Figure:
     widest = config.widths[-1]
     sweep = len(finite) >= 3 and widest in finite
     fig, axes = plt.subplots(1, 3 if sweep else 2, figsize=(16.0 if sweep else 11.0, 4.6))
     for k, (m, r) in enumerate(finite.items()):
-        t = np.arange(len(r["losses"]))
+        t = np.arange(len(r))
         if m == widest:
-            axes[0].semilogy(t, r["losses"], "-", color="k", lw=1.5, label=f"m = {m} (widest)")
+            axes[0].semilogy(t, r, "-", color="k", lw=1.5, label=f"m = {m} (widest)")
             continue
         stride = max(1, len(t) // 50)
-        axes[0].semilogy(t[::stride], r["losses"][::stride], "o", ms=4, color=f"C{k}", label=f"m = {m}")
+        axes[0].semilogy(t[::stride], r[::stride], "o", ms=4, color=f"C{k}", label=f"m = {m}")
         if widest in finite:
             axes[1].plot(t, _gap(r, finite[widest]), "-", color=f"C{k}", label=f"m = {m} against m = {widest}")
     axes[1].axhline(PARTICLE_LIMIT_TOLERANCE, color="tab:red", ls="--", label="tolerance 2%")
@@ -246,8 +259,7 @@ def _limit(frames: list[np.ndarray]) -> float:
     return 1.1 * max(float(np.quantile(np.abs(f[:, :2]), 0.995)) for f in frames)
 
 
-def _particle_figure(result: dict, config: MeanFieldTwoLayerConfig) -> Figure:
-    frames = result["frames"]
+def _particle_figure(frames: list[np.ndarray], config: MeanFieldTwoLayerConfig) -> Figure:
     limit = _limit(frames)
     fig, axes = plt.subplots(1, 2, figsize=(11.0, 5.4))
     m = frames[0].shape[0]
@@ -295,7 +307,9 @@ EXPERIMENT = Experiment(
     claim="In the mean-field scaling a wide two-layer ReLU network is a system of particles whose loss curve "
     "does not depend on the width once it is large (the particle limit of Chizat & Bach 2018).",
     config=MeanFieldTwoLayerConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={"full": {"widths": (250, 1000, 4000, 16000), "n_train": 512, "steps": 2000, "record_every": 20}},
     references=(
         "Chizat & Bach (2018), On the global convergence of gradient descent for over-parameterized models using "

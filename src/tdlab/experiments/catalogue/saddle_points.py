@@ -36,25 +36,33 @@ from scipy.stats import spearmanr
 from torch import Tensor
 
 from tdlab.curvature import exact_hessian
-from tdlab.data import half_squared_error, synthetic_regression
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
-from tdlab.landscape import CriticalPoint, find_critical_point, train_flat
-from tdlab.models import MLP
+from tdlab.data import half_squared_error
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.fields import describe, seeded
+from tdlab.landscape import CriticalPoint, find_critical_point
 from tdlab.oracles import Objective
+from tdlab.oracles.flat import assign
 from tdlab.theory.saddles import escape_time, linearised_coordinate, quadratic_loss_change
+from tdlab.train.builders import build_data, build_network
+from tdlab.train.config import DataConfig, ModelConfig
+from tdlab.train.trainer import fit
 
 ESCAPE_TOLERANCE = 0.05  # the issue's relative tolerance on the escape time
 
 
 class SaddlePointsConfig(ExperimentConfig):
     """Quick defaults: a tanh network 3 -> 4 -> 1 on 64 teacher examples (21 parameters); critical points from
-    3 GD trajectories x 5 snapshots; escapes from 2 saddles with delta = 1e-8, r = 1e-2."""
+    3 GD trajectories x 5 snapshots; escapes from 2 saddles with delta = 1e-8, r = 1e-2. `seed` seeds the data
+    (unless its section sets its own) and, plus the trajectory number, each student's initialisation."""
 
-    n_train: int = Field(64, ge=4, description="training examples of the teacher task")
-    in_features: int = Field(3, ge=1, description="input dimension")
-    width: int = Field(4, ge=1, description="hidden units of the student")
-    teacher_width: int = Field(8, ge=1, description="hidden units of the tanh teacher")
-    noise: float = Field(0.1, ge=0, description="label noise standard deviation")
+    data: DataConfig = Field(
+        default_factory=lambda: DataConfig(
+            name="synthetic-regression", n_train=64, n_test=1, in_features=3, noise=0.1, teacher="mlp", teacher_width=8
+        )
+    )
+    model: ModelConfig = Field(
+        default_factory=lambda: ModelConfig(name="mlp", width=4, depth=1, activation="tanh", bias_init_std=0.1)
+    )
     weight_decay: float = Field(1e-2, ge=0, description="L2 penalty wd/2 |theta|^2 added to the loss")
     trajectories: int = Field(3, ge=1, description="GD runs from different initialisations that provide starts")
     snapshots: tuple[int, ...] = Field((0, 10, 30, 100, 300), description="GD steps at which a search starts")
@@ -81,27 +89,12 @@ class SaddlePointsConfig(ExperimentConfig):
         return self
 
 
-def _objective(config: SaddlePointsConfig, seed: int, device: torch.device) -> Objective:
-    data = synthetic_regression(
-        n_train=config.n_train,
-        n_test=1,
-        in_features=config.in_features,
-        noise=config.noise,
-        teacher="mlp",
-        seed=config.seed,
-        teacher_width=config.teacher_width,
-    ).to(device, torch.float64)
-    model = MLP(config.in_features, 1, width=config.width, depth=1, activation="tanh", bias_init_std=0.1, seed=seed).to(
-        device, torch.float64
-    )
-    return _WeightDecayed(model, half_squared_error, data.train, config.weight_decay)
-
-
 class _WeightDecayed(Objective):
     """The data loss plus the penalty (wd / 2) ||theta||^2: value + wd/2 |theta|^2, gradient + wd theta,
     Hessian-vector product + wd v. The penalty lifts the flat directions of a small network's plateaus (units
     with equal or vanishing weights, Fukumizu & Amari 2000), where the search would otherwise stall at
-    gradient-flat points that are not critical (Frye et al. 2021)."""
+    gradient-flat points that are not critical (Frye et al. 2021). GD on it is `torch.optim.SGD` with
+    `weight_decay` = wd."""
 
     def __init__(self, model: torch.nn.Module, loss_fn: Callable, data: tuple[Tensor, Tensor], weight_decay: float):
         super().__init__(model, loss_fn, data)
@@ -123,36 +116,68 @@ class _WeightDecayed(Objective):
         return super().hvp(v, theta) + self.weight_decay * v.to(self.device, self.dtype)
 
 
-def _search(config: SaddlePointsConfig, context: Context) -> tuple[Objective, list[dict]]:
-    found = []
+def _gd(obj: Objective, config: SaddlePointsConfig, lr: float) -> torch.optim.Optimizer:
+    """GD on the penalised loss of `obj`: the data loss's gradient plus wd theta."""
+    return torch.optim.SGD(obj.model.parameters(), lr=lr, weight_decay=config.weight_decay)
+
+
+def measure(config: SaddlePointsConfig, context: Context) -> pd.DataFrame:
+    """Rows (trajectory, step, name, value) of every search: "loss", "index", "gradient_norm", "converged",
+    "lambda_min", "lambda_max", "start_loss", "iterations"; rows (saddle, name, value) of every escape (`_escape`)."""
+    data = build_data(seeded(config.data, config.seed), context.device, torch.float64)
+    rows, points = [], []
     for run in context.track(range(config.trajectories), "critical points along GD runs"):
-        obj = _objective(config, config.seed + run, context.device)
-        theta, done = obj.flat_parameters(), 0
+        model = build_network(
+            ModelConfig.model_validate({**config.model.model_dump(), "seed": config.seed + run}), data
+        )
+        obj = _WeightDecayed(model, half_squared_error, data.train, config.weight_decay)
+        optimizer, done = _gd(obj, config, config.train_lr), 0
         for step in config.snapshots:
-            training = train_flat(obj, theta, "sgd", config.train_lr, step - done)
-            theta, done = training.theta, step
-            if training.diverged:
+            if fit(model, half_squared_error, data.train, optimizer, step, start=done).diverged:
                 break
-            point = find_critical_point(obj, theta, max_iter=config.max_iter, tol=config.tol)
-            found.append({"trajectory": run, "step": step, "start_loss": float(obj.value(theta)), "point": point})
-    return obj, found
+            theta, done = obj.flat_parameters(), step
+            p = find_critical_point(obj, theta, max_iter=config.max_iter, tol=config.tol)
+            points.append(p)
+            found = {
+                "loss": p.loss,
+                "index": p.index,
+                "gradient_norm": p.gradient_norm,
+                "converged": p.converged,
+                "lambda_min": p.eigenvalues[0],
+                "lambda_max": p.eigenvalues[-1],
+                "start_loss": obj.value(theta),
+                "iterations": p.iterations,
+            }
+            rows += [{"trajectory": run, "step": step, "name": n, "value": float(v)} for n, v in found.items()]
+    metrics = pd.DataFrame(rows, columns=["trajectory", "saddle", "step", "index", "name", "value"])
+    distinct = [points[i] for i in _distinct(metrics).index]
+    saddles = sorted((p for p in distinct if p.index > 0), key=_escape_rate, reverse=True)[: config.escapes]
+    escapes = [_escape(obj, p, config, config.seed + 1000 + k) for k, p in enumerate(context.track(saddles, "escapes"))]
+    return pd.concat([metrics] + [e.assign(saddle=k) for k, e in enumerate(escapes)], ignore_index=True)
 
 
-def _distinct(points: list[CriticalPoint]) -> list[CriticalPoint]:
-    """Converged points with distinct (loss, index): symmetric copies (unit permutations and sign flips of a
+def _searches(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per search (in the order run), its numbers as columns."""
+    rows = metrics[metrics["trajectory"].notna()]
+    return rows.pivot_table(index=["trajectory", "step"], columns="name", values="value").reset_index()
+
+
+def _distinct(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The converged searches with distinct (loss, index): symmetric copies (unit permutations and sign flips of a
     tanh network) have the same loss and spectrum and are counted once."""
-    seen, out = set(), []
-    for p in points:
-        key = (round(p.loss, 9), round(p.index, 6))
-        if p.converged and key not in seen:
-            seen.add(key)
-            out.append(p)
-    return out
+    found = _searches(metrics)
+    converged = found[found["converged"] > 0]
+    return converged[~pd.DataFrame({"l": converged["loss"].round(9), "i": converged["index"].round(6)}).duplicated()]
 
 
-def _escape(obj: Objective, saddle: CriticalPoint, config: SaddlePointsConfig, seed: int) -> dict:
-    """GD from the saddle displaced by delta along a random unit vector, until the displacement's component in
-    the eigenspace of lambda_min (which a symmetric saddle may repeat) reaches the radius."""
+def _escape(obj: Objective, saddle: CriticalPoint, config: SaddlePointsConfig, seed: int) -> pd.DataFrame:
+    """GD (`tdlab.train.fit`) from the saddle displaced by delta along a random unit vector, until the
+    displacement's component in the eigenspace of lambda_min (which a symmetric saddle may repeat) reaches the
+    radius. Rows: "escape_coordinate" and "escape_path_loss" by step; "escape_eigenvalue" (the Hessian's, ascending)
+    and "escape_initial_coordinate" (the start's in its eigenbasis) by index; the saddle's "escape_loss",
+    "escape_index", "escape_lambda_min", "escape_lambda_max", "escape_multiplicity", "escape_eta",
+    "escape_delta_min", "escape_drift", "escape_gradient_norm", "escape_measured" (nan: not escaped),
+    "escape_alignment"."""
     refined = find_critical_point(obj, saddle.theta, max_iter=20, tol=1e-13)
     theta_star = refined.theta if refined.gradient_norm < saddle.gradient_norm else saddle.theta
     values, vectors = torch.linalg.eigh(exact_hessian(obj, theta_star))
@@ -160,110 +185,68 @@ def _escape(obj: Objective, saddle: CriticalPoint, config: SaddlePointsConfig, s
     basis = vectors[:, (values - lam_min).abs() <= 1e-8 * abs(lam_min)]  # eigenspace of lambda_min
     eta = config.eta_fraction / lam_max
     u = torch.randn(obj.dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(obj.device)
-    theta = theta_star + config.delta * u / u.norm()
-    initial = vectors.T @ (theta - theta_star)
-    delta_min = float((basis.T @ (theta - theta_star)).norm())
+    assign(obj.params, theta_star + config.delta * u / u.norm())
+    initial = vectors.T @ (obj.flat_parameters() - theta_star)
     loss_star, g_star = obj.value_and_gradient(theta_star)
-    drift = float((basis.T @ g_star).norm()) / abs(lam_min)  # linearised fixed point, ideally << delta_min
-    coordinates, losses, escaped_at = [], [], None
-    for t in range(config.max_escape_steps + 1):
-        loss, g = obj.value_and_gradient(theta)
-        coordinates.append(float((basis.T @ (theta - theta_star)).norm()))
-        losses.append(float(loss))
-        if coordinates[-1] >= config.radius:
-            escaped_at = t
-            break
-        if not bool(torch.isfinite(g).all()):
-            break
-        theta = theta - eta * g
-    displacement = theta - theta_star
-    steps = np.arange(len(losses))
-    return {
+    trace = []
+
+    def record(step: int = 0, batch_loss: float = 0.0) -> bool:
+        trace.append((float((basis.T @ (obj.flat_parameters() - theta_star)).norm()), float(obj.value())))
+        return trace[-1][0] >= config.radius
+
+    if not record():
+        fit(
+            obj.model,
+            half_squared_error,
+            obj.data.tensors,
+            _gd(obj, config, eta),
+            config.max_escape_steps,
+            callbacks=[record],
+        )
+    displacement = obj.flat_parameters() - theta_star
+    coordinates, losses = np.array(trace).T
+    scalars = {
         "loss": float(loss_star),
         "index": refined.index,
         "lambda_min": lam_min,
         "lambda_max": lam_max,
         "multiplicity": basis.shape[1],
         "eta": eta,
-        "delta_min": delta_min,
-        "drift": drift,
+        "delta_min": coordinates[0],
+        "drift": float((basis.T @ g_star).norm()) / abs(lam_min),  # linearised fixed point, ideally << delta_min
         "gradient_norm": float(g_star.norm()),
-        "predicted": escape_time(config.radius, delta_min, eta, lam_min) if delta_min < config.radius else math.nan,
-        "measured": math.nan if escaped_at is None else float(escaped_at),
+        "measured": len(trace) - 1.0 if coordinates[-1] >= config.radius else math.nan,
         "alignment": float((basis.T @ displacement).norm() / displacement.norm()),
-        "coordinates": np.array(coordinates),
-        "losses": np.array(losses),
-        "model_change": quadratic_loss_change(steps, initial.cpu().numpy(), eta, values.cpu().numpy()),
     }
+    steps, index = np.arange(len(trace)), np.arange(obj.dim)
+    return pd.concat(
+        [
+            pd.DataFrame({"name": [f"escape_{n}" for n in scalars], "value": [float(v) for v in scalars.values()]}),
+            pd.DataFrame({"step": steps, "name": "escape_coordinate", "value": coordinates}),
+            pd.DataFrame({"step": steps, "name": "escape_path_loss", "value": losses}),
+            pd.DataFrame({"index": index, "name": "escape_eigenvalue", "value": values.cpu().numpy()}),
+            pd.DataFrame({"index": index, "name": "escape_initial_coordinate", "value": initial.cpu().numpy()}),
+        ]
+    )
 
 
-def run(config: SaddlePointsConfig, context: Context) -> Result:
-    obj, found = _search(config, context)
-    rows: list[dict] = []
-    for f in found:
-        p = f["point"]
-        for name, value in (
-            ("loss", p.loss),
-            ("index", p.index),
-            ("gradient_norm", p.gradient_norm),
-            ("converged", float(p.converged)),
-            ("lambda_min", float(p.eigenvalues[0])),
-            ("lambda_max", float(p.eigenvalues[-1])),
-            ("start_loss", f["start_loss"]),
-            ("iterations", float(p.iterations)),
-        ):
-            rows.append({"trajectory": f["trajectory"], "step": f["step"], "name": name, "value": value})
-    distinct = _distinct([f["point"] for f in found])
-    checks = [_correlation_check(distinct, len(found), config)]
-    saddles = sorted((p for p in distinct if p.index > 0), key=_escape_rate, reverse=True)[: config.escapes]
-    escapes = []
-    for k, saddle in enumerate(context.track(saddles, "escapes from saddles")):
-        e = _escape(obj, saddle, config, config.seed + 1000 + k)
-        escapes.append(e)
-        for name in (
-            "loss",
-            "index",
-            "lambda_min",
-            "lambda_max",
-            "eta",
-            "delta_min",
-            "drift",
-            "predicted",
-            "measured",
-            "alignment",
-        ):
-            rows.append({"saddle": k, "name": f"escape_{name}", "value": e[name]})
-        for t, (c, loss) in enumerate(zip(e["coordinates"], e["losses"], strict=True)):
-            rows.append({"saddle": k, "step": t, "name": "escape_coordinate", "value": c})
-            rows.append({"saddle": k, "step": t, "name": "escape_loss", "value": loss})
-        checks.append(
-            Check.relative(
-                f"escape time from saddle {k} (loss {e['loss']:.4g}, index {e['index']:.3g})",
-                e["measured"],
-                e["predicted"],
-                ESCAPE_TOLERANCE,
-                detail=f"first GD step with |P_min (theta_t - theta*)| >= r = {config.radius:g} (P_min: projector "
-                f"on the eigenspace of lambda_min, multiplicity {e['multiplicity']}), eta = "
-                f"{config.eta_fraction:g} / lambda_max = {e['eta']:.4g}, lambda_min = {e['lambda_min']:.4g}, "
-                f"delta_min = {e['delta_min']:.3g} (delta = {config.delta:g} along a random direction); theory "
-                f"log(r / delta_min) / log(1 + eta |lambda_min|); the saddle's residual gradient shifts the "
-                f"start by {abs(e['drift']) / e['delta_min']:.1e} delta_min; tolerance 5% (the issue's)",
-            )
+def _escapes(metrics: pd.DataFrame, config: SaddlePointsConfig) -> list[dict]:
+    """Per escape: its scalars (without the prefix), the predicted T = log(r / delta_min) / log(1 + eta
+    |lambda_min|) (`tdlab.theory.saddles.escape_time`), and its series by step and by index."""
+    out = []
+    for _, rows in metrics[metrics["saddle"].notna()].groupby("saddle"):
+        scalar = rows[rows["step"].isna() & rows["index"].isna()]
+        e = {n.removeprefix("escape_"): v for n, v in zip(scalar["name"], scalar["value"], strict=True)}
+        for by in ("step", "index"):
+            for name, series in rows[rows[by].notna()].sort_values(by).groupby("name"):
+                e[name.removeprefix("escape_")] = series["value"].to_numpy()
+        e["predicted"] = (
+            escape_time(config.radius, e["delta_min"], e["eta"], e["lambda_min"])
+            if e["delta_min"] < config.radius
+            else math.nan
         )
-    if config.escapes and len(saddles) < config.escapes:
-        checks.append(
-            Check.holds(
-                "saddles found for the escapes",
-                False,
-                measured=float(len(saddles)),
-                detail=f"{len(saddles)} converged critical points with index > 0, {config.escapes} asked for",
-            )
-        )
-    metrics = pd.DataFrame(rows, columns=["trajectory", "saddle", "step", "name", "value"])
-    figures = {"index_vs_loss": _index_figure(found, distinct, config)}
-    if escapes:
-        figures["escape"] = _escape_figure(escapes, config)
-    return Result(metrics, checks, figures)
+        out.append(e)
+    return out
 
 
 def _escape_rate(point: CriticalPoint) -> float:
@@ -272,62 +255,81 @@ def _escape_rate(point: CriticalPoint) -> float:
     return -float(point.eigenvalues[0]) / float(point.eigenvalues[-1])
 
 
-def _spearman(points: list[CriticalPoint]) -> tuple[float, float]:
-    if len(points) < 3 or len({p.index for p in points}) < 2 or len({p.loss for p in points}) < 2:
+def _spearman(points: pd.DataFrame) -> tuple[float, float]:
+    if len(points) < 3 or points["index"].nunique() < 2 or points["loss"].nunique() < 2:
         return math.nan, math.nan
-    result = spearmanr([p.index for p in points], [p.loss for p in points])
+    result = spearmanr(points["index"], points["loss"])
     return float(result.statistic), float(result.pvalue)
 
 
-def _correlation_check(distinct: list[CriticalPoint], searches: int, config: SaddlePointsConfig) -> Check:
+def checks(metrics: pd.DataFrame, config: SaddlePointsConfig) -> list[Check]:
+    """The rank correlation of index and loss; the escape time of each saddle (module docstring)."""
+    distinct = _distinct(metrics)
     rho, p_value = _spearman(distinct)
-    return Check.holds(
-        "rank correlation of index and loss is positive",
-        bool(rho > 0),
-        measured=rho,
-        detail=f"Spearman rho (measured value) over {len(distinct)} distinct critical points (||grad L|| <= "
-        f"{config.tol:g}) from {searches} searches, p = {p_value:.2g}; Dauphin et al. (2014), Fig. 1",
-    )
-
-
-def _index_figure(found: list[dict], distinct: list[CriticalPoint], config: SaddlePointsConfig) -> Figure:
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    unconverged = [f["point"] for f in found if not f["point"].converged]
-    if unconverged:
-        ax.plot(
-            [p.loss for p in unconverged],
-            [p.index for p in unconverged],
-            "o",
-            mfc="none",
-            color="0.6",
-            label=f"search stopped before ||grad L|| <= {config.tol:g} ({len(unconverged)}, not used)",
+    out = [
+        Check.holds(
+            "rank correlation of index and loss is positive",
+            bool(rho > 0),
+            measured=rho,
+            detail=f"Spearman rho (measured value) over {len(distinct)} distinct critical points (||grad L|| <= "
+            f"{config.tol:g}) from {len(_searches(metrics))} searches, p = {p_value:.2g}; Dauphin et al. (2014), "
+            "Fig. 1",
         )
-    minima = [p for p in distinct if p.index == 0]
-    saddles = [p for p in distinct if p.index > 0]
-    ax.plot(
-        [p.loss for p in saddles],
-        [p.index for p in saddles],
-        "o",
-        color="tab:red",
-        ms=7,
-        label=f"saddles ({len(saddles)})",
+    ]
+    escapes = _escapes(metrics, config)
+    for k, e in enumerate(escapes):
+        out.append(
+            Check.relative(
+                f"escape time from saddle {k} (loss {e['loss']:.4g}, index {e['index']:.3g})",
+                e["measured"],
+                e["predicted"],
+                ESCAPE_TOLERANCE,
+                detail=f"first GD step with |P_min (theta_t - theta*)| >= r = {config.radius:g} (P_min: projector "
+                f"on the eigenspace of lambda_min, multiplicity {e['multiplicity']:.0f}), eta = "
+                f"{config.eta_fraction:g} / lambda_max = {e['eta']:.4g}, lambda_min = {e['lambda_min']:.4g}, "
+                f"delta_min = {e['delta_min']:.3g} (delta = {config.delta:g} along a random direction); theory "
+                f"log(r / delta_min) / log(1 + eta |lambda_min|); the saddle's residual gradient shifts the "
+                f"start by {abs(e['drift']) / e['delta_min']:.1e} delta_min; tolerance 5% (the issue's)",
+            )
+        )
+    if config.escapes and len(escapes) < config.escapes:
+        out.append(
+            Check.holds(
+                "saddles found for the escapes",
+                False,
+                measured=float(len(escapes)),
+                detail=f"{len(escapes)} converged critical points with index > 0, {config.escapes} asked for",
+            )
+        )
+    return out
+
+
+def figures(metrics: pd.DataFrame, config: SaddlePointsConfig) -> dict[str, Figure]:
+    """Index against loss of the critical points; each escape against its linearisation."""
+    escapes = _escapes(metrics, config)
+    return {"index_vs_loss": _index_figure(metrics, config)} | (
+        {"escape": _escape_figure(escapes, config)} if escapes else {}
     )
-    ax.plot(
-        [p.loss for p in minima],
-        [p.index for p in minima],
-        "s",
-        color="tab:blue",
-        ms=7,
-        label=f"minima ({len(minima)})",
-    )
+
+
+def _index_figure(metrics: pd.DataFrame, config: SaddlePointsConfig) -> Figure:
+    found, distinct = _searches(metrics), _distinct(metrics)
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    unconverged = found[found["converged"] == 0]
+    if len(unconverged):
+        label = f"search stopped before ||grad L|| <= {config.tol:g} ({len(unconverged)}, not used)"
+        ax.plot(unconverged["loss"], unconverged["index"], "o", mfc="none", color="0.6", label=label)
+    for points, marker, color, what in (
+        (distinct[distinct["index"] > 0], "o", "tab:red", "saddles"),
+        (distinct[distinct["index"] == 0], "s", "tab:blue", "minima"),
+    ):
+        ax.plot(points["loss"], points["index"], marker, color=color, ms=7, label=f"{what} ({len(points)})")
     rho, p_value = _spearman(distinct)
     ax.set_xscale("log")
     ax.set_xlabel("training loss at the critical point")
     ax.set_ylabel("index (fraction of negative Hessian eigenvalues)")
     ax.set_title(
-        f"Critical points of a tanh net {config.in_features}-{config.width}-1: Spearman rho = {rho:.2f} "
-        f"(p = {p_value:.1g})",
-        fontsize=10,
+        f"Critical points of {describe(config.model)}: Spearman rho = {rho:.2f} (p = {p_value:.1g})", fontsize=10
     )
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -338,11 +340,11 @@ def _escape_figure(escapes: list[dict], config: SaddlePointsConfig) -> Figure:
     n = len(escapes)
     fig, axes = plt.subplots(2, n, figsize=(5.4 * n, 8.0), squeeze=False)
     for k, e in enumerate(escapes):
-        t = np.arange(len(e["coordinates"]))
+        t = np.arange(len(e["coordinate"]))
         stride = max(1, len(t) // 40)
         ax = axes[0, k]
         ax.semilogy(
-            t[::stride], e["coordinates"][::stride], "o", color="k", ms=4, label="measured |P_min (theta_t - theta*)|"
+            t[::stride], e["coordinate"][::stride], "o", color="k", ms=4, label="measured |P_min (theta_t - theta*)|"
         )
         ax.semilogy(
             t,
@@ -357,18 +359,18 @@ def _escape_figure(escapes: list[dict], config: SaddlePointsConfig) -> Figure:
         ax.set_ylabel("displacement in the lambda_min eigenspace")
         ax.set_title(
             f"saddle {k}: loss {e['loss']:.4g}, index {e['index']:.3g}\nlambda_min = {e['lambda_min']:.3g} "
-            f"(x{e['multiplicity']}), measured T = {e['measured']:.0f}",
+            f"(x{e['multiplicity']:.0f}), measured T = {e['measured']:.0f}",
             fontsize=9,
         )
         ax.legend(fontsize=8)
         ax = axes[1, k]
-        change = e["losses"] - e["loss"]
+        change = e["path_loss"] - e["loss"]
         resolvable = np.abs(change) > 100 * np.finfo(np.float64).eps * abs(e["loss"])
         shown = resolvable & (t % stride == 0)
         ax.semilogy(t[shown], np.abs(change[shown]), "o", color="k", ms=4, label="measured |L(theta_t) - L(theta*)|")
         ax.semilogy(
             t,
-            np.abs(e["model_change"]),
+            np.abs(quadratic_loss_change(t, e["initial_coordinate"], e["eta"], e["eigenvalue"])),
             "-",
             color="tab:red",
             label="|1/2 sum_i lambda_i (1 - eta lambda_i)^2t c_i(0)^2|",
@@ -388,13 +390,21 @@ EXPERIMENT = Experiment(
     claim="The index of a network's critical points grows with their loss, and GD escapes a strict saddle along "
     "its most negative curvature direction in log(r / delta) / log(1 + eta |lambda_min|) steps.",
     config=SaddlePointsConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={
         "full": {
-            "n_train": 256,
-            "in_features": 6,
-            "width": 10,
-            "teacher_width": 16,
+            "data": {
+                "name": "synthetic-regression",
+                "n_train": 256,
+                "n_test": 1,
+                "in_features": 6,
+                "noise": 0.1,
+                "teacher": "mlp",
+                "teacher_width": 16,
+            },
+            "model": {"name": "mlp", "width": 10, "depth": 1, "activation": "tanh", "bias_init_std": 0.1},
             "trajectories": 10,
             "snapshots": (0, 3, 10, 30, 100, 300, 1000, 3000),
             "max_iter": 200,
