@@ -9,13 +9,14 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 from scipy.integrate import quad
 from scipy.optimize import minimize_scalar
 
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import double_descent_linear as ddl
-from tdlab.experiments.registry import get
 from tdlab.theory import random_matrix as theory
+from tdlab.theory.least_squares import min_norm_least_squares, ridge_dual, ridge_primal
 
 
 def _mp_integral(gamma: float, lam: float, power: int) -> float:
@@ -74,26 +75,29 @@ def test_ridgeless_risk_by_hand_and_errors():
 @pytest.mark.parametrize(("n", "p"), [(20, 8), (8, 20)])
 def test_finite_n_risk_against_simulation(n, p):
     """E ||X^+ y - beta||^2 for Gaussian X and a fixed unit beta, by Monte Carlo over X and the noise."""
-    generator = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
     draws, sigma = 4000, 0.5
-    X = torch.randn(draws, n, p, generator=generator, dtype=torch.float64)
-    beta = torch.zeros(p, 1, dtype=torch.float64)
+    X = rng.standard_normal((draws, n, p))
+    beta = np.zeros((p, 1))
     beta[0] = 1.0
-    Y = X @ beta + sigma * torch.randn(draws, n, 1, generator=generator, dtype=torch.float64)
-    risks = (ddl.min_norm_least_squares(X, Y) - beta).square().sum(dim=(1, 2)).numpy()
+    Y = X @ beta + sigma * rng.standard_normal((draws, n, 1))
+    risks = np.square(min_norm_least_squares(X, Y) - beta).sum(axis=(1, 2))
     expected = float(theory.ridgeless_risk_finite(n, p, 1.0, sigma**2))
     assert abs(risks.mean() - expected) <= 4 * risks.std() / np.sqrt(draws)
 
 
 @pytest.mark.parametrize(("n", "p"), [(12, 5), (5, 12)])
-def test_solvers_against_pseudo_inverse_and_primal(n, p):
-    generator = torch.Generator().manual_seed(1)
-    X = torch.randn(3, n, p, generator=generator, dtype=torch.float64)
-    Y = torch.randn(3, n, 2, generator=generator, dtype=torch.float64)
-    torch.testing.assert_close(ddl.min_norm_least_squares(X, Y), torch.linalg.pinv(X) @ Y, rtol=0, atol=1e-10)
-    eye = torch.eye(p, dtype=torch.float64)
-    primal = torch.linalg.solve(X.mT @ X / n + 0.3 * eye, X.mT @ Y / n)
-    torch.testing.assert_close(ddl.ridge_regression(X, Y, 0.3), primal, rtol=0, atol=1e-10)
+def test_solvers_against_pseudo_inverse_and_averaged_ridge(n, p):
+    """The QR solver against the pseudo-inverse (a batch of designs), and ridge on the averaged loss,
+    (X^T X / n + lambda I)^-1 X^T Y / n, as the experiment gets it: primal or dual form with penalty n lambda."""
+    rng = np.random.default_rng(1)
+    X, Y = rng.standard_normal((3, n, p)), rng.standard_normal((3, n, 2))
+    np.testing.assert_allclose(min_norm_least_squares(X, Y), np.linalg.pinv(X) @ Y, rtol=0, atol=1e-10)
+    averaged = np.linalg.solve(X[0].T @ X[0] / n + 0.3 * np.eye(p), X[0].T @ Y[0] / n)
+    for ridge in (ridge_primal, ridge_dual):
+        np.testing.assert_allclose(ridge(X[0], Y[0], n * 0.3), averaged, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="targets"):
+        min_norm_least_squares(X, Y[:, :-1])
 
 
 def test_config_validation():
@@ -104,11 +108,16 @@ def test_config_validation():
 
 
 def test_quick_run_passes_every_check():
-    experiment = get("double-descent-linear")
-    result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
+    result = ddl.EXPERIMENT.run(ddl.EXPERIMENT.make_config(), Context(torch.device("cpu")))
     failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]
     assert not failed, failed
     assert len(result.checks) == 4
     assert isinstance(result.figures["double_descent"], Figure)
     risk = result.metrics[result.metrics["name"] == "min_norm_risk"].set_index("gamma")["value"]
     assert risk.idxmax() in (0.95, 1.05)  # the peak sits at the interpolation threshold
+
+
+def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
+    config = ddl.EXPERIMENT.make_config(n=40, gammas=(0.3, 0.6, 1.5, 2.0), designs=3, replicates=4)
+    result = assert_rechecks(ddl.EXPERIMENT, config, tmp_path)
+    assert len(result.checks) == 4 and set(result.figures) == {"double_descent"}

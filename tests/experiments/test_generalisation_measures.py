@@ -1,6 +1,7 @@
 """generalisation-measures: the KL and the PAC-Bayes bound against their definitions, the norm measures against
-NumPy, the path norm against an explicit sum over paths, margins, perturbed errors, and a quick run whose checks
-must all pass."""
+NumPy, the path norm against an explicit sum over paths, margins, perturbed errors, training to the stopping
+criterion against one network trained alone, re-checking from stored metrics, and a quick run whose checks must all
+pass."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 
+from tdlab.ensemble import StackedModels
+from tdlab.ensemble.members import Members
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import generalisation_measures as gm
-from tdlab.experiments.registry import get
 from tdlab.models import MLP
 from tdlab.theory.generalisation_bounds import gaussian_kl, pac_bayes_bound
 
@@ -81,8 +84,36 @@ def test_config_validation():
         gm.GeneralisationMeasuresConfig(noise_fractions=(0.5, 1.0))
 
 
+def test_each_network_is_taken_at_its_first_step_below_the_stopping_loss():
+    """Two networks trained together: each one's parameters are those of the same network trained alone by torch's
+    SGD with momentum, at the first step whose full-batch cross-entropy is <= stop_loss."""
+    g = torch.Generator().manual_seed(0)
+    X, labels = torch.randn(30, 4, generator=g), torch.randint(3, (30, 2), generator=g)
+    config = gm.GeneralisationMeasuresConfig(stop_loss=0.3, max_steps=400)
+    members = Members(StackedModels.of([MLP(4, 3, width=16, depth=1, seed=s) for s in range(2)]))
+    taken, stopped = gm.train_to_criterion(members, X, labels, config)
+    for k in range(2):
+        model = MLP(4, 3, width=16, depth=1, seed=k)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        step = 0
+        while torch.nn.functional.cross_entropy(model(X), labels[:, k]).item() > 0.3:
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(X), labels[:, k]).backward()
+            optimizer.step()
+            step += 1
+        assert stopped[k] == step > 0
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(taken[name][k], p.detach(), rtol=0, atol=1e-6)
+
+
+def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
+    small = {"n_train": 60, "widths": (8, 16), "seeds": 1, "max_steps": 200, "sigma_grid": (1e-3, 1.0, 5)}
+    result = assert_rechecks(gm.EXPERIMENT, gm.EXPERIMENT.make_config(**small, mc_samples=2), tmp_path)
+    assert len(result.checks) == 10 and set(result.figures) == {"measures_vs_gap", "pac_bayes_bound"}
+
+
 def test_quick_run_passes_every_check():
-    experiment = get("generalisation-measures")
+    experiment = gm.EXPERIMENT
     result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
     failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]
     assert not failed, failed

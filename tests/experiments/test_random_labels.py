@@ -1,5 +1,6 @@
 """random-labels: the chance level, the accuracy's sampling error and the wrong-label fraction against simulation,
-config validation, and a quick run whose checks must all pass."""
+config validation, the recorded curves and stopping against one network trained alone, re-checking from stored
+metrics, and a quick run whose checks must all pass."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 
 from tdlab.data import Dataset, with_label_noise
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import random_labels as rl
-from tdlab.experiments.registry import get
+from tdlab.models import MLP
 from tdlab.theory.random_labels import accuracy_standard_error, chance_accuracy, wrong_label_fraction
 
 
@@ -61,8 +63,40 @@ def test_config_validation():
     assert rl.RandomLabelsConfig(dataset="mnist1d", n_train=600).n_train == 600
 
 
+SMALL = {"n_train": 40, "noise_fractions": (0.0, 1.0), "seeds": 2, "model": {"name": "mlp", "width": 16, "depth": 1}}
+
+
+def test_curves_and_time_to_fit_against_one_network_trained_alone():
+    """The curves of (seed 1, random labels) are the full-batch cross-entropy and accuracy of that MLP trained alone
+    by torch's SGD with momentum, at every step until all networks fitted (or the budget ran out)."""
+    config = rl.EXPERIMENT.make_config(**SMALL, max_steps=150, fit_loss=0.5)
+    metrics = rl.measure(config, Context(torch.device("cpu")))
+    data = rl.load(config)
+    labels = with_label_noise(data, 1.0, seed=1).y_train
+    model = MLP(64, 10, width=16, depth=1, seed=1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    mine = metrics.query("seed == 1 and noise_fraction == 1.0")
+    curve = mine.query("name == 'train_loss'").sort_values("step")["value"].to_numpy()
+    losses = []
+    for _ in curve:
+        loss = torch.nn.functional.cross_entropy(model(data.X_train), labels)
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    np.testing.assert_allclose(curve, losses, rtol=1e-5)
+    fitted = np.flatnonzero(np.array(losses) <= 0.5)
+    time_to_fit = mine.query("name == 'time_to_fit'")["value"].item()
+    assert time_to_fit == fitted[0] if fitted.size else np.isnan(time_to_fit)
+
+
+def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
+    result = assert_rechecks(rl.EXPERIMENT, rl.EXPERIMENT.make_config(**SMALL, max_steps=60), tmp_path)
+    assert len(result.checks) == 4 and set(result.figures) == {"learning_curves", "fit_time_and_test_accuracy"}
+
+
 def test_quick_run_passes_every_check():
-    experiment = get("random-labels")
+    experiment = rl.EXPERIMENT
     result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
     failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]
     assert not failed, failed

@@ -124,6 +124,38 @@ def min_norm_solution(X: ArrayLike, y: ArrayLike, rtol: float = 1e-12) -> Array:
     return spectral_filter_solution(X, y, np.ones(thin_svd(X, rtol)[1].shape), rtol)
 
 
+def min_norm_least_squares(features: ArrayLike, targets: ArrayLike) -> Array:
+    r"""The minimum-norm least-squares solution A = Phi^+ Y of full-rank designs Phi (..., n, p) for targets
+    Y (..., n, k), batched over the leading dimensions, by a QR factorisation, so that the conditioning is that of
+    Phi (not of Phi^T Phi, as in the normal equations): accurate even at p = n, where Phi is square and nearly
+    singular. For p <= n, Phi = QR and A = R^{-1} Q^T Y (least squares); for p > n, Phi^T = QR and
+    A = Q R^{-T} Y (the interpolant of least norm, whose rows lie in the row space of Phi). Golub & Van Loan
+    (2013), Matrix Computations, Sec. 5.3.3 and 5.6.2. (`min_norm_solution` is the same solution through the SVD,
+    which also takes rank-deficient designs.)
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> Phi, Y = rng.standard_normal((5, 8)), rng.standard_normal((5, 2))
+        >>> all(np.allclose(min_norm_least_squares(Phi[:, :p], Y), np.linalg.pinv(Phi[:, :p]) @ Y) for p in (3, 5, 8))
+        True
+        >>> batch = rng.standard_normal((4, 5, 8))  # a batch of designs
+        >>> np.allclose(min_norm_least_squares(batch, Y), np.linalg.pinv(batch) @ Y)
+        True
+    """
+    features = np.asarray(features, dtype=float)
+    targets = np.asarray(targets, dtype=float)
+    if features.ndim < 2 or targets.ndim < 2 or targets.shape[-2] != features.shape[-2]:
+        raise ValueError(
+            f"features, targets: expected shapes (..., n, p) and (..., n, k), got {features.shape} and {targets.shape}"
+        )
+    n, p = features.shape[-2:]
+    if p <= n:
+        Q, R = np.linalg.qr(features)
+        return np.linalg.solve(R, Q.swapaxes(-1, -2) @ targets)
+    Q, R = np.linalg.qr(features.swapaxes(-1, -2))
+    return Q @ np.linalg.solve(R.swapaxes(-1, -2), targets)
+
+
 def gd_iterates(
     X: ArrayLike, y: ArrayLike, eta: float, steps: int, w0: ArrayLike | None = None, rtol: float = 1e-12
 ) -> Array:

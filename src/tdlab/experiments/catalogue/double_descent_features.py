@@ -2,9 +2,8 @@
 
 Random ReLU features phi(x) = relu(F x) (`tdlab.models.RandomFeatures`, F fixed) on mnist1d with a fraction of the
 training labels resampled at random, and a minimum-norm least-squares readout on one-hot targets,
-A = Phi^+ Y, for a sweep of the number of features p (nested: the first p features of one draw of F). The
-readout is solved by a QR factorisation of Phi (p <= n) or Phi^T (p > n), float64, accurate even at p = n where
-Phi is square and nearly singular.
+A = Phi^+ Y (`tdlab.theory.least_squares.min_norm_least_squares`, float64), for a sweep of the number of features
+p (nested: the first p features of one draw of F).
 
 Checks against `tdlab.theory.double_descent`:
 
@@ -14,9 +13,10 @@ Checks against `tdlab.theory.double_descent`:
    Belkin et al. 2019, Fig. 2; Nakkiran et al. 2019);
 3. so does the test mean squared error.
 
-Optionally (`mlp_widths`, in the `full` preset) an MLP width sweep trained end to end with Adam on the squared
-loss on the same noisy data: its test error against the number of parameters, with Belkin et al.'s threshold n C
-(`mlp_interpolation_width`) drawn; no check (the peak of a trained network depends on training time).
+Optionally (`mlp_widths`, in the `full` preset) an MLP width sweep trained end to end (`tdlab.train.fit`, all seeds
+of a width at once: `tdlab.ensemble.members`) with Adam on the squared loss on the same noisy data: its test error
+against the number of parameters, with Belkin et al.'s threshold n C (`mlp_interpolation_width`) drawn; no check
+(the peak of a trained network depends on training time).
 
 Figures: test and training error against p / n, test mean squared error and the readout norm ||A||_F against
 p / n, and the MLP sweep when run.
@@ -31,15 +31,20 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from pydantic import Field, field_validator
-from torch import Tensor
+from torch import nn
 
 from tdlab.data import Dataset, mnist1d, with_label_noise
 from tdlab.ensemble import StackedModels
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
-from tdlab.experiments.catalogue._ensemble import accuracies, fit, squared_error
-from tdlab.experiments.catalogue._solvers import min_norm_least_squares
+from tdlab.ensemble.members import Members, accuracies, summed
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.models import MLP, RandomFeatures
 from tdlab.theory.double_descent import interpolation_threshold, mlp_interpolation_width, mlp_num_parameters
+from tdlab.theory.least_squares import min_norm_least_squares
+from tdlab.train.builders import build_optimizer
+from tdlab.train.config import OptimizerConfig
+from tdlab.train.trainer import fit
+
+RECORDS = ("test_error", "train_error", "test_mse", "train_mse", "readout_norm")
 
 
 class DoubleDescentConfig(ExperimentConfig):
@@ -54,8 +59,8 @@ class DoubleDescentConfig(ExperimentConfig):
     seeds: int = Field(4, ge=1, description="independent draws of the random features")
     peak_tolerance: float = Field(0.2, gt=0, description="allowed relative distance of the peak from p* = n")
     mlp_widths: tuple[int, ...] = Field((), description="hidden widths of the MLP sweep (empty: no MLP sweep)")
-    mlp_steps: int = Field(4000, ge=1, description="Adam steps of each MLP")
-    mlp_lr: float = Field(1e-3, gt=0, description="Adam learning rate of the MLPs")
+    mlp_steps: int = Field(4000, ge=1, description="full-batch steps of each MLP")
+    mlp_optimizer: OptimizerConfig = Field(OptimizerConfig(name="adam", lr=1e-3), description="optimiser of the MLPs")
     mlp_seeds: int = Field(2, ge=1, description="initialisations per MLP width")
 
     @field_validator("mlp_widths")
@@ -74,63 +79,77 @@ def feature_counts(config: DoubleDescentConfig) -> np.ndarray:
     return np.unique(np.append(np.maximum(np.round(grid), 1).astype(int), n))
 
 
-def min_norm_path(
-    features_train: Tensor, features_test: Tensor, targets: Tensor, counts: np.ndarray
-) -> list[dict[str, Tensor]]:
-    """Minimum-norm least squares A_p = Phi_p^+ Y on the first p columns of the features, for every p in `counts`:
-    training and test predictions and ||A_p||_F.
-
-    Example:
-        >>> Phi, Y = torch.randn(5, 8, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
-        >>> path = min_norm_path(Phi, Phi, Y, np.array([3, 8]))
-        >>> torch.allclose(path[1]["train"], Y)  # p > n interpolates
-        True
-    """
-    out = []
-    for p in counts:
-        A = min_norm_least_squares(features_train[:, :p], targets)
-        out.append({"train": features_train[:, :p] @ A, "test": features_test[:, :p] @ A, "norm": A.norm()})
-    return out
-
-
-def run(config: DoubleDescentConfig, context: Context) -> Result:
-    device, dtype = context.device, torch.float64
+def measure(config: DoubleDescentConfig, context: Context) -> pd.DataFrame:
+    """The errors, squared errors and readout norm of the minimum-norm readout at every p for every draw of the
+    features; the MLP sweep's errors when asked."""
     data = with_label_noise(
         mnist1d(config.n_train, config.n_test, seed=config.seed), config.label_noise, seed=config.seed
-    ).to(device, dtype)
-    C, n = data.out_features, data.num_train
-    Y = torch.nn.functional.one_hot(data.y_train, C).to(dtype)
-    Y_test = torch.nn.functional.one_hot(data.y_test, C).to(dtype)
-    counts = feature_counts(config)
+    ).to(context.device, torch.float64)
+    C, n, counts = data.out_features, data.num_train, feature_counts(config)
+    y_train, y_test = data.y_train.cpu().numpy(), data.y_test.cpu().numpy()
+    Y, Y_test = np.eye(C)[y_train], np.eye(C)[y_test]
     rows: list[dict[str, object]] = []
-    records = {
-        name: np.zeros((config.seeds, counts.size))
-        for name in ("test_error", "train_error", "test_mse", "train_mse", "readout_norm")
-    }
     for s in context.track(range(config.seeds), "random-feature draws"):
-        model = RandomFeatures(data.in_features, int(counts[-1]), C, seed=config.seed * 1000 + s)
-        model = model.to(device, dtype)
+        model = RandomFeatures(data.in_features, int(counts[-1]), C, seed=config.seed * 1000 + s).to(data.X_train)
         with torch.no_grad():
-            path = min_norm_path(model.features(data.X_train), model.features(data.X_test), Y, counts)
-        for j, fitted in enumerate(path):
-            records["test_error"][s, j] = 1 - accuracies(fitted["test"], data.y_test).item()
-            records["train_error"][s, j] = 1 - accuracies(fitted["train"], data.y_train).item()
-            records["test_mse"][s, j] = (fitted["test"] - Y_test).square().sum(1).mean().item()
-            records["train_mse"][s, j] = (fitted["train"] - Y).square().sum(1).mean().item()
-            records["readout_norm"][s, j] = fitted["norm"].item()
-    for name, values in records.items():
-        rows.extend(
-            {"seed": s, "num_features": int(p), "ratio": p / n, "name": name, "value": float(values[s, j])}
-            for s in range(config.seeds)
-            for j, p in enumerate(counts)
-        )
+            train, test = (model.features(X).cpu().numpy() for X in (data.X_train, data.X_test))
+        for p in counts:
+            A = min_norm_least_squares(train[:, :p], Y)
+            fitted_train, fitted_test = train[:, :p] @ A, test[:, :p] @ A
+            values = (
+                np.mean(fitted_test.argmax(1) != y_test),
+                np.mean(fitted_train.argmax(1) != y_train),
+                np.square(fitted_test - Y_test).sum(1).mean(),
+                np.square(fitted_train - Y).sum(1).mean(),
+                np.linalg.norm(A),
+            )
+            rows += [
+                {"seed": s, "num_features": int(p), "ratio": p / n, "name": name, "value": float(v)}
+                for name, v in zip(RECORDS, values, strict=True)
+            ]
+    return pd.DataFrame(rows + (_mlp_sweep(data, config, context) if config.mlp_widths else []))
 
-    threshold = interpolation_threshold(n)
+
+def _mlp_sweep(data: Dataset, config: DoubleDescentConfig, context: Context) -> list[dict[str, object]]:
+    """For each width, `mlp_seeds` MLPs trained at once (`tdlab.ensemble.members`) on the squared loss to one-hot
+    targets; their final training and test errors."""
+    d, C, S = data.in_features, data.out_features, config.mlp_seeds
+    targets = nn.functional.one_hot(data.y_train, C).to(data.X_train.dtype).unsqueeze(1).expand(-1, S, -1)
+    rows = []
+    for width in context.track(config.mlp_widths, "MLP width sweep"):
+        models = [MLP(d, C, width=width, depth=1, seed=config.seed * 1000 + s).to(data.X_train) for s in range(S)]
+        members = Members(StackedModels.of(models))
+        optimizer = build_optimizer(members.parameters(), config.mlp_optimizer)
+        fit(members, summed(nn.MSELoss()), (data.X_train, targets), optimizer, config.mlp_steps)
+        with torch.no_grad():
+            errors = {
+                "mlp_train_error": 1 - accuracies(members(data.X_train), data.y_train),
+                "mlp_test_error": 1 - accuracies(members(data.X_test), data.y_test),
+            }
+        params = mlp_num_parameters(d, width, C)
+        rows += [
+            {"seed": s, "width": width, "num_parameters": params, "name": name, "value": float(value[s])}
+            for name, value in errors.items()
+            for s in range(S)
+        ]
+    return rows + [{"name": "in_features", "value": d}, {"name": "num_classes", "value": C}]
+
+
+def _records(metrics: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The feature counts, and each record as an array (seeds, counts)."""
+    table = metrics.pivot_table(index="seed", columns=["name", "num_features"], values="value")
+    return table[RECORDS[0]].columns.to_numpy(dtype=int), {name: table[name].to_numpy() for name in RECORDS}
+
+
+def checks(metrics: pd.DataFrame, config: DoubleDescentConfig) -> list[Check]:
+    """The threshold of exact fit, and the peaks of the 0-1 test error and the test MSE, against p* = n."""
+    counts, records = _records(metrics)
+    threshold = interpolation_threshold(config.n_train)
     mean_error = records["test_error"].mean(axis=0)
     log_mse = np.log(records["test_mse"]).mean(axis=0)
     exact = records["train_mse"].max(axis=0) <= 1e-12 * records["train_mse"][:, 0].min()
     first_exact = int(counts[np.argmax(exact)]) if exact.any() else math.nan
-    checks = [
+    return [
         Check.absolute(
             "random features: smallest p with an exact training fit vs n",
             float(first_exact),
@@ -157,40 +176,15 @@ def run(config: DoubleDescentConfig, context: Context) -> Result:
             "diverges where Phi is square (Hastie et al. 2022, Thm. 1)",
         ),
     ]
-    figures = {"random_features": _features_figure(counts / n, records, config)}
+
+
+def figures(metrics: pd.DataFrame, config: DoubleDescentConfig) -> dict[str, Figure]:
+    """The random-features curves against p / n, and the MLP sweep when it ran."""
+    counts, records = _records(metrics)
+    out = {"random_features": _features_figure(counts / config.n_train, records, config)}
     if config.mlp_widths:
-        mlp = _mlp_sweep(data, config, context)
-        rows.extend(mlp["rows"])
-        figures["mlp_width_sweep"] = _mlp_figure(mlp, data.in_features, C, n, config)
-    return Result(pd.DataFrame(rows), checks, figures)
-
-
-def _mlp_sweep(data: Dataset, config: DoubleDescentConfig, context: Context) -> dict:
-    """For each width, `mlp_seeds` MLPs trained at once (`_ensemble`) with Adam on the squared loss to one-hot
-    targets; their final training and test errors, shape (widths, seeds)."""
-    C = data.out_features
-    labels = data.y_train.expand(config.mlp_seeds, -1)
-    train_error = np.zeros((len(config.mlp_widths), config.mlp_seeds))
-    test_error = np.zeros_like(train_error)
-    rows = []
-    for i, width in enumerate(context.track(config.mlp_widths, "MLP width sweep")):
-        models = [
-            MLP(data.in_features, C, width=width, depth=1, seed=config.seed * 1000 + s).to(data.X_train.dtype)
-            for s in range(config.mlp_seeds)
-        ]
-        ensemble = StackedModels.of(models, data.X_train.device)
-        optimizer = torch.optim.Adam(ensemble.params.values(), lr=config.mlp_lr)
-        fit(ensemble, data.X_train, labels, config.mlp_steps, optimizer, loss=squared_error)
-        with torch.no_grad():
-            train_error[i] = 1 - accuracies(ensemble.outputs(data.X_train), labels).cpu().numpy()
-            test_error[i] = 1 - accuracies(ensemble.outputs(data.X_test), data.y_test).cpu().numpy()
-        params = mlp_num_parameters(data.in_features, width, C)
-        for s in range(config.mlp_seeds):
-            for name, values in (("mlp_train_error", train_error), ("mlp_test_error", test_error)):
-                rows.append(
-                    {"seed": s, "width": width, "num_parameters": params, "name": name, "value": float(values[i, s])}
-                )
-    return {"rows": rows, "train_error": train_error, "test_error": test_error}
+        out["mlp_width_sweep"] = _mlp_figure(metrics, config)
+    return out
 
 
 def _features_figure(ratios: np.ndarray, records: dict, config: DoubleDescentConfig) -> Figure:
@@ -223,25 +217,21 @@ def _features_figure(ratios: np.ndarray, records: dict, config: DoubleDescentCon
     return fig
 
 
-def _mlp_figure(mlp: dict, d: int, C: int, n: int, config: DoubleDescentConfig) -> Figure:
+def _mlp_figure(metrics: pd.DataFrame, config: DoubleDescentConfig) -> Figure:
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
-    params = np.array([mlp_num_parameters(d, w, C) for w in config.mlp_widths])
-    for name, style, label in (("test_error", "o-", "test error"), ("train_error", "s-", "training error")):
-        ax.plot(
-            params / (n * C),
-            mlp[name].mean(axis=1),
-            style,
-            ms=5,
-            mfc="none",
-            label=f"{label} (mean of {config.mlp_seeds} seeds)",
-        )
+    n, shape = config.n_train, metrics.set_index("name")["value"]
+    d, C = int(shape["in_features"]), int(shape["num_classes"])
+    means = metrics.groupby(["name", "num_parameters"])["value"].mean()
+    for name, style, label in (("mlp_test_error", "o-", "test error"), ("mlp_train_error", "s-", "training error")):
+        label = f"{label} (mean of {config.mlp_seeds} seeds)"
+        ax.plot(means[name].index / (n * C), means[name], style, ms=5, mfc="none", label=label)
     width = mlp_interpolation_width(n, d, C)
     ax.axvline(1.0, color="k", ls="--", lw=1, label=f"theory: parameters = n C (width {width:.0f})")
     ax.set_xscale("log")
     ax.set_xlabel("number of parameters / (n C)")
     ax.set_ylabel("0-1 error")
-    ax.set_title(f"One-hidden-layer MLPs, squared loss, {config.mlp_steps} Adam steps")
+    ax.set_title(f"One-hidden-layer MLPs, squared loss, {config.mlp_steps} {config.mlp_optimizer.name} steps")
     ax.legend(fontsize=8)
     return fig
 
@@ -254,7 +244,9 @@ EXPERIMENT = Experiment(
         "again beyond it."
     ),
     config=DoubleDescentConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={
         "full": {
             "n_train": 1000,

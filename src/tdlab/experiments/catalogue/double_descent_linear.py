@@ -3,12 +3,12 @@ threshold gamma = 1 and descends again beyond it; optimally tuned ridge has no p
 
 Setting of Hastie, Montanari, Rosset & Tibshirani (2019/2022), isotropic case: x ~ N(0, I_p), y = x^T beta + eps,
 ||beta|| = r, Var(eps) = sigma^2, n examples, p features. Measured: for each of `designs` draws of a Gaussian
-design X (n x p_max) and `replicates` draws of (beta, eps) per design, the minimum-norm least-squares solution
-on the first p columns (normal equations: (X^T X)^{-1} X^T y below the threshold, X^T (X X^T)^{-1} y above, on the
-experiment's device in float64) and its exact excess test risk ||w - beta||^2 = E_x (x^T (w - beta))^2 (exact
-because the test inputs are isotropic); the same for ridge (X^T X / n + lambda* I)^{-1} X^T y / n at the optimal
-penalty lambda* = sigma^2 gamma / r^2. Nested designs (the first p columns of one matrix, beta_p the normalised
-first p coordinates of one Gaussian vector) make the curve smooth in gamma, as in a feature-selection sweep.
+design X (n x p_max) and `replicates` draws of (beta, eps) per design, the minimum-norm least-squares solution X^+ y
+on the first p columns (`tdlab.theory.least_squares.min_norm_least_squares`, float64) and its exact excess test
+risk ||w - beta||^2 = E_x (x^T (w - beta))^2 (exact because the test inputs are isotropic); the same for ridge
+(X^T X / n + lambda* I)^{-1} X^T y / n at the optimal penalty lambda* = sigma^2 gamma / r^2. Nested designs (the
+first p columns of one matrix, beta_p the normalised first p coordinates of one Gaussian vector) make the curve
+smooth in gamma, as in a feature-selection sweep.
 
 Theory (`tdlab.theory.random_matrix`): the asymptotic risks of Hastie et al. (Thm. 1) and of optimally tuned ridge
 (Dobriban & Wager 2018), and the exact finite-n risk of the minimum-norm solution (inverse-Wishart mean) drawn for
@@ -23,36 +23,13 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
-from numpy.typing import NDArray
 from pydantic import Field, model_validator
-from torch import Tensor
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
-from tdlab.experiments.catalogue._solvers import min_norm_least_squares
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.theory import random_matrix as theory
-
-Array = NDArray[np.float64]
-
-
-# ------------------------------------------------------------------------------------------ measurement
-def ridge_regression(X: Tensor, Y: Tensor, lam: float) -> Tensor:
-    """Ridge (X^T X / n + lambda I)^{-1} X^T Y / n for a batch of designs (..., n, p), by the cheaper of the primal
-    and the dual (kernel) form.
-
-    Example:
-        >>> X = torch.ones(2, 1, dtype=torch.float64)
-        >>> ridge_regression(X, torch.ones(2, 1, dtype=torch.float64), 1.0).item()
-        0.5
-    """
-    n, p = X.shape[-2:]
-    if p <= n:
-        eye = torch.eye(p, dtype=X.dtype, device=X.device)
-        return torch.linalg.solve(X.mT @ X / n + lam * eye, X.mT @ Y / n)
-    eye = torch.eye(n, dtype=X.dtype, device=X.device)
-    return X.mT @ torch.linalg.solve(X @ X.mT / n + lam * eye, Y) / n
+from tdlab.theory.least_squares import min_norm_least_squares, ridge_dual, ridge_primal
 
 
-# --------------------------------------------------------------------------------------------- config
 class DoubleDescentLinearConfig(ExperimentConfig):
     """The sweep over gamma = p/n at fixed n, and the draws averaged at each gamma."""
 
@@ -81,76 +58,68 @@ class DoubleDescentLinearConfig(ExperimentConfig):
         return self
 
 
-# ------------------------------------------------------------------------------------------------ run
-def run(config: DoubleDescentLinearConfig, context: Context) -> Result:
-    """Sweep gamma, measure minimum-norm and optimal-ridge risks, compare with Hastie et al. (2019)."""
-    device, dtype = context.device, torch.float64
+def measure(config: DoubleDescentLinearConfig, context: Context) -> pd.DataFrame:
+    """Excess risks ||w - beta||^2 of minimum-norm least squares and of ridge at lambda*, for every gamma: means over
+    designs of the mean over (beta, noise) draws, and their standard errors over designs."""
     generator = torch.Generator().manual_seed(config.seed)
     n, R, D = config.n, config.replicates, config.designs
-    gammas = np.array(sorted(config.gammas))
-    ps = np.array([round(g * n) for g in gammas])
+    ps = np.array([round(g * n) for g in sorted(config.gammas)])
     r2, s2 = config.signal**2, config.noise**2
-    ridgeless = np.zeros((D, len(ps)))
-    ridge = np.zeros((D, len(ps)))
+    risks = np.zeros((2, D, len(ps)))  # minimum norm, ridge
     for design in context.track(range(D), "designs"):
-        X = torch.randn(n, int(ps.max()), generator=generator, dtype=dtype).to(device)
-        G = torch.randn(int(ps.max()), R, generator=generator, dtype=dtype).to(device)
-        E = config.noise * torch.randn(n, R, generator=generator, dtype=dtype).to(device)
-        for k, p in enumerate(ps.tolist()):
-            Xp = X[:, :p]
-            beta = config.signal * G[:p] / G[:p].norm(dim=0, keepdim=True)
-            Y = Xp @ beta + E
-            ridgeless[design, k] = (min_norm_least_squares(Xp, Y) - beta).square().sum(dim=0).mean().item()
-            lam = float(theory.optimal_ridge_penalty(p / n, r2, s2))
-            ridge[design, k] = (ridge_regression(Xp, Y, lam) - beta).square().sum(dim=0).mean().item()
-    gamma_p = ps / n
-    measured, measured_se = ridgeless.mean(axis=0), ridgeless.std(axis=0, ddof=1) / np.sqrt(D)
-    ridge_mean, ridge_se = ridge.mean(axis=0), ridge.std(axis=0, ddof=1) / np.sqrt(D)
-    asymptotic = theory.ridgeless_risk(gamma_p, r2, s2)
-    finite = theory.ridgeless_risk_finite(n, ps, r2, s2)
-    ridge_theory = theory.optimal_ridge_risk(gamma_p, r2, s2)
-
-    rows: list[dict[str, float | str]] = []
-    for g, p, values in zip(
-        gamma_p,
-        ps,
-        zip(measured, measured_se, asymptotic, finite, ridge_mean, ridge_se, ridge_theory, strict=True),
-        strict=True,
-    ):
-        names = (
-            "min_norm_risk",
-            "min_norm_risk_se",
-            "min_norm_risk_theory",
-            "min_norm_risk_finite_n",
-            "ridge_risk",
-            "ridge_risk_se",
-            "ridge_risk_theory",
+        X, G, E = (
+            torch.randn(*shape, generator=generator, dtype=torch.float64).numpy()
+            for shape in ((n, ps.max()), (ps.max(), R), (n, R))
         )
-        rows += [
-            {"name": name, "value": float(v), "gamma": float(g), "p": int(p)}
-            for name, v in zip(names, values, strict=True)
-        ]
-    checks: list[Check] = []
-    draws = f"{D} designs x {R} draws of (beta, noise), n = {n}, r = {config.signal:g}, sigma = {config.noise:g}"
+        for k, p in enumerate(ps.tolist()):
+            beta = config.signal * G[:p] / np.linalg.norm(G[:p], axis=0, keepdims=True)
+            Y = X[:, :p] @ beta + config.noise * E
+            ridge = ridge_primal if p <= n else ridge_dual  # (X^T X / n + lambda I)^-1 X^T Y / n, the cheaper form
+            lam = n * float(theory.optimal_ridge_penalty(p / n, r2, s2))
+            for i, w in enumerate((min_norm_least_squares(X[:, :p], Y), ridge(X[:, :p], Y, lam))):
+                risks[i, design, k] = np.square(w - beta).sum(axis=0).mean()
+    mean, se = risks.mean(axis=1), risks.std(axis=1, ddof=1) / np.sqrt(D)
+    gamma = ps / n
+    values = {
+        "min_norm_risk": mean[0],
+        "min_norm_risk_se": se[0],
+        "min_norm_risk_theory": theory.ridgeless_risk(gamma, r2, s2),
+        "min_norm_risk_finite_n": theory.ridgeless_risk_finite(n, ps, r2, s2),
+        "ridge_risk": mean[1],
+        "ridge_risk_se": se[1],
+        "ridge_risk_theory": theory.optimal_ridge_risk(gamma, r2, s2),
+    }
+    return pd.DataFrame({"gamma": gamma, "p": ps, **values}).melt(id_vars=["gamma", "p"], var_name="name")
+
+
+def checks(metrics: pd.DataFrame, config: DoubleDescentLinearConfig) -> list[Check]:
+    """Hastie et al.'s asymptotic risk outside the band around the peak, and optimal ridge: monotone, on its theory."""
+    table = metrics.pivot_table(index="gamma", columns="name", values="value")
+    gamma_p, out = table.index.to_numpy(), []
+    draws = (
+        f"{config.designs} designs x {config.replicates} draws of (beta, noise), n = {config.n}, "
+        f"r = {config.signal:g}, sigma = {config.noise:g}"
+    )
     outside = (gamma_p < config.band[0]) | (gamma_p > config.band[1])
-    error = np.abs(measured / asymptotic - 1.0)
+    error = np.abs(table["min_norm_risk"] / table["min_norm_risk_theory"] - 1.0).to_numpy()
     for side, mask in (("gamma < 1", outside & (gamma_p < 1)), ("gamma > 1", outside & (gamma_p > 1))):
         if not mask.any():
             continue
         worst = int(np.flatnonzero(mask)[np.argmax(error[mask])])
-        checks.append(
+        row = table.iloc[worst]
+        out.append(
             Check.at_most(
                 f"minimum-norm risk vs Hastie et al. ({side}, outside {list(config.band)}), worst relative error",
                 float(error[mask].max()),
                 config.tolerance,
                 detail=f"{mask.sum()} values of gamma; worst at gamma = {gamma_p[worst]:.3g}: measured "
-                f"{measured[worst]:.4g} +- {measured_se[worst]:.2g} (s.e. over designs), theory "
-                f"{asymptotic[worst]:.4g} "
-                f"(finite-n exact {finite[worst]:.4g}); {draws}; tolerance 10% from the issue",
+                f"{row.min_norm_risk:.4g} +- {row.min_norm_risk_se:.2g} (s.e. over designs), theory "
+                f"{row.min_norm_risk_theory:.4g} (finite-n exact {row.min_norm_risk_finite_n:.4g}); {draws}; "
+                "tolerance 10% from the issue",
             )
         )
-    increments = np.diff(ridge_mean)
-    checks.append(
+    increments = np.diff(table["ridge_risk"])
+    out.append(
         Check.holds(
             "optimally tuned ridge risk is monotone (increasing) in gamma: no peak",
             bool(np.all(increments > 0)),
@@ -159,8 +128,8 @@ def run(config: DoubleDescentLinearConfig, context: Context) -> Result:
             measured=float(increments.min()),
         )
     )
-    ridge_error = np.abs(ridge_mean / ridge_theory - 1.0)
-    checks.append(
+    ridge_error = np.abs(table["ridge_risk"] / table["ridge_risk_theory"] - 1.0).to_numpy()
+    out.append(
         Check.at_most(
             "optimal ridge risk vs sigma^2 gamma m(-lambda*) (Dobriban & Wager 2018), worst relative error",
             float(ridge_error.max()),
@@ -169,77 +138,35 @@ def run(config: DoubleDescentLinearConfig, context: Context) -> Result:
             f"{gamma_p[np.argmax(ridge_error)]:.3g}; {draws}; tolerance 10% as for the minimum-norm risk",
         )
     )
-    figure = _risk_figure(gamma_p, measured, measured_se, ridge_mean, ridge_se, config)
-    return Result(metrics=pd.DataFrame(rows), checks=checks, figures={"double_descent": figure})
+    return out
 
 
-# -------------------------------------------------------------------------------------------- figures
-def _risk_figure(
-    gammas: Array,
-    measured: Array,
-    measured_se: Array,
-    ridge: Array,
-    ridge_se: Array,
-    config: DoubleDescentLinearConfig,
-) -> Figure:
-    r2, s2 = config.signal**2, config.noise**2
+def figures(metrics: pd.DataFrame, config: DoubleDescentLinearConfig) -> dict[str, Figure]:
+    """Measured risks with their theory curves (asymptotic, exact finite-n, optimal ridge), log and linear scale."""
+    table = metrics.pivot_table(index="gamma", columns="name", values="value")
+    gammas, r2, s2, n = table.index.to_numpy(), config.signal**2, config.noise**2, config.n
     fig = Figure(figsize=(12.0, 4.8), layout="constrained")
-    axes = fig.subplots(1, 2)
     fine = np.concatenate([np.linspace(gammas.min() * 0.8, 0.985, 300), np.linspace(1.015, gammas.max() * 1.05, 300)])
-    p_fine = np.unique(np.round(fine * config.n))
-    p_fine = p_fine[np.abs(p_fine - config.n) >= 2]
-    for ax, log in zip(axes, (True, False), strict=True):
+    p_fine = np.unique(np.round(fine * n))
+    p_fine = p_fine[np.abs(p_fine - n) >= 2]
+    finite = theory.ridgeless_risk_finite(n, p_fine, r2, s2)
+    for ax, log in zip(fig.subplots(1, 2), (True, False), strict=True):
         ax.axvspan(*config.band, color="0.92", zorder=0, label="not checked (finite-n peak)")
-        under, over = fine < 1, fine > 1
-        for k, mask in enumerate((under, over)):
-            ax.plot(
-                fine[mask],
-                theory.ridgeless_risk(fine[mask], r2, s2),
-                "-",
-                color="C0",
-                lw=1.3,
-                label="minimum norm: Hastie et al. (asymptotic)" if k == 0 else None,
+        asymptotic = theory.ridgeless_risk(fine, r2, s2)
+        labels = ("minimum norm: Hastie et al. (asymptotic)", f"minimum norm: exact at n = {n}")
+        for k, (mask, exact) in enumerate(((fine < 1, p_fine < n), (fine > 1, p_fine > n))):  # apart at the pole
+            ax.plot(fine[mask], asymptotic[mask], "-", color="C0", lw=1.3, label=None if k else labels[0])
+            ax.plot(p_fine[exact] / n, finite[exact], ":", color="C0", lw=1.0, label=None if k else labels[1])
+        ridge_label = r"optimal ridge $\sigma^2\gamma\, m(-\lambda^*)$"
+        ax.plot(fine, theory.optimal_ridge_risk(fine, r2, s2), "--", color="C1", lw=1.3, label=ridge_label)
+        for name, fmt, ms, color, label in (
+            ("min_norm", "o", 5, "C0", "minimum norm"),
+            ("ridge", "s", 4, "C1", "optimal ridge"),
+        ):
+            mean, se = table[f"{name}_risk"], table[f"{name}_risk_se"]
+            ax.errorbar(
+                gammas, mean, yerr=se, fmt=fmt, color=color, ms=ms, mfc="none", capsize=2, label=f"{label}: measured"
             )
-        finite = theory.ridgeless_risk_finite(config.n, p_fine, r2, s2)
-        for k, mask in enumerate((p_fine < config.n, p_fine > config.n)):
-            ax.plot(
-                p_fine[mask] / config.n,
-                finite[mask],
-                ":",
-                color="C0",
-                lw=1.0,
-                label=f"minimum norm: exact at n = {config.n}" if k == 0 else None,
-            )
-        ax.errorbar(
-            gammas,
-            measured,
-            yerr=measured_se,
-            fmt="o",
-            color="C0",
-            ms=5,
-            mfc="none",
-            capsize=2,
-            label="minimum norm: measured",
-        )
-        ax.plot(
-            fine,
-            theory.optimal_ridge_risk(fine, r2, s2),
-            "--",
-            color="C1",
-            lw=1.3,
-            label=r"optimal ridge $\sigma^2\gamma\, m(-\lambda^*)$",
-        )
-        ax.errorbar(
-            gammas,
-            ridge,
-            yerr=ridge_se,
-            fmt="s",
-            color="C1",
-            ms=4,
-            mfc="none",
-            capsize=2,
-            label=r"optimal ridge: measured",
-        )
         ax.axhline(r2, color="0.5", ls="-.", lw=0.8, label=r"null risk $r^2$ (w = 0)")
         ax.set_xlabel(r"$\gamma = p / n$")
         ax.set_ylabel(r"excess test risk $\|w - \beta\|^2$")
@@ -251,10 +178,10 @@ def _risk_figure(
             ax.set_ylim(0, 3.0 * r2)
             ax.set_title("the second descent, and optimal ridge without a peak")
     fig.suptitle(
-        rf"Minimum-norm least squares on isotropic Gaussian features (n = {config.n}, "
+        rf"Minimum-norm least squares on isotropic Gaussian features (n = {n}, "
         rf"$\|\beta\| = {config.signal:g}$, $\sigma = {config.noise:g}$)"
     )
-    return fig
+    return {"double_descent": fig}
 
 
 EXPERIMENT = Experiment(
@@ -263,7 +190,9 @@ EXPERIMENT = Experiment(
     "interpolation threshold gamma = p/n = 1 and r^2 (1 - 1/gamma) + sigma^2/(gamma - 1) above it: it peaks at "
     "gamma = 1 and descends again; optimally tuned ridge removes the peak.",
     config=DoubleDescentLinearConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={
         "full": {
             "n": 1000,

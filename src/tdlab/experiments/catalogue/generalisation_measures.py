@@ -2,7 +2,8 @@
 
 One-hidden-layer ReLU MLPs of several widths are trained on the same small training set with true, partially
 random and random labels (`tdlab.data.with_label_noise`), all to the same stopping criterion, training
-cross-entropy <= `stop_loss` (Jiang et al. 2019 stop at 0.01), by full-batch SGD with momentum (`_ensemble`).
+cross-entropy <= `stop_loss` (Jiang et al. 2019 stop at 0.01), by full-batch SGD with momentum (`tdlab.train.fit`
+on the stacked networks of one width, `tdlab.ensemble.members`; the `MemberLosses` probe tells when each one stops).
 For each network, with layers W_1 (hidden) and W_2 (readout) and generalisation gap = training accuracy - test
 accuracy:
 
@@ -43,16 +44,22 @@ import torch
 from matplotlib.figure import Figure
 from pydantic import Field, field_validator
 from scipy.stats import kendalltau
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from tdlab.data import Dataset, digits, mnist1d, standardize, with_label_noise
 from tdlab.ensemble import StackedModels
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
-from tdlab.experiments.catalogue._ensemble import accuracies, fit
+from tdlab.ensemble.members import MemberLosses, Members, accuracies, summed
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.models import MLP
+from tdlab.probes import ProbeSet
 from tdlab.theory.generalisation_bounds import gaussian_kl, pac_bayes_bound
+from tdlab.train.builders import build_optimizer
+from tdlab.train.config import OptimizerConfig
+from tdlab.train.trainer import fit
 
+CROSS_ENTROPY = nn.CrossEntropyLoss()
+ID_COLUMNS = ["width", "noise_fraction", "seed"]
 MEASURES = ("spectral", "frobenius", "spectral_over_margin", "path_norm", "pac_bayes_bound", "flatness")
 LABELS = {
     "spectral": "log prod ||W||_2^2",
@@ -75,8 +82,7 @@ class GeneralisationMeasuresConfig(ExperimentConfig):
         (0.0, 0.5, 1.0), description="fractions of resampled labels, increasing from 0 (true) to 1 (random)"
     )
     seeds: int = Field(2, ge=1, description="initialisations and label draws per width and noise fraction")
-    lr: float = Field(0.05, gt=0, description="learning rate of full-batch SGD")
-    momentum: float = Field(0.9, ge=0, lt=1, description="heavy-ball momentum of SGD")
+    optimizer: OptimizerConfig = Field(OptimizerConfig(name="sgd", lr=0.05, momentum=0.9), description="full batch")
     stop_loss: float = Field(0.01, gt=0, description="training cross-entropy at which a network is taken")
     max_steps: int = Field(5000, ge=1, description="budget; networks not reaching stop_loss are flagged")
     sigma_grid: tuple[float, float, int] = Field(
@@ -143,15 +149,8 @@ def path_norm(model: torch.nn.Module, params: dict[str, Tensor]) -> float:
         True
     """
     squared = {name: p.square() for name, p in params.items()}
-    ones = torch.ones(
-        1, model_in_features(params), dtype=next(iter(params.values())).dtype, device=next(iter(params.values())).device
-    )
-    return functional_call(model, squared, (ones,)).sum().log().item()
-
-
-def model_in_features(params: dict[str, Tensor]) -> int:
-    """Input dimension: columns of the first weight matrix."""
-    return next(p for name, p in params.items() if name.endswith("weight")).shape[1]
+    first = next(p for name, p in params.items() if name.endswith("weight"))  # its columns: the inputs
+    return functional_call(model, squared, (first.new_ones(1, first.shape[1]),)).sum().log().item()
 
 
 def margins(outputs: Tensor, labels: Tensor) -> Tensor:
@@ -208,72 +207,59 @@ def load(config: GeneralisationMeasuresConfig) -> Dataset:
     return standardize(digits(test_fraction=0.7, seed=config.seed).subset(config.n_train))
 
 
-def run(config: GeneralisationMeasuresConfig, context: Context) -> Result:
+def measure(config: GeneralisationMeasuresConfig, context: Context) -> pd.DataFrame:
+    """Every network's measures, accuracies, margin and PAC-Bayes terms (one row each per width, noise fraction and
+    seed), and the Kendall tau of each measure with the generalisation gap over all networks."""
     device = context.device
     data = load(config).to(device)
-    C = data.out_features
     sigmas = np.geomspace(config.sigma_grid[0], config.sigma_grid[1], config.sigma_grid[2])
     generator = torch.Generator().manual_seed(config.seed)
     runs = [(f, s) for f in config.noise_fractions for s in range(config.seeds)]
-    labels = torch.stack([with_label_noise(data, f, seed=config.seed * 1000 + s).y_train for f, s in runs])
+    labels = torch.stack([with_label_noise(data, f, seed=config.seed * 1000 + s).y_train for f, s in runs], dim=1)
     records: list[dict[str, object]] = []
     for width in context.track(config.widths, "training and measuring"):
         models = [
-            MLP(data.in_features, C, width=width, depth=1, seed=config.seed * 1000 + s).to(device) for _, s in runs
+            MLP(data.in_features, data.out_features, width=width, depth=1, seed=config.seed * 1000 + s) for _, s in runs
         ]
-        ensemble = StackedModels.of(models, device)
-        initial = {name: p.detach().clone() for name, p in ensemble.params.items()}
-        taken, stopped = train_to_criterion(ensemble, data.X_train, labels, config)
+        members = Members(StackedModels.of(models, device))
+        initial = {name: p.detach().clone() for name, p in members.models.params.items()}
+        taken, stopped = train_to_criterion(members, data.X_train, labels, config)
         for k, (fraction, seed) in enumerate(context.track(runs, f"measures, width {width}")):
-            params = {name: p[k] for name, p in taken.items()}
+            params, start = ({name: p[k] for name, p in stacked.items()} for stacked in (taken, initial))
+            measures = _measure(members.models.template, params, start, data, labels[:, k], sigmas, config, generator)
             records.append(
-                {
-                    "width": width,
-                    "noise_fraction": fraction,
-                    "seed": seed,
-                    "stopped_at": int(stopped[k]),
-                    **_measure(
-                        ensemble.template,
-                        params,
-                        {n: p[k] for n, p in initial.items()},
-                        data,
-                        labels[k],
-                        sigmas,
-                        config,
-                        generator,
-                    ),
-                }
+                {"width": width, "noise_fraction": fraction, "seed": seed, "stopped_at": int(stopped[k]), **measures}
             )
     table = pd.DataFrame(records)
     table["gap"] = table["train_accuracy"] - table["test_accuracy"]
-    id_columns = ["width", "noise_fraction", "seed"]
-    rows = table.melt(id_vars=id_columns, var_name="name", value_name="value")
-    taus = {name: kendalltau(table[name], table["gap"]).statistic for name in MEASURES}
-    rows = pd.concat([rows, pd.DataFrame([{"name": f"kendall_tau_{n}", "value": t} for n, t in taus.items()])])
-    return Result(rows.reset_index(drop=True), _checks(table, taus, config), _figures(table, taus, config))
+    taus = [{"name": f"kendall_tau_{n}", "value": kendalltau(table[n], table["gap"]).statistic} for n in MEASURES]
+    rows = table.melt(id_vars=ID_COLUMNS, var_name="name", value_name="value")
+    return pd.concat([rows, pd.DataFrame(taus)], ignore_index=True)
 
 
 def train_to_criterion(
-    ensemble: StackedModels, X: Tensor, labels: Tensor, config: GeneralisationMeasuresConfig
+    members: Members, X: Tensor, labels: Tensor, config: GeneralisationMeasuresConfig
 ) -> tuple[dict[str, Tensor], np.ndarray]:
-    """Train every network of `ensemble` with full-batch SGD and momentum and keep each one's parameters at the
-    first step its training cross-entropy is <= stop_loss: (stacked parameters taken, step taken, -1 for a network
-    that never got there within max_steps, which keeps its final parameters)."""
-    taken = {name: p.detach().clone() for name, p in ensemble.params.items()}
-    stopped = np.full(len(ensemble), -1)
-    optimizer = torch.optim.SGD(ensemble.params.values(), lr=config.lr, momentum=config.momentum)
+    """Train every network of `members` (labels (n, N), one column each) with full-batch SGD and momentum and keep
+    each one's parameters at the first step its training cross-entropy is <= stop_loss: (stacked parameters taken,
+    step taken, -1 for a network that never got there within max_steps, which keeps its final parameters)."""
+    params = members.models.params
+    taken = {name: p.detach().clone() for name, p in params.items()}
+    stopped = np.full(len(members.models), -1)
+    probe = MemberLosses(CROSS_ENTROPY)
 
-    def snapshot(t: int, outputs: Tensor, losses: Tensor) -> bool:
-        reached = (losses.cpu().numpy() <= config.stop_loss) & (stopped < 0)
-        for k in np.flatnonzero(reached):
-            stopped[k] = t
-            for name, p in ensemble.params.items():
+    def snapshot(step: int, batch_loss: float) -> bool:
+        for k in np.flatnonzero((probe.losses.cpu().numpy() <= config.stop_loss) & (stopped < 0)):
+            stopped[k] = step
+            for name, p in params.items():
                 taken[name][k] = p.detach()[k]
         return bool((stopped >= 0).all())
 
-    fit(ensemble, X, labels, config.max_steps, optimizer, on_step=snapshot)
+    probes = ProbeSet([probe], members, summed(CROSS_ENTROPY), train=(X, labels))
+    optimizer = build_optimizer(members.parameters(), config.optimizer)
+    fit(members, summed(CROSS_ENTROPY), (X, labels), optimizer, config.max_steps, probes=probes, callbacks=[snapshot])
     for k in np.flatnonzero(stopped < 0):
-        for name, p in ensemble.params.items():
+        for name, p in params.items():
             taken[name][k] = p.detach()[k]
     return taken, stopped
 
@@ -320,7 +306,17 @@ def _measure(
         }
 
 
-def _checks(table: pd.DataFrame, taus: dict[str, float], config: GeneralisationMeasuresConfig) -> list[Check]:
+def _table(metrics: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The networks' rows back as one table (a column per metric), and the Kendall taus by measure."""
+    networks = metrics.dropna(subset=ID_COLUMNS)
+    table = networks.pivot_table(index=ID_COLUMNS, columns="name", values="value").reset_index()
+    taus = metrics[metrics["name"].str.startswith("kendall_tau_")].set_index("name")["value"]
+    return table, {name: float(taus[f"kendall_tau_{name}"]) for name in MEASURES}
+
+
+def checks(metrics: pd.DataFrame, config: GeneralisationMeasuresConfig) -> list[Check]:
+    """Every network stopped; every measure larger on random labels; the bound vacuous there; positive taus."""
+    table, taus = _table(metrics)
     means = table.groupby(["width", "noise_fraction"]).mean(numeric_only=True)
     true, random = means.xs(0.0, level="noise_fraction"), means.xs(1.0, level="noise_fraction")
     checks = []
@@ -370,7 +366,9 @@ def _checks(table: pd.DataFrame, taus: dict[str, float], config: GeneralisationM
     return checks
 
 
-def _figures(table: pd.DataFrame, taus: dict[str, float], config: GeneralisationMeasuresConfig) -> dict[str, Figure]:
+def figures(metrics: pd.DataFrame, config: GeneralisationMeasuresConfig) -> dict[str, Figure]:
+    """Each measure against the gap; the PAC-Bayes bound against the posterior's test error."""
+    table, taus = _table(metrics)
     fig = Figure(figsize=(16, 8.5), layout="constrained")
     axes = fig.subplots(2, 3).flat
     markers = dict(zip(config.widths, "os^Dvp<>h", strict=False))
@@ -428,7 +426,9 @@ EXPERIMENT = Experiment(
         "trained on true labels, but their bounds are vacuous, and only some track the generalisation gap."
     ),
     config=GeneralisationMeasuresConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={
         "full": {
             "dataset": "mnist1d",

@@ -1,8 +1,9 @@
 """overparameterisation: wider networks reach a lower training loss on a fixed budget, and test no worse.
 
 A width sweep of one-hidden-layer ReLU MLPs (standard parameterisation, He initialisation) on mnist1d, each width
-trained for the same number of full-batch steps of SGD with momentum at the same learning rate, several seeds at
-once (`_ensemble`). Measured:
+trained for the same number of full-batch steps of SGD with momentum at the same learning rate
+(`tdlab.train.fit`), the seeds of a width at once (`tdlab.ensemble.members`), their training losses measured at
+every step by the `MemberLosses` probe. Measured:
 
 1. the training loss that the budget reaches falls with width (seed means, strictly, at every step of the sweep);
 2. the test error does not rise with width: no width is worse than the best narrower one by more than two standard
@@ -20,35 +21,38 @@ against width with its theory line.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from pydantic import Field, field_validator
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
-from tdlab.data import mnist1d
 from tdlab.ensemble import StackedModels
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
-from tdlab.experiments.catalogue._ensemble import accuracies, fit
+from tdlab.ensemble.members import MemberLosses, Members, accuracies, by_member, summed
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.models import MLP
+from tdlab.probes import ProbeSet
 from tdlab.theory.ntk import relu_ntk_trace
+from tdlab.train.builders import build_data, build_optimizer
+from tdlab.train.config import DataConfig, OptimizerConfig
+from tdlab.train.trainer import fit
+
+CROSS_ENTROPY = nn.CrossEntropyLoss()
 
 
 class OverparameterisationConfig(ExperimentConfig):
     """Data, width sweep and the fixed training budget (defaults: the quick config)."""
 
-    n_train: int = Field(500, ge=10, description="training examples of mnist1d")
-    n_test: int = Field(2000, ge=10, description="test examples of mnist1d")
+    data: DataConfig = Field(DataConfig(name="mnist1d", n_train=500, n_test=2000), description="a classification set")
     widths: tuple[int, ...] = Field((8, 16, 32, 64, 128, 256), description="hidden widths, increasing")
     seeds: int = Field(3, ge=2, description="initialisations per width (>= 2 for the seed spread)")
     steps: int = Field(300, ge=1, description="the fixed budget: full-batch steps for every width")
-    lr: float = Field(0.05, gt=0, description="learning rate of SGD, the same for every width")
-    momentum: float = Field(0.9, ge=0, lt=1, description="heavy-ball momentum of SGD")
+    optimizer: OptimizerConfig = Field(
+        OptimizerConfig(name="sgd", lr=0.05, momentum=0.9), description="the same for every width"
+    )
     probe_examples: int = Field(32, ge=1, description="training examples on which the NTK trace is measured")
 
     @field_validator("widths")
@@ -77,49 +81,62 @@ def ntk_trace(model: torch.nn.Module, X: Tensor) -> Tensor:
     return sum(j.flatten(2).square().sum(dim=(1, 2)) for j in jacobians.values())
 
 
-def run(config: OverparameterisationConfig, context: Context) -> Result:
-    device = context.device
-    data = mnist1d(config.n_train, config.n_test, seed=config.seed).to(device)
-    C, d, S = data.out_features, data.in_features, config.seeds
-    labels = data.y_train.expand(S, -1)
+def measure(config: OverparameterisationConfig, context: Context) -> pd.DataFrame:
+    """Per width and seed: the training loss at every step, the final test error, the NTK trace at initialisation
+    on the probe batch (with its theory, per width)."""
+    data = build_data(config.data, context.device)
+    d, C, S = data.in_features, data.out_features, config.seeds
+    train = (data.X_train, data.y_train[:, None].expand(-1, S))  # every seed on the true labels
     probe = data.X_train[: config.probe_examples]
-    widths = config.widths
-    curves = np.zeros((len(widths), config.steps + 1, S))
-    test_error, trace = np.zeros((len(widths), S)), np.zeros((len(widths), S))
-    rows: list[dict[str, object]] = []
-    for i, width in enumerate(context.track(widths, "width sweep")):
-        models = [MLP(d, C, width=width, depth=1, seed=config.seed * 1000 + s).to(device) for s in range(S)]
-        trace[i] = [ntk_trace(m, probe).mean().item() for m in models]
-        ensemble = StackedModels.of(models, device)
-        optimizer = torch.optim.SGD(ensemble.params.values(), lr=config.lr, momentum=config.momentum)
-
-        def record(t: int, outputs: Tensor, losses: Tensor, i: int = i) -> bool:
-            curves[i, t] = losses.cpu().numpy()
-            return False
-
-        fit(ensemble, data.X_train, labels, config.steps, optimizer, on_step=record)
+    squared_norm = probe.square().sum(dim=1).mean().item()
+    frames = []
+    for width in context.track(config.widths, "width sweep"):
+        models = [MLP(d, C, width=width, depth=1, seed=config.seed * 1000 + s).to(data.X_train) for s in range(S)]
+        trace = [ntk_trace(m, probe).mean().item() for m in models]
+        members = Members(StackedModels.of(models))
+        probes = ProbeSet([MemberLosses(CROSS_ENTROPY)], members, summed(CROSS_ENTROPY), train=train)
+        optimizer = build_optimizer(members.parameters(), config.optimizer)
+        losses = by_member(fit(members, summed(CROSS_ENTROPY), train, optimizer, config.steps, probes=probes).metrics)
         with torch.no_grad():
-            test_error[i] = 1 - accuracies(ensemble.outputs(data.X_test), data.y_test).cpu().numpy()
-        for s in range(S):
-            rows.extend(
-                {"width": width, "seed": s, "step": t, "name": "train_loss", "value": float(curves[i, t, s])}
-                for t in range(config.steps + 1)
-            )
-            rows.append({"width": width, "seed": s, "name": "test_error", "value": float(test_error[i, s])})
-            rows.append({"width": width, "seed": s, "name": "ntk_trace", "value": float(trace[i, s])})
-    final_loss = curves[:, -1].mean(axis=1)
+            test_error = (1 - accuracies(members(data.X_test), data.y_test)).tolist()
+        theory = float(relu_ntk_trace(width, squared_norm, d, C))
+        per_width = [
+            losses.query("name == 'train/loss'").rename(columns={"member": "seed"}).assign(name="train_loss"),
+            pd.DataFrame({"seed": range(S), "test_error": test_error, "ntk_trace": trace}).melt(
+                "seed", var_name="name"
+            ),
+            pd.DataFrame({"name": ["ntk_trace_theory", "ntk_trace_ratio"], "value": [theory, np.mean(trace) / theory]}),
+        ]
+        frames.append(pd.concat(per_width).assign(width=width))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _by_width(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
+    """One metric as a table width x seed."""
+    return metrics[metrics["name"] == name].pivot_table(index="width", columns="seed", values="value")
+
+
+def _final_losses(metrics: pd.DataFrame, config: OverparameterisationConfig) -> pd.DataFrame:
+    """The training loss at the end of the budget, width x seed (NaN where training stopped before it)."""
+    last = metrics[(metrics["name"] == "train_loss") & (metrics["step"] == config.steps)]
+    return last.pivot_table(index="width", columns="seed", values="value").reindex(list(config.widths))
+
+
+def checks(metrics: pd.DataFrame, config: OverparameterisationConfig) -> list[Check]:
+    """The budget's loss falls with width, the test error does not rise, the NTK trace against its theory."""
+    widths, S = config.widths, config.seeds
+    final_loss = _final_losses(metrics, config).mean(axis=1, skipna=False).to_numpy()
+    test_error = _by_width(metrics, "test_error").to_numpy()
     mean_error = test_error.mean(axis=1)
     pooled_sd = float(np.sqrt(test_error.var(axis=1, ddof=1).mean()))
     rise_tolerance = 2 * pooled_sd * np.sqrt(2 / S)
     rises = mean_error - np.minimum.accumulate(mean_error)
-    largest_rise = float(rises.max()) if np.all(np.isfinite(final_loss)) else math.nan  # a diverged run fails
-    squared_norm = probe.square().sum(dim=1).mean().item()
-    theory_trace = relu_ntk_trace(np.asarray(widths), squared_norm, d, C)
+    largest_rise = float(rises.max()) if np.all(np.isfinite(final_loss)) else np.nan  # a diverged run fails
+    trace = _by_width(metrics, "ntk_trace").mean(axis=1).iloc[-1]
+    theory_trace = metrics.query("name == 'ntk_trace_theory'").set_index("width")["value"].iloc[-1]
     trace_tolerance = 3 * np.sqrt(5 / (widths[-1] * S))
-    for width, value, predicted in zip(widths, trace.mean(axis=1), theory_trace, strict=True):
-        rows.append({"width": width, "name": "ntk_trace_theory", "value": float(predicted)})
-        rows.append({"width": width, "name": "ntk_trace_ratio", "value": float(value / predicted)})
-    checks = [
+    n_test = config.data.kwargs().get("n_test", "the")
+    return [
         Check.holds(
             "training loss after the fixed budget falls with width",
             bool(np.all(np.diff(final_loss) < 0)),
@@ -132,74 +149,59 @@ def run(config: OverparameterisationConfig, context: Context) -> Result:
             largest_rise,
             0.0,
             float(rise_tolerance),
-            detail=f"seed-mean test error {', '.join(f'{v:.3f}' for v in mean_error)} on {data.num_test} examples; "
+            detail=f"seed-mean test error {', '.join(f'{v:.3f}' for v in mean_error)} on {n_test} test examples; "
             f"tolerance 2 standard errors of a difference of two means of {S} seeds, 2 sqrt(2/{S}) s, with the "
             f"pooled seed-to-seed sd s = {pooled_sd:.4f}",
         ),
         Check.relative(
             f"NTK trace at initialisation, width {widths[-1]}: measured vs C (m |x|^2/d + |x|^2 + 2)",
-            float(trace[-1].mean()),
-            float(theory_trace[-1]),
+            float(trace),
+            float(theory_trace),
             float(trace_tolerance),
             detail=f"mean over {config.probe_examples} training examples and {S} seeds; tolerance 3 sqrt(5/(m S)) = "
             f"{trace_tolerance:.3f}, three predicted relative sds of sum_j relu(z_j)^2 (Var h^2 / E[h^2]^2 = 5)",
         ),
     ]
-    figures = {
-        "loss_curves": _curves_figure(curves, config),
-        "width_sweep": _sweep_figure(final_loss, curves[:, -1], test_error, trace, theory_trace, config),
-    }
-    return Result(pd.DataFrame(rows), checks, figures)
 
 
-def _curves_figure(curves: np.ndarray, config: OverparameterisationConfig) -> Figure:
+def figures(metrics: pd.DataFrame, config: OverparameterisationConfig) -> dict[str, Figure]:
+    """Seed-mean loss curves of every width; final loss, test error and NTK trace (with its theory) against width."""
+    curves = metrics[metrics["name"] == "train_loss"].pivot_table(index="step", columns="width", values="value")
     fig = Figure(figsize=(7, 4.8), layout="constrained")
     ax = fig.subplots()
     colors = colormaps["viridis"](np.linspace(0.0, 0.9, len(config.widths)))
-    steps = np.arange(config.steps + 1)
-    for i, width in enumerate(config.widths):
-        ax.semilogy(steps, curves[i].mean(axis=1), color=colors[i], label=f"width {width}")
+    for color, width in zip(colors, config.widths, strict=True):
+        ax.semilogy(curves.index, curves[width], color=color, label=f"width {width}")
     ax.axvline(config.steps, color="k", ls=":", lw=1)
     ax.set_xlabel("step")
     ax.set_ylabel(f"training cross-entropy (mean of {config.seeds} seeds)")
-    ax.set_title(f"The same budget and learning rate ({config.lr:g}): wider networks train faster")
+    ax.set_title(f"The same budget and learning rate ({config.optimizer.lr:g}): wider networks train faster")
     ax.legend(fontsize=8)
-    return fig
 
-
-def _sweep_figure(
-    final_loss: np.ndarray,
-    final_losses: np.ndarray,
-    test_error: np.ndarray,
-    trace: np.ndarray,
-    theory_trace: np.ndarray,
-    config: OverparameterisationConfig,
-) -> Figure:
-    fig = Figure(figsize=(15, 4.5), layout="constrained")
-    ax_loss, ax_test, ax_ntk = fig.subplots(1, 3)
+    sweep = Figure(figsize=(15, 4.5), layout="constrained")
+    ax_loss, ax_test, ax_ntk = sweep.subplots(1, 3)
     w = np.asarray(config.widths)
-    for ax, values, mean in ((ax_loss, final_losses, final_loss), (ax_test, test_error, test_error.mean(axis=1))):
+    tables = (_final_losses(metrics, config), _by_width(metrics, "test_error"), _by_width(metrics, "ntk_trace"))
+    for ax, table in zip((ax_loss, ax_test, ax_ntk), tables, strict=True):
         for s in range(config.seeds):
-            ax.plot(w, values[:, s], "o", color="tab:blue", mfc="none", ms=5, label="per seed" if s == 0 else None)
-        ax.plot(w, mean, "-", color="tab:blue", label="seed mean")
+            ax.plot(w, table[s], "o", color="tab:blue", mfc="none", ms=5, label="per seed" if s == 0 else None)
+        if ax is not ax_ntk:
+            ax.plot(w, table.mean(axis=1), "-", color="tab:blue", label="seed mean")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("hidden width m")
+    theory = metrics.query("name == 'ntk_trace_theory'").set_index("width")["value"]
+    ax_ntk.plot(theory.index, theory, "-", color="k", label="theory C (m|x|^2/d + |x|^2 + 2)")
     ax_loss.set_yscale("log")
     ax_loss.set_ylabel(f"training cross-entropy after {config.steps} steps")
     ax_loss.set_title("Optimisation gets easier with width")
     ax_test.set_ylabel("test error")
     ax_test.set_title("... and the test error does not rise")
-    for s in range(config.seeds):
-        ax_ntk.plot(
-            w, trace[:, s], "o", color="tab:blue", mfc="none", ms=5, label="measured, per seed" if s == 0 else None
-        )
-    ax_ntk.plot(w, theory_trace, "-", color="k", label="theory C (m|x|^2/d + |x|^2 + 2)")
     ax_ntk.set_yscale("log")
     ax_ntk.set_ylabel("tr Theta(x, x) at initialisation (probe mean)")
     ax_ntk.set_title("Why: the tangent kernel grows with width (SP)")
     for ax in (ax_loss, ax_test, ax_ntk):
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("hidden width m")
         ax.legend(fontsize=8)
-    return fig
+    return {"loss_curves": fig, "width_sweep": sweep}
 
 
 EXPERIMENT = Experiment(
@@ -209,15 +211,16 @@ EXPERIMENT = Experiment(
         "while their test error does not rise."
     ),
     config=OverparameterisationConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={
         "full": {
-            "n_train": 4000,
-            "n_test": 4000,
+            "data": {"name": "mnist1d", "n_train": 4000, "n_test": 4000},
             "widths": (8, 16, 32, 64, 128, 256, 512, 1024, 2048),
             "seeds": 5,
             "steps": 2000,
-            "lr": 0.02,
+            "optimizer": {"name": "sgd", "lr": 0.02, "momentum": 0.9},
             "probe_examples": 128,
         }
     },

@@ -3,8 +3,9 @@
 One architecture (an MLP of fixed width, the same initialisation within a seed) is trained by full-batch gradient
 descent with momentum on a small training set (scikit-learn's digits, standardised, by default) whose labels have
 been resampled at random with probability `fraction` (`tdlab.data.with_label_noise`; fraction 0: the true labels,
-fraction 1: random labels). All noise levels and seeds are trained at once (`_ensemble`), each until its training
-cross-entropy falls below `fit_loss` and it classifies every training example correctly.
+fraction 1: random labels). All noise levels and seeds are trained at once (`tdlab.train.fit` on the stacked networks
+of `tdlab.ensemble.members`), their training loss and accuracy measured at every step by the `MemberLosses` probe,
+until every one has had a training cross-entropy below `fit_loss` and classified every training example correctly.
 
 Measured against the claims of Zhang, Bengio, Hardt, Recht & Vinyals (2017, Sec. 2 and Fig. 1):
 
@@ -35,15 +36,22 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from pydantic import Field, field_validator, model_validator
+from torch import nn
 
 from tdlab.data import Dataset, digits, mnist1d, standardize, with_label_noise
 from tdlab.ensemble import StackedModels
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
-from tdlab.experiments.catalogue._ensemble import accuracies, fit
-from tdlab.models import MLP
+from tdlab.ensemble.members import MemberLosses, Members, accuracies, by_member, summed
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.models import build_model
+from tdlab.probes import ProbeSet
 from tdlab.theory.random_labels import accuracy_standard_error, chance_accuracy
+from tdlab.train.builders import build_optimizer
+from tdlab.train.config import ModelConfig, OptimizerConfig
+from tdlab.train.trainer import fit
 
 DIGITS_TEST_FRACTION = 0.7  # digits: 1258 test examples, up to 539 for training
+CROSS_ENTROPY = nn.CrossEntropyLoss()
+SUMMARY = ("time_to_fit", "final_train_accuracy", "test_accuracy")
 
 
 class RandomLabelsConfig(ExperimentConfig):
@@ -56,10 +64,8 @@ class RandomLabelsConfig(ExperimentConfig):
         (0.0, 1 / 3, 2 / 3, 1.0), description="fractions of resampled labels, increasing from 0 to 1"
     )
     seeds: int = Field(4, ge=1, description="independent initialisations and label draws per noise fraction")
-    width: int = Field(128, ge=1, description="hidden width of the MLP")
-    depth: int = Field(1, ge=1, description="hidden layers of the MLP")
-    lr: float = Field(0.05, gt=0, description="learning rate of full-batch SGD")
-    momentum: float = Field(0.9, ge=0, lt=1, description="heavy-ball momentum of SGD")
+    model: ModelConfig = Field(ModelConfig(name="mlp", width=128, depth=1), description="the one architecture")
+    optimizer: OptimizerConfig = Field(OptimizerConfig(name="sgd", lr=0.05, momentum=0.9), description="full batch")
     max_steps: int = Field(3000, ge=1, description="budget of steps; a network not fitted by then counts as unfitted")
     fit_loss: float = Field(0.05, gt=0, description="training cross-entropy at which a network counts as fitted")
     chance_tolerance: float = Field(0.03, gt=0, description="allowed |test accuracy - chance| on random labels")
@@ -90,90 +96,95 @@ def load(config: RandomLabelsConfig) -> Dataset:
     return standardize(digits(test_fraction=DIGITS_TEST_FRACTION, seed=config.seed).subset(config.n_train))
 
 
-def run(config: RandomLabelsConfig, context: Context) -> Result:
-    device = context.device
-    data = load(config)
-    fractions = config.noise_fractions
-    runs = [(s, f) for s in range(config.seeds) for f in fractions]
-    noisy = [with_label_noise(data, f, seed=config.seed * 1000 + s) for s, f in runs]
-    labels = torch.stack([d.y_train for d in noisy]).to(device)
-    models = [
-        MLP(data.in_features, data.out_features, width=config.width, depth=config.depth, seed=config.seed + s)
-        for s, _ in runs
-    ]
-    ensemble = StackedModels.of(models, device)
-    optimizer = torch.optim.SGD(ensemble.params.values(), lr=config.lr, momentum=config.momentum)
-    X_train, X_test, y_test = data.X_train.to(device), data.X_test.to(device), data.y_test.to(device)
+def _first(reached: pd.DataFrame) -> pd.Series:
+    """Per column of a step x member table of booleans: the first step where it holds, NaN where it never does."""
+    return reached.idxmax().where(reached.any())
 
-    K = len(runs)
-    loss_curve, accuracy_curve = [], []
-    time_to_fit = np.full(K, np.nan)
-    time_to_full_accuracy = np.full(K, np.nan)
-    progress = iter(context.track(range(config.max_steps + 1), "training", config.max_steps + 1))
 
-    def record(t: int, outputs: torch.Tensor, losses: torch.Tensor) -> bool:
+def measure(config: RandomLabelsConfig, context: Context) -> pd.DataFrame:
+    """Per seed and noise fraction: training loss and accuracy at every step, the steps to fit and to full accuracy,
+    the final training and test accuracies and the fraction of wrong labels; and the data's size (for chance)."""
+    data = load(config).to(context.device)
+    runs = [(s, f) for s in range(config.seeds) for f in config.noise_fractions]
+    noisy = torch.stack([with_label_noise(data, f, seed=config.seed * 1000 + s).y_train for s, f in runs], dim=1)
+    d, C, kwargs = data.in_features, data.out_features, config.model.kwargs()
+    models = [build_model(config.model.name, d, C, seed=config.seed + s, **kwargs) for s, _ in runs]
+    members = Members(StackedModels.of(models, context.device))
+    probe = MemberLosses(CROSS_ENTROPY)
+    fitted, full = (torch.zeros(len(runs), dtype=torch.bool, device=context.device) for _ in range(2))
+    progress = iter(context.track(range(config.max_steps), "training", config.max_steps))
+
+    def every_one_fitted(step: int, batch_loss: float) -> bool:
         next(progress, None)
-        acc = accuracies(outputs, labels).cpu().numpy()
-        loss = losses.cpu().numpy()
-        loss_curve.append(loss)
-        accuracy_curve.append(acc)
-        time_to_fit[np.isnan(time_to_fit) & (loss <= config.fit_loss)] = t
-        time_to_full_accuracy[np.isnan(time_to_full_accuracy) & (acc >= 1.0)] = t
-        return bool(np.isfinite(time_to_fit).all() and np.isfinite(time_to_full_accuracy).all())
+        fitted.logical_or_(probe.losses <= config.fit_loss)
+        full.logical_or_(probe.accuracies >= 1.0)
+        return bool((fitted & full).all())
 
-    fit(ensemble, X_train, labels, config.max_steps, optimizer, on_step=record)
+    train = (data.X_train, noisy)
+    probes = ProbeSet([probe], members, summed(CROSS_ENTROPY), train=train)
+    optimizer = build_optimizer(members.parameters(), config.optimizer)
+    run = fit(
+        members, summed(CROSS_ENTROPY), train, optimizer, config.max_steps, probes=probes, callbacks=[every_one_fitted]
+    )
+    curves = by_member(run.metrics).assign(name=lambda rows: rows["name"].str.replace("/", "_"))
+    loss, accuracy = (
+        curves[curves["name"] == f"train_{n}"].pivot(index="step", columns="member", values="value")
+        for n in ("loss", "accuracy")
+    )
     with torch.no_grad():
-        test_accuracy = accuracies(ensemble.outputs(X_test), y_test).cpu().numpy()
-    loss_curve, accuracy_curve = np.stack(loss_curve), np.stack(accuracy_curve)
-    final_train_accuracy = accuracy_curve[-1]
+        test_accuracy = accuracies(members(data.X_test), data.y_test).tolist()
+    summary = pd.DataFrame(
+        {
+            "time_to_fit": _first(loss <= config.fit_loss),
+            "time_to_full_accuracy": _first(accuracy >= 1.0),
+            "final_train_accuracy": accuracy.iloc[-1],
+            "test_accuracy": test_accuracy,
+            "wrong_label_fraction": (noisy != data.y_train[:, None]).float().mean(dim=0).tolist(),
+        }
+    )
+    rows = pd.concat([summary.rename_axis("member").reset_index().melt("member", var_name="name"), curves])
+    rows["seed"], rows["noise_fraction"] = zip(*(runs[m] for m in rows.pop("member")), strict=True)
+    sizes = pd.DataFrame({"name": ["num_classes", "num_test"], "value": [C, data.num_test]})
+    return pd.concat([rows, sizes], ignore_index=True)
 
-    rows: list[dict[str, object]] = []
-    for k, (s, f) in enumerate(runs):
-        wrong = float((noisy[k].y_train != data.y_train).float().mean())
-        for name, value in (
-            ("time_to_fit", time_to_fit[k]),
-            ("time_to_full_accuracy", time_to_full_accuracy[k]),
-            ("final_train_accuracy", final_train_accuracy[k]),
-            ("test_accuracy", test_accuracy[k]),
-            ("wrong_label_fraction", wrong),
-        ):
-            rows.append({"seed": s, "noise_fraction": f, "name": name, "value": float(value)})
-        rows.extend(
-            {"seed": s, "noise_fraction": f, "step": t, "name": name, "value": float(curve[t, k])}
-            for name, curve in (("train_loss", loss_curve), ("train_accuracy", accuracy_curve))
-            for t in range(len(curve))
-        )
 
-    by_fraction = {
-        name: values.reshape(config.seeds, len(fractions))
-        for name, values in (
-            ("time_to_fit", time_to_fit),
-            ("test_accuracy", test_accuracy),
-            ("train_accuracy", final_train_accuracy),
-        )
-    }
-    mean_time = by_fraction["time_to_fit"].mean(axis=0)
-    mean_test = by_fraction["test_accuracy"].mean(axis=0)
-    chance = chance_accuracy(np.full(data.out_features, 1.0 / data.out_features))
-    binomial_sd = float(accuracy_standard_error(chance, data.num_test))
-    spread = float(by_fraction["test_accuracy"][:, -1].std(ddof=1)) if config.seeds > 1 else float("nan")
-    sd = max(binomial_sd, spread if np.isfinite(spread) else 0.0) / np.sqrt(config.seeds)
-    checks = [
+def _summary(metrics: pd.DataFrame, config: RandomLabelsConfig) -> dict[str, np.ndarray | float]:
+    """The summary metrics as arrays (seeds, noise fractions); chance 1/C, the binomial sd of one network's test
+    accuracy at chance, the measured seed-to-seed sd on random labels, and the sd of the seed mean (the larger of
+    the two over sqrt(seeds))."""
+    summary = metrics[metrics["name"].isin(SUMMARY)]
+    table = summary.pivot_table(index="seed", columns=["name", "noise_fraction"], values="value", dropna=False)
+    out: dict[str, np.ndarray | float] = {name: table[name].to_numpy() for name in SUMMARY}
+    size = metrics.set_index("name")["value"]
+    out["num_test"] = int(size["num_test"])
+    out["chance"] = chance = chance_accuracy(np.full(int(size["num_classes"]), 1.0 / size["num_classes"]))
+    out["binomial_sd"] = float(accuracy_standard_error(chance, out["num_test"]))
+    out["spread"] = float(out["test_accuracy"][:, -1].std(ddof=1)) if config.seeds > 1 else float("nan")
+    out["sd"] = max(out["binomial_sd"], np.nan_to_num(out["spread"])) / np.sqrt(config.seeds)
+    return out
+
+
+def checks(metrics: pd.DataFrame, config: RandomLabelsConfig) -> list[Check]:
+    """Random labels fitted, tested at chance; the time to fit grows and the test accuracy falls with the noise."""
+    s = _summary(metrics, config)
+    chance, sd, fractions, steps = s["chance"], s["sd"], config.noise_fractions, int(metrics["step"].max())
+    mean_time, mean_test = s["time_to_fit"].mean(axis=0), s["test_accuracy"].mean(axis=0)
+    return [
         Check.at_least(
             "random labels: final training accuracy (worst seed)",
-            float(by_fraction["train_accuracy"][:, -1].min()),
+            float(s["final_train_accuracy"][:, -1].min()),
             0.99,
-            detail=f"Zhang et al. (2017): networks fit random labels perfectly; {config.width}-wide MLP, "
-            f"{data.num_train} {data.name} examples, after {len(loss_curve) - 1} steps",
+            detail=f"Zhang et al. (2017): networks fit random labels perfectly; {config.model.name} "
+            f"{config.model.kwargs()}, {config.n_train} {config.dataset} examples, after {steps} steps",
         ),
         Check.absolute(
             "random labels: test accuracy (mean over seeds) vs chance 1/C",
             float(mean_test[-1]),
             chance,
             config.chance_tolerance,
-            detail=f"tolerance {config.chance_tolerance:g} from the issue. One network on {data.num_test} test "
-            f"examples: binomial sd sqrt(p(1-p)/n) = {binomial_sd:.4f} at chance; the measured seed-to-seed sd is "
-            f"{spread:.4f} (larger: a network's random predictions within one true class are correlated). The "
+            detail=f"tolerance {config.chance_tolerance:g} from the issue. One network on {s['num_test']} test "
+            f"examples: binomial sd sqrt(p(1-p)/n) = {s['binomial_sd']:.4f} at chance; the measured seed-to-seed sd is "
+            f"{s['spread']:.4f} (larger: a network's random predictions within one true class are correlated). The "
             f"mean over {config.seeds} seeds has sd {sd:.4f}, so the tolerance is {config.chance_tolerance / sd:.1f} "
             "sd",
         ),
@@ -192,26 +203,26 @@ def run(config: RandomLabelsConfig, context: Context) -> Result:
             measured=float(np.max(np.diff(mean_test))),
         ),
     ]
-    figures = {
-        "learning_curves": _curves_figure(loss_curve, accuracy_curve, runs, config),
-        "fit_time_and_test_accuracy": _summary_figure(by_fraction, chance, sd, config),
+
+
+def figures(metrics: pd.DataFrame, config: RandomLabelsConfig) -> dict[str, Figure]:
+    return {
+        "learning_curves": _curves_figure(metrics, config),
+        "fit_time_and_test_accuracy": _summary_figure(_summary(metrics, config), config),
     }
-    return Result(pd.DataFrame(rows), checks, figures)
 
 
-def _colors(n: int) -> list:
-    return [colormaps["viridis"](x) for x in np.linspace(0.0, 0.9, n)]
-
-
-def _curves_figure(losses: np.ndarray, accs: np.ndarray, runs: list, config: RandomLabelsConfig) -> Figure:
+def _curves_figure(metrics: pd.DataFrame, config: RandomLabelsConfig) -> Figure:
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
-    colors = dict(zip(config.noise_fractions, _colors(len(config.noise_fractions)), strict=True))
-    steps = np.arange(len(losses))
-    for k, (s, f) in enumerate(runs):
-        label = f"noise {f:.2g}" if s == 0 else None
-        ax_loss.semilogy(steps, losses[:, k], color=colors[f], lw=1.2, alpha=0.9, label=label)
-        ax_acc.plot(steps, accs[:, k], color=colors[f], lw=1.2, alpha=0.9, label=label)
+    fractions = config.noise_fractions
+    colors = dict(zip(fractions, colormaps["viridis"](np.linspace(0.0, 0.9, len(fractions))), strict=True))
+    for name, ax in (("train_loss", ax_loss), ("train_accuracy", ax_acc)):
+        curves = metrics[metrics["name"] == name].pivot_table("value", "step", ["seed", "noise_fraction"])
+        for (s, f), curve in curves.items():
+            label = f"noise {f:.2g}" if s == 0 else None
+            ax.plot(curve.index, curve, color=colors[f], lw=1.2, alpha=0.9, label=label)
+    ax_loss.set_yscale("log")
     ax_loss.axhline(config.fit_loss, color="k", ls="--", lw=1, label=f"fitted: loss {config.fit_loss:g}")
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("training cross-entropy")
@@ -224,7 +235,8 @@ def _curves_figure(losses: np.ndarray, accs: np.ndarray, runs: list, config: Ran
     return fig
 
 
-def _summary_figure(by_fraction: dict[str, np.ndarray], chance: float, sd: float, config: RandomLabelsConfig) -> Figure:
+def _summary_figure(by_fraction: dict, config: RandomLabelsConfig) -> Figure:
+    chance, sd = by_fraction["chance"], by_fraction["sd"]
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     ax_time, ax_test = fig.subplots(1, 2)
     f = np.asarray(config.noise_fractions)
@@ -237,7 +249,9 @@ def _summary_figure(by_fraction: dict[str, np.ndarray], chance: float, sd: float
         ax.set_xlabel("fraction of resampled labels")
     ax_time.set_ylabel(f"steps to training loss <= {config.fit_loss:g}")
     ax_time.set_title("Time to fit grows with label noise")
-    ax_test.plot(f, by_fraction["train_accuracy"].mean(axis=0), "s-", color="tab:orange", ms=5, label="train (end)")
+    ax_test.plot(
+        f, by_fraction["final_train_accuracy"].mean(axis=0), "s-", color="tab:orange", ms=5, label="train (end)"
+    )
     ax_test.axhline(chance, color="k", lw=1, label=f"chance 1/C = {chance:g}")
     ax_test.axhspan(
         chance - config.chance_tolerance,
@@ -261,14 +275,15 @@ EXPERIMENT = Experiment(
         "test accuracy at chance, and more slowly; partially random labels fall in between."
     ),
     config=RandomLabelsConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={
         "full": {
             "n_train": 512,
             "noise_fractions": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
             "seeds": 10,
-            "width": 512,
-            "depth": 2,
+            "model": {"name": "mlp", "width": 512, "depth": 2},
             "fit_loss": 0.01,
             "max_steps": 20000,
         }
