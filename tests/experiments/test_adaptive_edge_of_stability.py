@@ -9,17 +9,18 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 from torch import nn
 
 from tdlab.curvature import exact_hessian
 from tdlab.data import half_squared_error, mnist1d
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue.adaptive_edge_of_stability import (
+    EXPERIMENT,
     PRE,
     AdaptiveEdgeOfStabilityConfig,
-    _train,
     checks,
-    run,
+    measure,
     summarise,
 )
 from tdlab.experiments.registry import get
@@ -29,11 +30,10 @@ from tdlab.oracles import Objective
 CPU = Context(torch.device("cpu"))
 
 
-def _tiny(**overrides) -> AdaptiveEdgeOfStabilityConfig:
+def _tiny(n_train=30, width=5, depth=1, activation="tanh", **overrides) -> AdaptiveEdgeOfStabilityConfig:
     base = dict(
-        n_train=30,
-        width=5,
-        depth=1,
+        data=dict(name="mnist1d", n_train=n_train, n_test=10),
+        model=dict(name="mlp", width=width, depth=depth, activation=activation, init="default"),
         etas=(0.01,),
         steps=10,
         sharpness_every=5,
@@ -45,11 +45,11 @@ def _tiny(**overrides) -> AdaptiveEdgeOfStabilityConfig:
     return AdaptiveEdgeOfStabilityConfig(**{**base, **overrides})
 
 
-def test_train_is_plain_adam_and_measures_the_dense_preconditioned_sharpness():
+def test_measure_is_plain_adam_and_measures_the_dense_preconditioned_sharpness():
     config = _tiny()
-    data = mnist1d(n_train=config.n_train, n_test=10, seed=config.seed).to(dtype=torch.float64)
+    data = mnist1d(n_train=30, n_test=10, seed=config.seed).to(dtype=torch.float64)
     Y = nn.functional.one_hot(data.y_train, 10).to(torch.float64)
-    rows = pd.DataFrame(_train(config, 0.01, (data.X_train, Y), CPU), columns=["step", "name", "value"])
+    rows = measure(config, CPU)
     # the same Adam without probes, by hand: m, v, bias corrections, eps outside the square root
     model = MLP(40, 10, width=5, depth=1, activation="tanh", init="default", seed=0).double()
     obj = Objective(model, half_squared_error, (data.X_train, Y))
@@ -70,7 +70,9 @@ def test_train_is_plain_adam_and_measures_the_dense_preconditioned_sharpness():
                 float(np.max(np.linalg.eigvals(np.diag(1 / P.numpy()) @ H).real)),
                 float(np.linalg.eigvalsh(H)[-1]),
             )
-    np.testing.assert_allclose(rows.query("name == 'loss'")["value"], losses, rtol=1e-10)
+    loss = rows.query("name == 'train/loss'")
+    np.testing.assert_array_equal(loss["step"], np.arange(config.steps + 1))
+    np.testing.assert_allclose(loss["value"], losses, rtol=1e-10)
     pre = rows.query(f"name == '{PRE}'").set_index("step")["value"]
     raw = rows.query("name == 'sharpness'").set_index("step")["value"]
     assert sorted(pre.index) == [5, 10] == sorted(raw.index)
@@ -86,7 +88,7 @@ def _frame(eta, steps, pre_ratio, raw_ratio, loss, every=10):
     measured = np.arange(every, steps + 1, every)
     rows = [(eta, s, PRE, 38 / eta * r) for s, r in zip(measured, pre_ratio(measured), strict=True)]
     rows += [(eta, s, "sharpness", 2 / eta * r) for s, r in zip(measured, raw_ratio(measured), strict=True)]
-    rows += [(eta, s, "loss", value) for s, value in enumerate(loss(np.arange(steps + 1)))]
+    rows += [(eta, s, "train/loss", value) for s, value in enumerate(loss(np.arange(steps + 1)))]
     return pd.DataFrame(rows, columns=["eta", "step", "name", "value"])
 
 
@@ -150,12 +152,8 @@ def test_a_threshold_never_reached_or_a_divergence_fails_without_raising():
     never = _frame(0.01, 600, lambda s: 0.5 + 0 * s, _flat_raw, _falling)
     s = summarise(never, 0.01, config)
     assert s["crossing_step"] is None and math.isnan(s["loss_ratio"])
-    diverged = pd.concat(
-        [
-            _frame(0.01, 600, _edge, _flat_raw, _falling),
-            pd.DataFrame([(0.01, 600, "diverged_at", 600.0)], columns=never.columns),
-        ]
-    )
+    diverged = _frame(0.01, 600, _edge, _flat_raw, lambda t: np.where(t < 600, 1.0, np.inf))
+    assert summarise(diverged, 0.01, config)["diverged_at"] == 600
     verdicts = {c.name.split(",")[0]: c.passed for c in checks(diverged, config)}
     assert not verdicts["median preconditioned sharpness / threshold over the second half"]
     assert not verdicts["final loss / loss at the first crossing"]
@@ -164,9 +162,9 @@ def test_a_threshold_never_reached_or_a_divergence_fails_without_raising():
 def test_divergence_is_recorded_not_raised():
     # a linear network in float32 at a step 10^6: Adam moves every weight by ~eta per step, and the product of three
     # such layers overflows the squared error within a few steps
-    result = run(_tiny(etas=(1e6,), depth=2, activation="linear", dtype="float32", steps=30), CPU)
-    diverged = result.metrics.query("name == 'diverged_at'")["value"]
-    assert len(diverged) == 1 and 0 < diverged.iloc[0] < 30
+    result = EXPERIMENT.run(_tiny(etas=(1e6,), depth=2, activation="linear", dtype="float32", steps=30), CPU)
+    loss = result.metrics.query("name == 'train/loss'")
+    assert 0 < loss["step"][~np.isfinite(loss["value"])].min() < 30 and loss["step"].max() < 30
     assert not any(c.passed for c in result.checks if c.name.startswith("median preconditioned"))
     assert "diverged" in result.checks[0].detail
 
@@ -189,7 +187,7 @@ def test_config_rejects_bad_values(field, value):
 
 def test_same_seed_same_numbers():
     config = _tiny(dtype="float32", lanczos_tol=1e-3, lanczos_criterion="ritz")
-    assert run(config, CPU).metrics.equals(run(config, CPU).metrics)
+    assert measure(config, CPU).equals(measure(config, CPU))
 
 
 @pytest.mark.slow
@@ -203,3 +201,12 @@ def test_quick_run_passes_its_checks():
     assert set(result.figures) == {"adaptive_edge_of_stability", "normalised_preconditioned_sharpness"}
     assert all(isinstance(f, Figure) for f in result.figures.values())
     assert set(result.metrics.query(f"name == '{PRE}'")["eta"]) == set(config.etas)
+
+
+def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
+    config = _tiny(
+        n_train=40, width=8, steps=30, sharpness_every=3, etas=(0.01, 0.05), dtype="float32", lanczos_tol=1e-3
+    )
+    result = assert_rechecks(EXPERIMENT, config, tmp_path)
+    assert len(result.checks) == 8
+    assert set(result.figures) == {"adaptive_edge_of_stability", "normalised_preconditioned_sharpness"}

@@ -1,18 +1,22 @@
-"""collapse-remedies: the residual network against its formula, the gradient, curvature and training helpers
-against direct computation, config validation, and a quick run whose checks must all pass."""
+"""collapse-remedies: the residual network against its formula, the measured cosines, gradients, curvature and
+training against direct computation, checks that fail on a false claim, config validation, a re-check from the
+stored metrics, and a quick run whose checks must all pass."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 from torch import nn
 
 from tdlab.curvature import exact_hessian
+from tdlab.data import circle_inputs, synthetic_regression
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import collapse_remedies as cr
 from tdlab.experiments.registry import get
@@ -42,40 +46,78 @@ def test_build_variant_gives_the_named_architectures():
         cr.build_variant("densenet", 3, 1, 4, 4, g)
 
 
-def test_layer_gradient_norms_match_autograd():
-    net = cr.build_variant("vanilla", 3, 1, 6, 3, torch.Generator().manual_seed(2))
-    X, y = torch.randn(10, 3), torch.randn(10, 1)
-    weights = [net.hidden[l].linear.weight for l in range(3)]
+CPU = Context(torch.device("cpu"))
+
+
+def _small(**overrides) -> cr.CollapseRemediesConfig:
+    base = dict(width=8, depth=3, seeds=2, num_inputs=5, in_features=3, n_train=16, hessian_width=4)
+    base |= dict(hessian_depths=(2, 3), lanczos_tol=1e-6, lanczos_steps=100, train_width=4, train_depth=2)
+    return cr.CollapseRemediesConfig(**(base | dict(train_steps=6, target_loss=1e-9) | overrides))
+
+
+def test_measure_against_direct_computation():
+    config = _small(trained_variants=("batchnorm",))
+    metrics = cr.measure(config, CPU)
+    # the networks drawn in measure's order from one generator: circle, variants x seeds, Hessians, training
+    generator = torch.Generator().manual_seed(config.seed)
+    circle, _ = circle_inputs(5, 3, generator)
+    nets = {(v, s): cr.build_variant(v, 3, 1, 8, 3, generator) for v in config.variants for s in range(2)}
+    hessian_nets = [cr.build_variant("batchnorm", 3, 1, 4, depth, generator) for depth in (2, 3)]
+    trained = cr.build_variant("batchnorm", 3, 1, 4, 2, generator).double()
+    data = synthetic_regression(16, 1, 3, 1, 0.0, "mlp", seed=config.seed)
+    X, y = data.X_train.double(), data.y_train.double()
+
+    # resnet, seed 1: h_1 = W_1 x, h_l = h_{l-1} + W_l relu(h_{l-1}); mean off-diagonal cosine of h_3
+    net = nets[("resnet", 1)].double()
+    weights = [layer.linear.weight for layer in net.hidden]
+    h = circle.double() @ weights[0].T
+    for w in weights[1:]:
+        h = h + torch.relu(h) @ w.T
+    unit = nn.functional.normalize(h.detach(), dim=1)
+    cosine = float((unit @ unit.T)[~torch.eye(5, dtype=torch.bool)].mean())
+    rows = metrics.query("variant == 'resnet' and seed == 1")
+    assert rows.query("name == 'cosine' and layer == 3")["value"].item() == pytest.approx(cosine, rel=1e-5)
     grads = torch.autograd.grad(nn.functional.mse_loss(net(X), y), weights)
-    np.testing.assert_allclose(cr.layer_gradient_norms(net, X, y), [float(g.norm()) for g in grads], rtol=1e-6)
+    np.testing.assert_allclose(rows.query("name == 'grad_norm'")["value"], [float(g.norm()) for g in grads], rtol=1e-5)
+
+    exact = [
+        torch.linalg.eigvalsh(exact_hessian(Objective(n.double(), nn.MSELoss(), (X, y))))[-1] for n in hessian_nets
+    ]
+    np.testing.assert_allclose(metrics.query("name == 'hessian_top'")["value"], exact, rtol=1e-4)
+
+    # w <- w - eta grad with eta = 1 / lambda_max at initialisation, the loss recorded before each step
+    obj = Objective(trained, nn.MSELoss(), (X, y))
+    theta = obj.flat_parameters()
+    eta, losses = 1.0 / float(torch.linalg.eigvalsh(exact_hessian(obj, theta))[-1]), []
+    for _ in range(config.train_steps + 1):
+        loss, g = obj.value_and_gradient(theta)
+        losses.append(float(loss))
+        theta = theta - eta * g
+    curve = metrics.query("name == 'train_loss'")
+    np.testing.assert_array_equal(curve["step"], np.arange(config.train_steps + 1))
+    np.testing.assert_allclose(curve["value"], losses, rtol=1e-4)
+    assert curve["eta"].iloc[0] == pytest.approx(eta, rel=1e-4)
 
 
-def test_top_hessian_eigenvalue_matches_the_exact_hessian():
-    net = cr.build_variant("resnet-scaled", 2, 1, 4, 3, torch.Generator().manual_seed(0)).double()
-    X, y = torch.randn(12, 2, dtype=torch.float64), torch.randn(12, 1, dtype=torch.float64)
-    exact = torch.linalg.eigvalsh(exact_hessian(Objective(net, nn.MSELoss(), (X, y))))[-1]
-    assert cr.top_hessian_eigenvalue(net, X, y, tol=1e-10, max_iter=200) == pytest.approx(float(exact), rel=1e-8)
+def test_training_stops_at_the_target():
+    curve = [("train_loss", v, "vanilla", t) for t, v in enumerate((2.0, 1.0, 0.25))]
+    frame = pd.DataFrame(curve, columns=["name", "value", "variant", "step"])
+    assert cr.steps_to_target(frame, "vanilla", 0.3) == 2 and math.isinf(cr.steps_to_target(frame, "vanilla", 0.1))
+    config = _small(trained_variants=("vanilla",), target_loss=1e9)
+    stopped = cr.measure(config, CPU).query("name == 'train_loss'")
+    assert stopped["step"].tolist() == [0]  # the target is reached before the first step
 
 
-def test_steps_to_loss_is_plain_gradient_descent_and_stops_at_the_target():
-    net = cr.build_variant("vanilla", 2, 1, 4, 2, torch.Generator().manual_seed(0)).double()
-    copy = cr.build_variant("vanilla", 2, 1, 4, 2, torch.Generator().manual_seed(0)).double()
-    X, y = torch.randn(8, 2, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
-    losses = cr.steps_to_loss(net, X, y, lr=0.05, steps=3, target=0.0)
-    by_hand = []
-    for _ in range(4):  # w <- w - eta grad, the loss recorded before each step
-        loss = nn.functional.mse_loss(copy(X), y)
-        by_hand.append(float(loss.detach()))
-        grads = torch.autograd.grad(loss, list(copy.parameters()))
-        with torch.no_grad():
-            for p, g in zip(copy.parameters(), grads, strict=True):
-                p -= 0.05 * g
-    np.testing.assert_allclose(losses, by_hand, rtol=1e-12)
-    stopped = cr.steps_to_loss(net, X, y, lr=0.05, steps=10, target=1e9)
-    assert stopped[0] <= 1e9 and np.isnan(stopped[1:]).all()
-    linear_path = cr.build_variant("resnet", 2, 1, 4, 2, torch.Generator().manual_seed(0)).double()
-    diverged = cr.steps_to_loss(linear_path, X, y, lr=1e3, steps=50, target=0.0)
-    assert np.isinf(diverged[-1])
+def test_checks_fail_on_a_false_claim():
+    config = cr.CollapseRemediesConfig(depth=2, seeds=1)
+    cosines = {"vanilla": 0.99, "batchnorm": 0.3, "resnet": 0.9, "resnet-scaled": 0.8}
+    rows = [("cosine", c, v, layer, 0) for v, c in cosines.items() for layer in (1, 2)]
+    frame = pd.DataFrame(rows, columns=["name", "value", "variant", "layer", "seed"])
+    assert all(c.passed for c in cr.checks(frame, config))
+    # BatchNorm collapsing too, vanilla not collapsing, a residual net above vanilla: each fails its check
+    for variant, value, failed in (("batchnorm", 0.7, 0), ("vanilla", 0.9, 1), ("resnet-scaled", 0.995, 3)):
+        changed = frame.assign(value=np.where(frame["variant"] == variant, value, frame["value"]))
+        assert [i for i, c in enumerate(cr.checks(changed, config)) if not c.passed] == [failed], variant
 
 
 def test_config_rejects_bad_values():
@@ -100,3 +142,8 @@ def test_quick_run_passes_every_check():
     # the plain residual net's curvature explodes with depth: its output grows like 2^(L/2)
     plain = hessian.query("variant == 'resnet'").sort_values("depth")["value"].to_numpy()
     assert np.all(np.diff(np.log(plain)) > math.log(4))
+
+
+def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
+    result = assert_rechecks(cr.EXPERIMENT, _small(trained_variants=("vanilla", "resnet"), target_loss=0.5), tmp_path)
+    assert len(result.checks) == 4 and set(result.figures) == {"cosine_vs_depth", "gradients_curvature_training"}

@@ -6,12 +6,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from recheck import assert_rechecks
 from scipy import integrate
 
+from tdlab.data import circle_inputs
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import relu_collapse as rc
 from tdlab.experiments.registry import get
@@ -70,11 +73,9 @@ def test_finite_width_rejects_bad_input():
 
 
 # ---------------------------------------------------------------------------------------------- measurement
-def test_circle_inputs_have_the_stated_geometry():
-    X, theta = rc.circle_inputs(12, 7, torch.Generator().manual_seed(3))
-    X = X.double()
-    np.testing.assert_allclose(X.square().mean(dim=1).numpy(), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(rc.cosine_matrix(X).numpy(), np.cos(theta[:, None] - theta[None, :]), atol=1e-6)
+def test_cosine_matrix_of_the_circle_inputs_is_the_cosine_of_their_angles():
+    X, theta = circle_inputs(12, 7, torch.Generator().manual_seed(3))
+    np.testing.assert_allclose(rc.cosine_matrix(X.double()).numpy(), np.cos(theta[:, None] - theta[None, :]), atol=1e-6)
 
 
 def test_pooled_relative_variance_and_its_equal_norm_theory():
@@ -109,8 +110,51 @@ def test_quick_run_passes_every_check():
 
 
 def test_same_seed_same_numbers():
-    experiment = get("relu-collapse")
-    config = experiment.make_config(width=32, depth=6, seeds=2, num_inputs=6)
-    first = experiment.run(config, Context(torch.device("cpu"))).metrics
-    second = experiment.run(config, Context(torch.device("cpu"))).metrics
-    assert first.equals(second)
+    config = rc.EXPERIMENT.make_config(width=32, depth=6, seeds=2, num_inputs=6)
+    assert rc.measure(config, Context(torch.device("cpu"))).equals(rc.measure(config, Context(torch.device("cpu"))))
+
+
+def test_measure_reads_the_representations_of_the_seeded_networks():
+    # the second seed's network is the MLP drawn from the generator after the circle and the first network
+    config = rc.EXPERIMENT.make_config(width=16, depth=3, seeds=2, num_inputs=5, in_features=4, shown_layers=(2,))
+    metrics = rc.measure(config, Context(torch.device("cpu")))
+    generator = torch.Generator().manual_seed(config.seed)
+    X, _ = circle_inputs(5, 4, generator)
+    nets = [rc.MLP(4, 10, 16, 3, "relu", bias=False, init="he", seed=generator) for _ in range(2)]
+    h = X
+    for layer in nets[1].hidden:
+        h = torch.relu(h @ layer.linear.weight.T)
+        if layer is nets[1].hidden[1]:
+            break
+    h = h.detach()
+    row = metrics.query("seed == 1 and layer == 2")
+    unit = torch.nn.functional.normalize(h.double(), dim=1)
+    off_diagonal = (unit @ unit.T)[~torch.eye(5, dtype=torch.bool)].mean()
+    assert row.query("name == 'cosine'")["value"].item() == pytest.approx(float(off_diagonal), rel=1e-5)
+    ratio = (h.double().square().mean(dim=1) / X.double().square().mean(dim=1)).numpy()
+    np.testing.assert_allclose(row.query("name == 'second_moment_ratio_input'")["value"], ratio, rtol=1e-5)
+    np.testing.assert_allclose(row.query("name == 'cosine_kernel'")["value"], (unit @ unit.T)[0].numpy(), atol=1e-6)
+    output = metrics.query("name == 'output'")
+    assert set(output["seed"]) == {0} and set(output["layer"]) == {2} and len(output) == 5
+
+
+def test_checks_fail_on_a_false_claim():
+    # measured cosines 0.05 above the map at one layer, and a variance map off by 10 band widths
+    config = rc.EXPERIMENT.make_config(width=1024, depth=4, seeds=10, num_inputs=6)
+    t = rc.theory(config)
+    rows = [
+        {"name": name, "value": value, "layer": l + 1, "seed": s}
+        for s in range(10)
+        for l in range(4)
+        for name, value in (("cosine", t["cosine"][l] + 0.05 * (l == 2)), ("second_moment_ratio", 1.0))
+    ]
+    verdicts = [c.passed for c in rc.checks(pd.DataFrame(rows), config)]
+    assert verdicts == [False, True]
+    rows = [{**r, "value": 1 + 10 * t["band"][r["layer"] - 1]} if r["name"] != "cosine" else r for r in rows]
+    assert [c.passed for c in rc.checks(pd.DataFrame(rows), config)] == [False, False]
+
+
+def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
+    config = rc.EXPERIMENT.make_config(width=32, depth=6, seeds=3, num_inputs=8, shown_layers=(1, 3, 6))
+    result = assert_rechecks(rc.EXPERIMENT, config, tmp_path)
+    assert len(result.checks) == 2 and set(result.figures) == {"collapse", "variance_map"}

@@ -1,6 +1,7 @@
 """Data: the Dataset container, mnist1d (generated locally), scikit-learn digits, synthetic teacher-student
-regression, label noise, standardisation, and the loss / accuracy of a task."""
+regression, inputs on a circle, label noise, standardisation, and the loss / accuracy of a task."""
 
+from tdlab.data.circle import circle_angles, circle_cosines, circle_inputs
 from tdlab.data.dataset import TASKS, Dataset
 from tdlab.data.loaders import classification_sample, digits, mnist1d
 from tdlab.data.metrics import accuracy, half_squared_error, loss_for
@@ -14,6 +15,9 @@ __all__ = [
     "TEACHERS",
     "Dataset",
     "accuracy",
+    "circle_angles",
+    "circle_cosines",
+    "circle_inputs",
     "classification_sample",
     "digits",
     "gaussian_linear",

@@ -10,10 +10,11 @@ al. 2021) with the preconditioned sharpness in place of the sharpness: it rises 
 38/eta and then hovers there while the loss keeps falling. The ordinary sharpness lambda_1(H) is not bound by
 GD's 2/eta: Adam's effective steps eta / P are much longer than eta.
 
-The experiment trains one tanh MLP initialisation on an mnist1d subset with 1/2 |f(x) - onehot(y)|^2 (averaged
-over examples) by full-batch `torch.optim.Adam` at several step sizes, and measures lambda_1(P^{-1} H) (probe
+The experiment trains one tanh MLP initialisation (`model` section) on an mnist1d subset (`data` section) with
+1/2 |f(x) - onehot(y)|^2 (averaged over examples) by full-batch `torch.optim.Adam` (`tdlab.train.fit`) at several
+step sizes, and measures the train loss after every step (probe `loss`), lambda_1(P^{-1} H) (probe
 `preconditioned-sharpness`, P read from the optimiser's state) and lambda_1(H) (probe `sharpness`) every
-`sharpness_every` steps through a `tdlab.probes.ProbeSet`. Checks, for each eta:
+`sharpness_every` steps. Checks, for each eta:
 
 - adaptive edge of stability: the median of lambda_1(P^{-1} H) / (38/eta) over the second half of training lies
   in [0.85, 1.15], the band of the `edge-of-stability` experiment for the same kind of claim;
@@ -33,15 +34,19 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
-from pydantic import Field, field_validator
-from torch import Tensor, nn
+from pydantic import Field
+from torch import nn
 
-from tdlab.data import half_squared_error, mnist1d
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
-from tdlab.models import MLP
-from tdlab.probes import PreconditionedSharpness, ProbeSet, Sharpness
+from tdlab.data import half_squared_error
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.fields import StepSizes, describe, seeded
+from tdlab.experiments.tidy import series
+from tdlab.probes import LossProbe, PreconditionedSharpness, ProbeSet, Sharpness
 from tdlab.theory.adaptive_stability import adam_stability_threshold
 from tdlab.theory.stability import max_stable_sharpness
+from tdlab.train.builders import build_data, build_network
+from tdlab.train.config import DataConfig, ModelConfig
+from tdlab.train.trainer import fit
 
 EDGE_INTERVAL = (0.85, 1.15)  # band of the median of lambda_1(P^-1 H) / threshold (as in edge-of-stability)
 START_AT_MOST = 0.5  # "well below": the first measurement at most half the threshold
@@ -51,15 +56,14 @@ PRE = "preconditioned-sharpness"
 
 class AdaptiveEdgeOfStabilityConfig(ExperimentConfig):
     """Quick defaults: a tanh MLP (2 x 32) on 256 mnist1d examples, 600 full-batch Adam steps (torch's betas and
-    eps) at two step sizes, both sharpnesses every 5 steps."""
+    eps) at two step sizes, both sharpnesses every 5 steps. `seed` seeds the data and the model unless their
+    sections set their own."""
 
-    n_train: int = Field(256, ge=10, description="number of mnist1d training examples")
-    width: int = Field(32, ge=1, description="hidden units per layer")
-    depth: int = Field(2, ge=1, description="number of hidden layers")
-    activation: Literal["tanh", "gelu", "relu", "sigmoid", "leaky_relu", "linear"] = Field(
-        "tanh", description="hidden activation"
+    data: DataConfig = Field(default_factory=lambda: DataConfig(name="mnist1d", n_train=256, n_test=10))
+    model: ModelConfig = Field(
+        default_factory=lambda: ModelConfig(name="mlp", width=32, depth=2, activation="tanh", init="default")
     )
-    etas: tuple[float, ...] = Field((0.003, 0.006), description="Adam step sizes (lr), each > 0")
+    etas: StepSizes = Field((0.003, 0.006), description="Adam step sizes (lr), each > 0")
     beta1: float = Field(0.9, ge=0.0, lt=1.0, description="Adam's first-moment coefficient")
     beta2: float = Field(0.999, ge=0.0, lt=1.0, description="Adam's second-moment coefficient")
     eps: float = Field(1e-8, gt=0, description="Adam's eps")
@@ -71,107 +75,38 @@ class AdaptiveEdgeOfStabilityConfig(ExperimentConfig):
     )
     dtype: Literal["float32", "float64"] = Field("float32", description="floating type of model and data")
 
-    @field_validator("etas")
-    @classmethod
-    def _positive_distinct(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        if not value or any(not (math.isfinite(e) and e > 0) for e in value) or len(set(value)) != len(value):
-            raise ValueError(f"etas: expected distinct finite step sizes > 0, got {value}")
-        return value
 
-
-def _train(
-    config: AdaptiveEdgeOfStabilityConfig, eta: float, data: tuple[Tensor, Tensor], context: Context
-) -> list[tuple[int, str, float]]:
-    """Full-batch Adam at step `eta` from the seed's initialisation. Rows (step, name, value): the loss at every
-    step (before the step of that number), the probes' metrics every `sharpness_every` steps; a loss that turns
-    NaN or inf ends the run with a row "diverged_at"."""
-    X, Y = data
-    model = MLP(
-        X.shape[1],
-        Y.shape[1],
-        width=config.width,
-        depth=config.depth,
-        activation=config.activation,
-        init="default",
-        seed=config.seed,
-    ).to(device=X.device, dtype=X.dtype)
-    optimizer = torch.optim.Adam(model.parameters(), lr=eta, betas=(config.beta1, config.beta2), eps=config.eps)
-    lanczos = {"tol": config.lanczos_tol, "criterion": config.lanczos_criterion, "seed": config.seed}
-    probes = ProbeSet(
-        [
-            PreconditionedSharpness(every=config.sharpness_every, **lanczos),
-            Sharpness(every=config.sharpness_every, **lanczos),
-        ],
-        model,
-        half_squared_error,
-        train=(X, Y),
-        task="regression",
-    )
-    rows = []
-    for step in context.track(range(config.steps + 1), f"Adam eta={eta:g}"):
-        optimizer.zero_grad()
-        loss = half_squared_error(model(X), Y)
-        if not torch.isfinite(loss):
-            rows.append((step, "diverged_at", float(step)))
-            break
-        rows.append((step, "loss", loss.item()))
-        if step == config.steps:
-            break
-        loss.backward()
-        with probes.step(step + 1, optimizer=optimizer):
-            optimizer.step()
-    rows += [(int(s), name, float(v)) for s, name, v in probes.to_frame().itertuples(index=False)]
-    return rows
-
-
-def run(config: AdaptiveEdgeOfStabilityConfig, context: Context) -> Result:
-    """Train one initialisation with full-batch Adam at each step size, tracking the loss and both sharpnesses
-    through the probes, and check the adaptive edge of stability.
-
-    Example:
-        >>> config = AdaptiveEdgeOfStabilityConfig(n_train=50, width=8, etas=(0.01,), steps=20, device="cpu")
-        >>> result = run(config, Context(torch.device("cpu")))
-        >>> sorted(set(result.metrics["name"]))[:3]
-        ['loss', 'preconditioned-sharpness', 'preconditioned-sharpness/matvecs']
-    """
+def measure(config: AdaptiveEdgeOfStabilityConfig, context: Context) -> pd.DataFrame:
+    """Rows (eta, step, name, value): "train/loss" at every step from 0 (a diverged run ends with a loss that is not
+    finite), and the probes' metrics every `sharpness_every` steps from the first (Adam's P exists after it)."""
     dtype = getattr(torch, config.dtype)
-    data = mnist1d(n_train=config.n_train, n_test=10, seed=config.seed).to(context.device, dtype)
-    Y = nn.functional.one_hot(data.y_train, data.out_features).to(dtype)
-    rows = []
-    for eta in config.etas:
-        rows += [
-            {"eta": eta, "step": s, "name": n, "value": v}
-            for s, n, v in _train(config, eta, (data.X_train, Y), context)
-        ]
-    metrics = pd.DataFrame(rows, columns=["eta", "step", "name", "value"])
-    return Result(metrics, checks(metrics, config), figures(metrics, config))
+    dataset = build_data(seeded(config.data, config.seed), context.device, dtype)
+    train = dataset.X_train, nn.functional.one_hot(dataset.y_train, dataset.out_features).to(dtype)
+    lanczos = {"tol": config.lanczos_tol, "criterion": config.lanczos_criterion, "seed": config.seed}
+    frames = []
+    for eta in context.track(config.etas, "adaptive-edge-of-stability: step sizes"):
+        model = build_network(seeded(config.model, config.seed), dataset)
+        optimizer = torch.optim.Adam(model.parameters(), lr=eta, betas=(config.beta1, config.beta2), eps=config.eps)
+        every = config.sharpness_every
+        probes = [LossProbe(batch_size=None), PreconditionedSharpness(every, **lanczos), Sharpness(every, **lanczos)]
+        probes = ProbeSet(probes, model, half_squared_error, train, task="regression")
+        m = fit(model, half_squared_error, train, optimizer, config.steps, probes=probes, measure_start=False).metrics
+        start = m[(m["name"] == "train/batch_loss") & (m["step"] == 1)].assign(step=0, name="train/loss")  # at w_0
+        frames.append(pd.concat([start, m[~m["name"].isin(("train/batch_loss", "lr"))]]).assign(eta=eta))
+    return pd.concat(frames, ignore_index=True)
 
 
 def summarise(metrics: pd.DataFrame, eta: float, config: AdaptiveEdgeOfStabilityConfig) -> dict:
     """The numbers the checks read, from the stored metrics of step size `eta`: the threshold 38/eta (theory), the
     ratios lambda_1(P^-1 H) / threshold, their median over the second half, the first one, the first crossing,
-    the loss ratio after it and the median of lambda_1(H) / (2/eta) over the second half.
-
-    Example:
-        >>> config, threshold = AdaptiveEdgeOfStabilityConfig(steps=20), float(adam_stability_threshold(0.01))
-        >>> rows = [(0.01, s, PRE, threshold * r) for s, r in zip((5, 10, 15, 20), (0.5, 1.0, 1.5, 2.0))] + [
-        ...     (0.01, s, "loss", 1.0 / (1 + s)) for s in range(21)] + [(0.01, s, "sharpness", 2.0) for s in (5, 20)]
-        >>> s = summarise(pd.DataFrame(rows, columns=["eta", "step", "name", "value"]), 0.01, config)
-        >>> round(s["threshold"], 6), s["first_ratio"], s["crossing_step"], round(s["median_ratio"], 12)
-        (3800.0, 0.5, 10, 1.75)
-    """
+    the loss ratio after it and the median of lambda_1(H) / (2/eta) over the second half; a run diverged at the
+    first step whose loss is not finite."""
     threshold = float(adam_stability_threshold(eta, config.beta1))
-    rows = metrics[metrics["eta"] == eta]
-
-    def series(name: str) -> tuple[np.ndarray, np.ndarray]:
-        part = rows[rows["name"] == name].sort_values("step")
-        return part["step"].to_numpy(dtype=int), part["value"].to_numpy(dtype=float)
-
-    steps, pre = series(PRE)
-    raw_steps, raw = series("sharpness")
-    loss_steps, loss = series("loss")
-    diverged = rows[rows["name"] == "diverged_at"]["value"]
-    diverged_at = int(diverged.iloc[0]) if len(diverged) else None
+    steps, pre = series(metrics, PRE, eta=eta)
+    raw_steps, raw = series(metrics, "sharpness", eta=eta)
+    loss_steps, loss = series(metrics, "train/loss", eta=eta)
+    diverged = loss_steps[~np.isfinite(loss)]
+    diverged_at = int(diverged[0]) if diverged.size else None
     ratio = pre / threshold
     second_half = steps > config.steps / 2
     raw_second_half = raw_steps > config.steps / 2
@@ -216,7 +151,7 @@ def checks(metrics: pd.DataFrame, config: AdaptiveEdgeOfStabilityConfig) -> list
             if s["diverged_at"] is not None
             else f"threshold {bound_name} = {s['threshold']:.4g}"
         )
-        out.append(
+        out += [
             Check.interval(
                 f"median preconditioned sharpness / threshold over the second half, eta={eta:g}",
                 s["median_ratio"],
@@ -225,18 +160,14 @@ def checks(metrics: pd.DataFrame, config: AdaptiveEdgeOfStabilityConfig) -> list
                 detail=f"lambda_1(P^-1 H) by Lanczos ({config.lanczos_criterion}, tol {config.lanczos_tol:g}, "
                 f"warm-started) every {config.sharpness_every} steps, steps > {config.steps // 2}; {status}; "
                 f"band [{low:g}, {high:g}] (Cohen et al. 2022)",
-            )
-        )
-        out.append(
+            ),
             Check.at_most(
                 f"first preconditioned sharpness / threshold (it rose to the edge), eta={eta:g}",
                 s["first_ratio"],
                 START_AT_MOST,
                 detail=f"measured after {s['first_step']} steps; first reached the threshold at step "
                 f"{s['crossing_step']} ({status})",
-            )
-        )
-        out.append(
+            ),
             Check.at_most(
                 f"final loss / loss at the first crossing, eta={eta:g}",
                 s["loss_ratio"],
@@ -244,29 +175,23 @@ def checks(metrics: pd.DataFrame, config: AdaptiveEdgeOfStabilityConfig) -> list
                 detail=f"the loss keeps falling at the edge; crossing at step {s['crossing_step']} ({status})"
                 if math.isfinite(s["loss_ratio"])
                 else f"no phase at the edge to judge: the threshold was never reached before the end ({status})",
-            )
-        )
-        out.append(
+            ),
             Check.at_most(
                 f"median sharpness / (2/eta) over the second half (GD's bound does not bind Adam), eta={eta:g}",
                 s["raw_ratio"],
                 RAW_AT_MOST,
                 detail=f"lambda_1(H) by Lanczos, 2/eta = {s['raw_bound']:.4g}: Adam's steps eta P^-1 are far longer "
                 f"than eta, so it is stable with lambda_1(H) far below 2/eta ({status})",
-            )
-        )
+            ),
+        ]
     return out
-
-
-def _colours(n: int) -> list:
-    return [plt.get_cmap("viridis")(x) for x in np.linspace(0.0, 0.8, n)]
 
 
 def figures(metrics: pd.DataFrame, config: AdaptiveEdgeOfStabilityConfig) -> dict[str, Figure]:
     """The paper's figure (loss; preconditioned sharpness with 38/eta; sharpness with 2/eta) and the normalised
     preconditioned sharpness with the checked band."""
     summaries = {eta: summarise(metrics, eta, config) for eta in config.etas}
-    colours = _colours(len(config.etas))
+    colours = [plt.get_cmap("viridis")(x) for x in np.linspace(0.0, 0.8, len(config.etas))]
     threshold_name = f"{2 * (1 + config.beta1) / (1 - config.beta1):.3g}/eta"
     fig, (ax_loss, ax_pre, ax_raw) = plt.subplots(1, 3, figsize=(15, 4.2))
     for colour, (eta, s) in zip(colours, summaries.items(), strict=True):
@@ -276,23 +201,18 @@ def figures(metrics: pd.DataFrame, config: AdaptiveEdgeOfStabilityConfig) -> dic
         ax_pre.axhline(s["threshold"], color=colour, ls="--", lw=1.2, label=f"{threshold_name} = {s['threshold']:.4g}")
         ax_raw.plot(s["raw_steps"], s["raw"], "o-", ms=2.0, lw=0.7, color=colour, label=label)
         ax_raw.axhline(s["raw_bound"], color=colour, ls=":", lw=1.2, label=f"2/eta = {s['raw_bound']:.4g}")
-    ax_loss.set_yscale("log")
-    ax_loss.set_xlabel("iteration")
-    ax_loss.set_ylabel("train loss (1/2 squared error)")
-    ax_loss.set_title("Train loss")
-    ax_loss.legend(fontsize=8)
-    ax_pre.set_xlabel("iteration")
-    ax_pre.set_ylabel("lambda_1(P^-1 H)")
-    ax_pre.set_title(f"Preconditioned sharpness; dashed: {threshold_name}")
-    ax_pre.legend(fontsize=7, ncol=2)
-    ax_raw.set_yscale("log")
-    ax_raw.set_xlabel("iteration")
-    ax_raw.set_ylabel("lambda_1(H)")
+    ax_loss.set(yscale="log", xlabel="iteration", ylabel="train loss (1/2 squared error)", title="Train loss")
+    ax_pre.set(
+        xlabel="iteration", ylabel="lambda_1(P^-1 H)", title=f"Preconditioned sharpness; dashed: {threshold_name}"
+    )
+    ax_raw.set(yscale="log", xlabel="iteration", ylabel="lambda_1(H)")
     ax_raw.set_title("Sharpness (not preconditioned); dotted: GD's 2/eta")
-    ax_raw.legend(fontsize=7, ncol=2)
+    ax_loss.legend(fontsize=8)
+    for ax in (ax_pre, ax_raw):
+        ax.legend(fontsize=7, ncol=2)
     fig.suptitle(
         f"Full-batch Adam (beta1={config.beta1:g}, beta2={config.beta2:g}, eps={config.eps:g}) at the edge of "
-        f"stability ({config.activation} MLP {config.depth}x{config.width}, mnist1d n={config.n_train})"
+        f"stability: {describe(config.model)} on {describe(config.data)}"
     )
     fig.tight_layout()
 
@@ -305,8 +225,7 @@ def figures(metrics: pd.DataFrame, config: AdaptiveEdgeOfStabilityConfig) -> dic
         ax.plot(
             s["steps"], s["ratio"], "o", ms=2.5, color=colour, label=f"eta = {eta:.4g}: median {s['median_ratio']:.3f}"
         )
-    ax.set_xlabel("iteration")
-    ax.set_ylabel(f"lambda_1(P^-1 H) / ({threshold_name})")
+    ax.set(xlabel="iteration", ylabel=f"lambda_1(P^-1 H) / ({threshold_name})")
     ax.set_title("Preconditioned sharpness in units of Adam's threshold")
     ax.legend(fontsize=8)
     fig_ratio.tight_layout()
@@ -319,12 +238,13 @@ EXPERIMENT = Experiment(
     "(2 + 2 beta1)/((1 - beta1) eta) = 38/eta, then trains at that edge while the loss keeps falling; the ordinary "
     "sharpness stays far below GD's 2/eta.",
     config=AdaptiveEdgeOfStabilityConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={
         "full": {
-            "n_train": 1000,
-            "width": 100,
-            "depth": 3,
+            "data": {"name": "mnist1d", "n_train": 1000, "n_test": 10},
+            "model": {"name": "mlp", "width": 100, "depth": 3, "activation": "tanh", "init": "default"},
             "etas": (0.001, 0.002, 0.004),
             "steps": 3000,
             "sharpness_every": 10,

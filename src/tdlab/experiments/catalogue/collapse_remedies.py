@@ -16,12 +16,14 @@ h + alpha W relu(h) of Hayou et al. (2021, "Stable ResNet"). A post-activation b
 instead: it adds a non-negative vector, the common positive direction of all inputs grows, and the cosine goes
 to 1 faster than without the skip connection; both are measured and drawn, the checks use the former.
 
-At the same initialisations, on a teacher-student regression (`tdlab.data.synthetic_regression`, mean squared
-error), the experiment measures the gradient norm |dL/dW_l| of every layer (BatchNorm's gradients explode
-towards the input: Yang et al. 2019), the top Hessian eigenvalue (Lanczos, `tdlab.curvature.hessian_eigs`)
-against depth (it explodes with depth for the plain residual net, whose output grows like 2^(L/2), and for
-BatchNorm), and the number of full-batch gradient-descent steps each variant needs to reach a training loss,
-each at the step eta = 1/lambda_max of its initialisation (half the stability bound 2/lambda_max).
+The cosines are the `activations` probe's on the circle inputs (`tdlab.data.circle_inputs`). At the same
+initialisations, on a teacher-student regression (`tdlab.data.synthetic_regression`, mean squared error), the
+experiment measures the gradient norm |dL/dW_l| of every layer (probe `gradient-norm`; BatchNorm's gradients
+explode towards the input: Yang et al. 2019), the top Hessian eigenvalue (probe `sharpness`, Lanczos) against
+depth (it explodes with depth for the plain residual net, whose output grows like 2^(L/2), and for BatchNorm),
+and the number of full-batch gradient-descent steps (`tdlab.train.fit`, `torch.optim.SGD`) each variant needs to
+reach a training loss, each at the step eta = 1/lambda_max of its initialisation (half the stability bound
+2/lambda_max). BatchNorm normalises with the statistics of the batch it sees throughout (train mode).
 
 Checks (the issue's): at depth 50 the mean cosine of BatchNorm stays below 0.5 while vanilla's exceeds 0.95,
 and both residual nets stay below vanilla.
@@ -36,29 +38,21 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
-from numpy.typing import NDArray
 from pydantic import Field, model_validator
-from torch import Tensor, nn
+from torch import nn
 
-from tdlab.curvature import hessian_eigs
-from tdlab.data import synthetic_regression
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
-from tdlab.experiments.catalogue.relu_collapse import circle_inputs
+from tdlab.data import circle_inputs, synthetic_regression
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.tidy import table
 from tdlab.models import MLP
-from tdlab.oracles import Objective
-from tdlab.probes.activations import activation_statistics, representations
+from tdlab.probes import ActivationStats, GradientNorm, ProbeSet, Sharpness
+from tdlab.train.trainer import fit
 
 Variant = Literal["vanilla", "batchnorm", "resnet", "resnet-scaled", "mlp-residual", "mlp-residual-scaled"]
 VARIANTS: tuple[str, ...] = get_args(Variant)
+RESIDUAL = dict(zip(VARIANTS[2:], ("preact", "preact-scaled", "plain", "scaled"), strict=True))  # MLP(residual=)
 BATCHNORM_BOUND, VANILLA_BOUND = 0.5, 0.95  # the issue's bounds on the cosine at depth 50
-STYLE = {
-    "vanilla": ("C0", "o"),
-    "batchnorm": ("C1", "s"),
-    "resnet": ("C2", "^"),
-    "resnet-scaled": ("C3", "v"),
-    "mlp-residual": ("C4", "<"),
-    "mlp-residual-scaled": ("C5", ">"),
-}
+STYLE = {variant: (f"C{i}", "os^v<>"[i]) for i, variant in enumerate(VARIANTS)}  # colour and marker
 
 
 def build_variant(
@@ -75,68 +69,18 @@ def build_variant(
     if variant not in VARIANTS:
         raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
     norm = "batchnorm" if variant == "batchnorm" else None
-    residual = {
-        "resnet": "preact",
-        "resnet-scaled": "preact-scaled",
-        "mlp-residual": "plain",
-        "mlp-residual-scaled": "scaled",
-    }.get(variant)
-    return MLP(in_features, out_features, width, depth, "relu", norm, residual, bias=False, init="he", seed=generator)
-
-
-def layer_gradient_norms(model: nn.Module, X: Tensor, y: Tensor) -> NDArray[np.float64]:
-    """|dL/dW_l| (Frobenius) for the first `nn.Linear` of each hidden layer, L the mean squared error of
-    model(X) against y; the model's gradients are left set.
-
-    Example:
-        >>> net = build_variant("vanilla", 3, 1, 8, 4, torch.Generator().manual_seed(0))
-        >>> layer_gradient_norms(net, torch.randn(16, 3), torch.randn(16, 1)).shape
-        (4,)
-    """
-    model.zero_grad()
-    nn.functional.mse_loss(model(X), y).backward()
-    weights = [next(m for m in layer.modules() if isinstance(m, nn.Linear)).weight for layer in model.hidden_layers()]
-    return np.array([float(w.grad.norm()) for w in weights])
-
-
-def top_hessian_eigenvalue(model: nn.Module, X: Tensor, y: Tensor, tol: float, max_iter: int) -> float:
-    """lambda_max of the Hessian of the mean squared error of model(X) against y, by Lanczos.
-
-    Example:
-        >>> net = build_variant("vanilla", 3, 1, 8, 2, torch.Generator().manual_seed(0))
-        >>> top_hessian_eigenvalue(net, torch.randn(16, 3), torch.randn(16, 1), 1e-6, 100) > 0
-        True
-    """
-    objective = Objective(model, nn.MSELoss(), (X, y))
-    return float(hessian_eigs(objective, k=1, which="LA", tol=tol, max_iter=max_iter).eigenvalues[0])
-
-
-def steps_to_loss(model: nn.Module, X: Tensor, y: Tensor, lr: float, steps: int, target: float) -> NDArray:
-    """Full-batch gradient descent (`torch.optim.SGD`, no momentum) on the mean squared error, stopped once the
-    loss is at most `target`; returns the loss before each step, length steps + 1 (nan after the stop, inf
-    from the first non-finite loss on: a diverged run).
-
-    Example:
-        >>> net = build_variant("vanilla", 3, 1, 8, 2, torch.Generator().manual_seed(0))
-        >>> losses = steps_to_loss(net, torch.randn(16, 3), torch.randn(16, 1), 0.01, 5, 0.0)
-        >>> losses.shape
-        (6,)
-    """
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    losses = np.full(steps + 1, np.inf)
-    for t in range(steps + 1):
-        optimizer.zero_grad()
-        loss = nn.functional.mse_loss(model(X), y)
-        losses[t] = float(loss.detach())
-        if not math.isfinite(losses[t]):
-            losses[t:] = np.inf
-            break
-        if t == steps or losses[t] <= target:
-            losses[t + 1 :] = np.nan  # stopped: reached the target
-            break
-        loss.backward()
-        optimizer.step()
-    return losses
+    return MLP(
+        in_features,
+        out_features,
+        width,
+        depth,
+        "relu",
+        norm,
+        RESIDUAL.get(variant),
+        bias=False,
+        init="he",
+        seed=generator,
+    )
 
 
 class CollapseRemediesConfig(ExperimentConfig):
@@ -176,68 +120,71 @@ class CollapseRemediesConfig(ExperimentConfig):
         return self
 
 
-def run(config: CollapseRemediesConfig, context: Context) -> Result:
-    """Cosines and gradient norms per layer, Hessian against depth, and steps to a training loss per variant."""
+def measure(config: CollapseRemediesConfig, context: Context) -> pd.DataFrame:
+    """Rows per variant: "cosine" and "grad_norm" per seed and layer, "hessian_top" per depth, and "train_loss"
+    after each GD step until the target (a loss that is not finite ends a diverged run)."""
     generator = torch.Generator().manual_seed(config.seed)
-    device = context.device
-    circle, _ = circle_inputs(config.num_inputs, config.in_features, generator)
+    circle = circle_inputs(config.num_inputs, config.in_features, generator)[0].to(context.device)
     data = synthetic_regression(config.n_train, 1, config.in_features, 1, 0.0, "mlp", seed=config.seed)
-    X, y, circle = data.X_train.to(device), data.y_train.to(device), circle.to(device)
-    L = config.depth
+    train = data.X_train.to(context.device), data.y_train.to(context.device)
+    loss_fn = nn.MSELoss()
+
+    def measured(model: nn.Module, probe: object, data: tuple = train) -> dict[str, float]:
+        return ProbeSet([probe], model, loss_fn, data, task="regression", eval_mode=False).measure(0)
+
+    def network(variant: str, width: int, depth: int) -> nn.Module:
+        return build_variant(variant, config.in_features, 1, width, depth, generator).to(context.device)
+
+    lanczos = {"tol": config.lanczos_tol, "max_iter": config.lanczos_steps, "seed": config.seed}
     rows: list[dict[str, float | int | str]] = []
-    cosines: dict[str, NDArray] = {}
-    gradients: dict[str, NDArray] = {}
     for variant in context.track(config.variants, "collapse-remedies: variants"):
-        cos = np.empty((config.seeds, L))
-        grad = np.empty((config.seeds, L))
         for s in range(config.seeds):
-            model = build_variant(variant, config.in_features, 1, config.width, L, generator).to(device)
-            layers = {str(l): layer for l, layer in enumerate(model.hidden_layers())}
-            hidden = representations(model, layers, circle)
-            cos[s] = [activation_statistics(hidden[str(l)])["cosine"] for l in range(L)]
-            grad[s] = layer_gradient_norms(model, X, y)
-            rows += [
-                {"name": "cosine", "value": float(cos[s, l]), "variant": variant, "layer": l + 1, "seed": s}
-                for l in range(L)
-            ]
-            rows += [
-                {
-                    "name": "grad_norm",
-                    "value": float(grad[s, l]),
-                    "variant": variant,
-                    "layer": l + 1,
-                    "seed": s,
-                }
-                for l in range(L)
-            ]
-        cosines[variant], gradients[variant] = cos.mean(axis=0), np.exp(np.log(grad).mean(axis=0))
-
-    sharpness: dict[str, list[float]] = {}
-    losses: dict[str, NDArray] = {}
-    steps: dict[str, float] = {}
+            model = network(variant, config.width, config.depth)
+            cos = measured(model, ActivationStats(num_inputs=config.num_inputs), (circle, circle[:, :1]))
+            grad = measured(model, GradientNorm())
+            for l in range(config.depth):
+                where = {"variant": variant, "layer": l + 1, "seed": s}
+                rows.append({"name": "cosine", "value": cos[f"act/hidden.{l}/cosine"], **where})
+                rows.append({"name": "grad_norm", "value": grad[f"grad/norm/hidden.{l}.linear.weight"], **where})
     for variant in context.track(config.trained_variants, "collapse-remedies: Hessian and training"):
-        sharpness[variant] = []
         for depth in config.hessian_depths:
-            model = build_variant(variant, config.in_features, 1, config.hessian_width, depth, generator).to(device)
-            value = top_hessian_eigenvalue(model, X, y, config.lanczos_tol, config.lanczos_steps)
-            sharpness[variant].append(value)
+            value = measured(network(variant, config.hessian_width, depth), Sharpness(**lanczos))["sharpness"]
             rows.append({"name": "hessian_top", "value": value, "variant": variant, "depth": depth})
-        model = build_variant(variant, config.in_features, 1, config.train_width, config.train_depth, generator)
-        model = model.to(device)
-        lr = 1.0 / top_hessian_eigenvalue(model, X, y, config.lanczos_tol, config.lanczos_steps)
-        losses[variant] = steps_to_loss(model, X, y, lr, config.train_steps, config.target_loss)
-        reached = np.flatnonzero(losses[variant] <= config.target_loss)
-        steps[variant] = float(reached[0]) if reached.size else math.inf
+        model = network(variant, config.train_width, config.train_depth)
+        lr = 1.0 / measured(model, Sharpness(**lanczos))["sharpness"]
+        # fit's step t evaluates the loss at w_{t-1}: train_steps + 1 steps see w_0 .. w_train_steps
+        optimizer, reached = torch.optim.SGD(model.parameters(), lr=lr), lambda t, loss: loss <= config.target_loss
+        trained = fit(model, loss_fn, train, optimizer, config.train_steps + 1, callbacks=[reached])
+        losses = trained.metrics.query("name == 'train/batch_loss'")
         rows += [
-            {"name": "train_loss", "value": float(v), "variant": variant, "step": t, "eta": lr}
-            for t, v in enumerate(losses[variant])
-            if not math.isnan(v)
+            {"name": "train_loss", "value": v, "variant": variant, "step": t - 1, "eta": lr}
+            for t, v in zip(losses["step"], losses["value"], strict=True)
         ]
-        rows.append({"name": "steps_to_target", "value": steps[variant], "variant": variant, "eta": lr})
+    return pd.DataFrame(rows)
 
-    at_depth = {v: float(c[-1]) for v, c in cosines.items()}
+
+def steps_to_target(metrics: pd.DataFrame, variant: str, target: float) -> float:
+    """The GD steps `variant` took to reach a training loss <= `target` (inf: not reached)."""
+    losses = metrics[(metrics["name"] == "train_loss") & (metrics["variant"] == variant)]
+    reached = losses["step"][losses["value"] <= target]
+    return float(reached.min()) if len(reached) else math.inf
+
+
+def _mean_by_layer(metrics: pd.DataFrame, name: str, geometric: bool = False) -> dict[str, np.ndarray]:
+    """Variant -> the mean over seeds (geometric: exp of the mean log) of the rows `name`, by layer."""
+    out = {}
+    for variant in metrics[metrics["name"] == name]["variant"].unique():
+        values = table(metrics, name, "seed", "layer", variant=variant).to_numpy()
+        out[variant] = np.exp(np.log(values).mean(axis=0)) if geometric else values.mean(axis=0)
+    return out
+
+
+def checks(metrics: pd.DataFrame, config: CollapseRemediesConfig) -> list[Check]:
+    """The issue's bounds on the mean cosine at depth L, and both residual nets below vanilla."""
+    L = config.depth
+    at_depth = {v: float(c[-1]) for v, c in _mean_by_layer(metrics, "cosine").items()}
     where = f"layer {L}, width {config.width}, mean of {config.seeds} seeds and {config.num_inputs} inputs"
-    checks = [
+    out = [
         Check.at_most(
             f"BatchNorm: mean cosine at depth {L}",
             at_depth["batchnorm"],
@@ -252,7 +199,7 @@ def run(config: CollapseRemediesConfig, context: Context) -> Result:
         ),
     ]
     for variant in ("resnet", "resnet-scaled"):
-        checks.append(
+        out.append(
             Check.at_most(
                 f"{variant}: mean cosine at depth {L} below vanilla's",
                 at_depth[variant],
@@ -263,16 +210,19 @@ def run(config: CollapseRemediesConfig, context: Context) -> Result:
                 + " (MLP's post-activation branch, drawn, not checked)",
             )
         )
+    return out
 
-    figures = {
-        "cosine_vs_depth": _cosine_figure(config, cosines),
-        "gradients_curvature_training": _dynamics_figure(config, gradients, sharpness, losses, steps),
+
+def figures(metrics: pd.DataFrame, config: CollapseRemediesConfig) -> dict[str, Figure]:
+    """The cosine against depth, and the gradients, curvature and training of each variant."""
+    return {
+        "cosine_vs_depth": _cosine_figure(config, _mean_by_layer(metrics, "cosine")),
+        "gradients_curvature_training": _dynamics_figure(metrics, config),
     }
-    return Result(metrics=pd.DataFrame(rows), checks=checks, figures=figures)
 
 
 # -------------------------------------------------------------------------------------------- figures
-def _cosine_figure(config: CollapseRemediesConfig, cosines: dict[str, NDArray]) -> Figure:
+def _cosine_figure(config: CollapseRemediesConfig, cosines: dict[str, np.ndarray]) -> Figure:
     fig = Figure(figsize=(8.0, 5.0), layout="constrained")
     ax = fig.subplots()
     layers = np.arange(1, config.depth + 1)
@@ -281,48 +231,42 @@ def _cosine_figure(config: CollapseRemediesConfig, cosines: dict[str, NDArray]) 
         ax.plot(layers, cos, marker=marker, ls="-", lw=0.8, ms=3.5, mfc="none", color=color, label=variant)
     ax.axhline(VANILLA_BOUND, color="0.4", ls=":", lw=1.0, label=f"{VANILLA_BOUND} (vanilla must exceed)")
     ax.axhline(BATCHNORM_BOUND, color="0.4", ls="--", lw=1.0, label=f"{BATCHNORM_BOUND} (BatchNorm must stay below)")
-    ax.set_xlabel("layer $l$")
-    ax.set_ylabel(r"mean cosine between $h_l(x_i)$ and $h_l(x_j)$")
+    ax.set(xlabel="layer $l$", ylabel=r"mean cosine between $h_l(x_i)$ and $h_l(x_j)$")
     ax.set_title(f"Collapse and its remedies at initialisation (width {config.width}, {config.seeds} seeds)")
     ax.legend(fontsize=8, loc="lower right", ncol=2)
     return fig
 
 
-def _dynamics_figure(
-    config: CollapseRemediesConfig,
-    gradients: dict[str, NDArray],
-    sharpness: dict[str, list[float]],
-    losses: dict[str, NDArray],
-    steps: dict[str, float],
-) -> Figure:
+def _dynamics_figure(metrics: pd.DataFrame, config: CollapseRemediesConfig) -> Figure:
     fig = Figure(figsize=(15.0, 4.6), layout="constrained")
     left, middle, right = fig.subplots(1, 3)
     layers = np.arange(1, config.depth + 1)
-    for variant, grad in gradients.items():
+    for variant, grad in _mean_by_layer(metrics, "grad_norm", geometric=True).items():
         color, marker = STYLE[variant]
         label = variant if np.all(np.isfinite(grad)) else f"{variant} (overflows float32)"
         left.semilogy(layers, grad, marker=marker, ls="-", lw=0.8, ms=3, mfc="none", color=color, label=label)
-    left.set_xlabel("layer $l$ (1 = next to the input)")
-    left.set_ylabel(r"$\|\partial L / \partial W_l\|$ (geometric mean over seeds)")
+    left.set(
+        xlabel="layer $l$ (1 = next to the input)",
+        ylabel=r"$\|\partial L / \partial W_l\|$ (geometric mean over seeds)",
+    )
     left.set_title(f"Gradient norm per layer at initialisation (depth {config.depth})")
     left.legend(fontsize=7)
 
-    for variant, values in sharpness.items():
+    for variant, rows in metrics[metrics["name"] == "hessian_top"].groupby("variant", sort=False):
         color, marker = STYLE[variant]
-        middle.semilogy(config.hessian_depths, values, marker=marker, ls="-", color=color, mfc="none", label=variant)
-    middle.set_xlabel("depth $L$")
-    middle.set_ylabel(r"top Hessian eigenvalue $\lambda_{max}$ at initialisation")
+        rows = rows.sort_values("depth")
+        middle.semilogy(rows["depth"], rows["value"], marker=marker, ls="-", color=color, mfc="none", label=variant)
+    middle.set(xlabel="depth $L$", ylabel=r"top Hessian eigenvalue $\lambda_{max}$ at initialisation")
     middle.set_title(f"Curvature against depth (width {config.hessian_width}, Lanczos)")
     middle.legend(fontsize=8)
 
-    for variant, curve in losses.items():
-        color, _ = STYLE[variant]
-        reached = "not reached" if math.isinf(steps[variant]) else f"{steps[variant]:.0f} steps"
-        finite = np.isfinite(curve)
-        right.semilogy(np.flatnonzero(finite), curve[finite], "-", color=color, label=f"{variant}: {reached}")
+    for variant, curve in metrics[metrics["name"] == "train_loss"].groupby("variant", sort=False):
+        steps = steps_to_target(metrics, variant, config.target_loss)
+        reached = "not reached" if math.isinf(steps) else f"{steps:.0f} steps"
+        curve = curve[np.isfinite(curve["value"])].sort_values("step")
+        right.semilogy(curve["step"], curve["value"], "-", color=STYLE[variant][0], label=f"{variant}: {reached}")
     right.axhline(config.target_loss, color="0.4", ls="--", lw=1.0, label=f"target {config.target_loss:g}")
-    right.set_xlabel(r"GD step (step size $1/\lambda_{max}$ at initialisation)")
-    right.set_ylabel("training MSE")
+    right.set(xlabel=r"GD step (step size $1/\lambda_{max}$ at initialisation)", ylabel="training MSE")
     right.set_title(f"Steps to the target loss (depth {config.train_depth}, width {config.train_width})")
     right.legend(fontsize=8)
     fig.suptitle("Vanishing and exploding gradients, exploding curvature, and what it costs in training")
@@ -335,7 +279,9 @@ EXPERIMENT = Experiment(
     "slow their collapse; the variants differ in their per-layer gradients, in how the top Hessian eigenvalue "
     "grows with depth, and in the steps they need to reach a training loss.",
     config=CollapseRemediesConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={
         "full": {
             "width": 1024,

@@ -1,7 +1,8 @@
 """relu-collapse: at initialisation a deep ReLU MLP maps all inputs to nearly the same output.
 
-N inputs lie on a great circle of the input space, x(theta) = sqrt(d) (cos theta u + sin theta v) with u, v
-orthonormal, so that their cosines cos(theta_i - theta_j) cover [-1, 1] and |x|^2 / d = 1. Through `seeds`
+N inputs lie on a great circle of the input space (`tdlab.data.circle_inputs`), x(theta) = sqrt(d) (cos theta u +
+sin theta v) with u, v orthonormal, so that their cosines cos(theta_i - theta_j) cover [-1, 1] and |x|^2 / d = 1.
+No network is trained: the measurement is a forward pass at initialisation. Through `seeds`
 He-initialised ReLU MLPs (`tdlab.models.MLP`, no bias) of `depth` layers of `width` units the experiment
 measures, at every layer l:
 
@@ -34,7 +35,8 @@ from numpy.typing import NDArray
 from pydantic import Field
 from torch import Tensor
 
-from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result, legacy
+from tdlab.data import circle_angles, circle_cosines, circle_inputs
+from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.models import MLP
 from tdlab.probes.activations import activation_statistics, representations
 from tdlab.theory import finite_width, mean_field
@@ -56,21 +58,6 @@ class ReluCollapseConfig(ExperimentConfig):
     shown_layers: tuple[int, ...] = Field(
         (1, 5, 10, 25, 50), min_length=1, description="layers whose cosine kernel and output are drawn"
     )
-
-
-def circle_inputs(num_inputs: int, in_features: int, generator: torch.Generator) -> tuple[Tensor, NDArray]:
-    """N inputs x_k = sqrt(d) (cos theta_k u + sin theta_k v), theta_k = 2 pi k / N, with u, v orthonormal and
-    random (from `generator`); returns (X, theta). Every input has |x|^2 / d = 1.
-
-    Example:
-        >>> X, theta = circle_inputs(8, 5, torch.Generator().manual_seed(0))
-        >>> X.shape, round(float(X.square().mean(dim=1).max()), 5)
-        (torch.Size([8, 5]), 1.0)
-    """
-    basis, _ = torch.linalg.qr(torch.randn(in_features, 2, generator=generator, dtype=torch.float64))
-    theta = 2.0 * math.pi * torch.arange(num_inputs, dtype=torch.float64) / num_inputs
-    X = math.sqrt(in_features) * (torch.cos(theta)[:, None] * basis[:, 0] + torch.sin(theta)[:, None] * basis[:, 1])
-    return X.float(), theta.numpy()
 
 
 def cosine_matrix(h: Tensor) -> Tensor:
@@ -106,98 +93,99 @@ def spread_theory(mean_cosine: NDArray, num_inputs: int) -> NDArray:
     return (num_inputs - 1) / num_inputs * (1.0 - mean_cosine)
 
 
-def run(config: ReluCollapseConfig, context: Context) -> Result:
-    """Measure cosines, relative variances, activation scale and output spread layer by layer over seeds."""
+def measure(config: ReluCollapseConfig, context: Context) -> pd.DataFrame:
+    """Rows per seed and layer l = 1..L: "cosine" and "rel_var" (`activation_statistics`), "pooled_rel_var",
+    "second_moment_ratio" (mean over inputs of M_l / M_0) and "output_spread"; per input (`index`): M_l / M_0
+    ("second_moment_ratio_input"), and at the shown layers the cosines to input 0 ("cosine_kernel") and, for seed
+    0, the first output of the network cut at l ("output")."""
     generator = torch.Generator().manual_seed(config.seed)
-    X, theta = circle_inputs(config.num_inputs, config.in_features, generator)
-    X = X.to(context.device)
-    n, L, N = config.width, config.depth, config.num_inputs
-    pairs = np.triu_indices(N, 1)
-    cosines = np.empty((config.seeds, L))
-    kernels = np.zeros((L, N, N))
-    rel_var, pooled, ratio, spread = (np.empty((config.seeds, L)) for _ in range(4))
-    ratio_per_input = np.empty((config.seeds, L, N))
-    outputs = np.empty((L, N))
+    d, n, L = config.in_features, config.width, config.depth
+    X = circle_inputs(config.num_inputs, d, generator)[0].to(context.device)
     input_moment = X.square().mean(dim=1)
-    for s in context.track(range(config.seeds), "relu-collapse: seeds"):
-        model = MLP(config.in_features, config.out_features, n, L, "relu", bias=False, init="he", seed=generator)
-        model = model.to(context.device)
-        layers = {str(l): layer for l, layer in enumerate(model.hidden_layers())}
-        hidden = representations(model, layers, X)
-        with torch.no_grad():
-            for l in range(L):
-                h = hidden[str(l)]
-                stats = activation_statistics(h)
-                cosines[s, l], rel_var[s, l] = stats["cosine"], stats["rel_var"]
-                kernels[l] += cosine_matrix(h).cpu().double().numpy() / config.seeds
-                pooled[s, l] = pooled_relative_variance(h)
-                per_input = (h.square().mean(dim=1) / input_moment).cpu().double().numpy()
-                ratio_per_input[s, l] = per_input
-                ratio[s, l] = per_input.mean()
-                f = model.readout(h)
-                spread[s, l] = pooled_relative_variance(f)
-                if s == 0:
-                    outputs[l] = f[:, 0].cpu().double().numpy()
-
-    input_cosines = cosine_matrix(X.double()).cpu().numpy()
-    theory_kernels = mean_field.correlation_trajectory(input_cosines, L, sigma_w2=2.0, activation="relu")[1:]
-    theory_cosine = theory_kernels[:, pairs[0], pairs[1]].mean(axis=1)
-    theory_spread = spread_theory(theory_cosine, N)
-    layer_index = np.arange(1, L + 1)
-
     rows: list[dict[str, float | int | str]] = []
-    for name, values in (
-        ("cosine", cosines),
-        ("rel_var", rel_var),
-        ("pooled_rel_var", pooled),
-        ("second_moment_ratio", ratio),
-        ("output_spread", spread),
-    ):
-        rows += [
-            {"name": name, "value": float(values[s, l]), "layer": l + 1, "seed": s}
-            for s in range(config.seeds)
-            for l in range(L)
-        ]
-    rows += [
-        {"name": "cosine_theory", "value": float(v), "layer": l}
-        for l, v in zip(layer_index, theory_cosine, strict=True)
-    ]
-    rows += [
-        {"name": "spread_theory", "value": float(v), "layer": l}
-        for l, v in zip(layer_index, theory_spread, strict=True)
-    ]
+    for s in context.track(range(config.seeds), "relu-collapse: seeds"):
+        model = MLP(d, config.out_features, n, L, "relu", bias=False, init="he", seed=generator).to(context.device)
+        layers = {str(l): layer for l, layer in enumerate(model.hidden_layers(), start=1)}
+        with torch.no_grad():
+            for l, h in ((int(l), h) for l, h in representations(model, layers, X).items()):
+                f, stats = model.readout(h), activation_statistics(h)
+                per_input = (h.square().mean(dim=1) / input_moment).tolist()
+                values = {
+                    "cosine": stats["cosine"],
+                    "rel_var": stats["rel_var"],
+                    "pooled_rel_var": pooled_relative_variance(h),
+                    "second_moment_ratio": float(np.mean(per_input)),
+                    "output_spread": pooled_relative_variance(f),
+                }
+                series = {"second_moment_ratio_input": per_input}
+                if l in config.shown_layers:
+                    series["cosine_kernel"] = cosine_matrix(h)[0].tolist()
+                    if s == 0:
+                        series["output"] = f[:, 0].tolist()
+                rows += [{"name": k, "value": float(v), "layer": l, "seed": s} for k, v in values.items()]
+                rows += [
+                    {"name": k, "value": float(v), "layer": l, "seed": s, "index": i}
+                    for k, vs in series.items()
+                    for i, v in enumerate(vs)
+                ]
+    return pd.DataFrame(rows)
 
-    # -- check 1: the cosine per layer against the iterated map
-    mean_cosine = cosines.mean(axis=0)
-    deviation = np.abs(mean_cosine - theory_cosine)
-    scale = math.sqrt(max(1.0, REFERENCE_WIDTH_SEEDS / (n * config.seeds)))
-    tolerance = COSINE_TOLERANCE * scale
+
+def _by_layer(metrics: pd.DataFrame, name: str) -> NDArray:
+    """The rows `name` as an array seeds x layers (x inputs, for the per-input rows)."""
+    rows = metrics[metrics["name"] == name]
+    keys = ["seed", "layer"] + (["index"] if "index" in rows and rows["index"].notna().any() else [])
+    table = rows.sort_values(keys)
+    shape = [table[k].nunique() for k in keys]
+    return table["value"].to_numpy(dtype=float).reshape(shape)
+
+
+def theory(config: ReluCollapseConfig) -> dict[str, NDArray]:
+    """The mean-field predictions for the config: the cosine kernels c^l = R^l(cos(theta_i - theta_j)) of layers
+    1..L (`mean_field.correlation_trajectory` with sigma_w^2 = 2), their mean over pairs, the equal-norm spread,
+    the cosine tolerance and the variance-map band 3 sqrt(Var[M_l / M_0] / seeds)."""
+    N, L = config.num_inputs, config.depth
+    kernels = mean_field.correlation_trajectory(circle_cosines(N), L, sigma_w2=2.0, activation="relu")[1:]
+    upper = np.triu_indices(N, 1)
+    cosine = kernels[:, upper[0], upper[1]].mean(axis=1)
+    scale = math.sqrt(max(1.0, REFERENCE_WIDTH_SEEDS / (config.width * config.seeds)))
+    variances = [finite_width.relu_norm_ratio_variance(l, config.width) for l in range(1, L + 1)]
+    return {
+        "kernels": kernels,
+        "cosine": cosine,
+        "spread": spread_theory(cosine, N),
+        "scale": scale,
+        "tolerance": COSINE_TOLERANCE * scale,
+        "band": STANDARD_ERRORS * np.sqrt(np.array(variances) / config.seeds),
+    }
+
+
+def checks(metrics: pd.DataFrame, config: ReluCollapseConfig) -> list[Check]:
+    """The cosine per layer against the iterated correlation map, and the variance map within its band."""
+    t, L, N = theory(config), config.depth, config.num_inputs
+    mean_cosine = _by_layer(metrics, "cosine").mean(axis=0)
+    deviation = np.abs(mean_cosine - t["cosine"])
     worst = int(deviation.argmax())
-    checks = [
+    out = [
         Check.at_most(
             f"mean cosine per layer vs iterated ReLU correlation map, worst of {L} layers",
             float(deviation.max()),
-            tolerance,
+            t["tolerance"],
             detail=f"mean over {config.seeds} seeds and {N * (N - 1) // 2} input pairs; worst at layer "
-            f"{worst + 1} (measured {mean_cosine[worst]:.4f}, theory {theory_cosine[worst]:.4f}); tolerance "
+            f"{worst + 1} (measured {mean_cosine[worst]:.4f}, theory {t['cosine'][worst]:.4f}); tolerance "
             f"{COSINE_TOLERANCE} from the issue for width 1024 x 10 seeds"
             + (
-                f", scaled by sqrt(1024 * 10 / (width * seeds)) = {scale:.2f} for width {n} x {config.seeds} "
-                "seeds (the seed average of an O(1/sqrt(width)) fluctuation)"
-                if scale > 1.0
+                f", scaled by sqrt(1024 * 10 / (width * seeds)) = {t['scale']:.2f} for width {config.width} x "
+                f"{config.seeds} seeds (the seed average of an O(1/sqrt(width)) fluctuation)"
+                if t["scale"] > 1.0
                 else ""
             ),
         )
     ]
-
-    # -- check 2: the variance map, within the finite-width fluctuation
-    mean_ratio = ratio.mean(axis=0)
-    band = np.array(
-        [STANDARD_ERRORS * math.sqrt(finite_width.relu_norm_ratio_variance(l, n) / config.seeds) for l in layer_index]
-    )
+    mean_ratio, band = _by_layer(metrics, "second_moment_ratio").mean(axis=0), t["band"]
     normalised = np.abs(mean_ratio - 1.0) / band
     worst = int(normalised.argmax())
-    checks.append(
+    out.append(
         Check.at_most(
             "variance map: |mean M_l/M_0 - 1| in units of its tolerance, worst layer",
             float(normalised.max()),
@@ -209,187 +197,93 @@ def run(config: ReluCollapseConfig, context: Context) -> Result:
             f"{mean_ratio[-1]:.3f} +- {band[-1]:.3f}",
         )
     )
-    for l, v in zip(layer_index, band, strict=True):
-        rows.append({"name": "second_moment_ratio_tolerance", "value": float(v), "layer": int(l)})
-
-    shown = [l for l in config.shown_layers if 1 <= l <= L]
-    figures = {
-        "collapse": _collapse_figure(
-            config,
-            cosines,
-            theory_cosine,
-            pooled,
-            rel_var,
-            spread,
-            theory_spread,
-            theta,
-            kernels,
-            theory_kernels,
-            outputs,
-            shown,
-            tolerance,
-        ),
-        "variance_map": _variance_figure(config, ratio, band, ratio_per_input),
-    }
-    return Result(metrics=pd.DataFrame(rows), checks=checks, figures=figures)
+    return out
 
 
 # -------------------------------------------------------------------------------------------- figures
-def _collapse_figure(
-    config: ReluCollapseConfig,
-    cosines: NDArray,
-    theory_cosine: NDArray,
-    pooled: NDArray,
-    rel_var: NDArray,
-    spread: NDArray,
-    theory_spread: NDArray,
-    theta: NDArray,
-    kernels: NDArray,
-    theory_kernels: NDArray,
-    outputs: NDArray,
-    shown: list[int],
-    tolerance: float,
-) -> Figure:
+def figures(metrics: pd.DataFrame, config: ReluCollapseConfig) -> dict[str, Figure]:
+    """The collapse (cosine and spread per layer, cosine kernels, outputs) and the variance map."""
+    return {"collapse": _collapse_figure(metrics, config), "variance_map": _variance_figure(metrics, config)}
+
+
+def _collapse_figure(metrics: pd.DataFrame, config: ReluCollapseConfig) -> Figure:
+    t, cosines = theory(config), _by_layer(metrics, "cosine")
     fig = Figure(figsize=(12.0, 8.5), layout="constrained")
     (a, b), (c, d) = fig.subplots(2, 2)
     layers = np.arange(1, config.depth + 1)
     se = cosines.std(axis=0, ddof=1) / math.sqrt(config.seeds)
-    a.plot(layers, theory_cosine, "-", color="C0", lw=1.5, label="theory: ReLU correlation map iterated")
-    a.fill_between(
-        layers,
-        theory_cosine - tolerance,
-        np.minimum(theory_cosine + tolerance, 1.0),
-        color="C0",
-        alpha=0.15,
-        lw=0,
-        label=f"tolerance $\\pm${tolerance:.2g}",
-    )
+    a.plot(layers, t["cosine"], "-", color="C0", lw=1.5, label="theory: ReLU correlation map iterated")
+    upper = np.minimum(t["cosine"] + t["tolerance"], 1.0)
+    label = f"tolerance $\\pm${t['tolerance']:.2g}"
+    a.fill_between(layers, t["cosine"] - t["tolerance"], upper, color="C0", alpha=0.15, lw=0, label=label)
+    label = f"measured (mean of {config.seeds} seeds $\\pm$ s.e.)"
     a.errorbar(
-        layers,
-        cosines.mean(axis=0),
-        yerr=se,
-        fmt="o",
-        color="C1",
-        ms=3.5,
-        mfc="none",
-        elinewidth=0.8,
-        label=f"measured (mean of {config.seeds} seeds $\\pm$ s.e.)",
+        layers, cosines.mean(axis=0), yerr=se, fmt="o", color="C1", ms=3.5, mfc="none", elinewidth=0.8, label=label
     )
-    a.set_xlabel("layer $l$")
-    a.set_ylabel(r"mean cosine between $h_l(x_i)$ and $h_l(x_j)$")
+    a.set(xlabel="layer $l$", ylabel=r"mean cosine between $h_l(x_i)$ and $h_l(x_j)$")
     a.set_title("Representations of different inputs align")
     a.legend(loc="lower right", fontsize=8)
 
-    b.plot(layers, theory_spread, "-", color="C0", lw=1.5, label=r"theory $\frac{N-1}{N}(1 - \overline{\cos})$")
-    b.plot(
-        layers,
-        pooled.mean(axis=0),
-        "o",
-        color="C1",
-        ms=3.5,
-        mfc="none",
-        label=r"unit variance across inputs / 2nd moment (pooled)",
-    )
-    b.plot(
-        layers,
-        spread.mean(axis=0),
-        "s",
-        color="C2",
-        ms=3.5,
-        mfc="none",
-        label="output spread across inputs (net cut at $l$)",
-    )
-    b.plot(
-        layers,
-        rel_var.mean(axis=0),
-        "^",
-        color="C3",
-        ms=3.5,
-        mfc="none",
-        label="mean of the per-unit ratios (probe rel_var; no closed form)",
-    )
-    b.set_xlabel("layer $l$")
-    b.set_ylabel("variance across inputs / second moment")
+    b.plot(layers, t["spread"], "-", color="C0", lw=1.5, label=r"theory $\frac{N-1}{N}(1 - \overline{\cos})$")
+    for name, marker, colour, label in (
+        ("pooled_rel_var", "o", "C1", "unit variance across inputs / 2nd moment (pooled)"),
+        ("output_spread", "s", "C2", "output spread across inputs (net cut at $l$)"),
+        ("rel_var", "^", "C3", "mean of the per-unit ratios (probe rel_var; no closed form)"),
+    ):
+        values = _by_layer(metrics, name).mean(axis=0)
+        b.plot(layers, values, marker, color=colour, ms=3.5, mfc="none", label=label)
+    b.set(xlabel="layer $l$", ylabel="variance across inputs / second moment")
     b.set_title("Units and outputs stop varying with the input")
     b.legend(fontsize=8, loc="lower left")
 
+    theta = circle_angles(config.num_inputs)
     order = np.argsort(theta)
-    delta = (theta - theta[0])[order]
+    delta = np.degrees((theta - theta[0])[order])
+    kernels = _by_layer(metrics, "cosine_kernel").mean(axis=0)  # shown layers x inputs, mean over seeds
+    outputs = _by_layer(metrics, "output")[0]
+    shown = sorted({l for l in config.shown_layers if 1 <= l <= config.depth})
     for k, l in enumerate(shown):
-        c.plot(np.degrees(delta), theory_kernels[l - 1, 0, order], "-", color=f"C{k}", lw=1.2)
-        c.plot(
-            np.degrees(delta),
-            kernels[l - 1, 0, order],
-            "o",
-            color=f"C{k}",
-            ms=3.5,
-            mfc="none",
-            label=f"layer {l}",
-        )
-    c.plot(np.degrees(delta), np.cos(delta), ":", color="0.4", lw=1.0, label="input cosine")
-    c.set_xlabel(r"angle between the inputs $\theta_i - \theta_j$ (degrees)")
-    c.set_ylabel("cosine of the representations")
+        c.plot(delta, t["kernels"][l - 1, 0, order], "-", color=f"C{k}", lw=1.2)
+        c.plot(delta, kernels[k, order], "o", color=f"C{k}", ms=3.5, mfc="none", label=f"layer {l}")
+        f = outputs[k, order]
+        f = (f - f.mean()) / np.sqrt(np.mean(f**2))
+        d.plot(np.degrees(theta[order]), f, "-o", color=f"C{k}", ms=2.5, lw=1.0, label=f"depth {l}")
+    c.plot(delta, np.cos(np.radians(delta)), ":", color="0.4", lw=1.0, label="input cosine")
+    c.set(xlabel=r"angle between the inputs $\theta_i - \theta_j$ (degrees)", ylabel="cosine of the representations")
     c.set_title("Cosine kernel: markers measured, lines theory")
     c.legend(fontsize=8, ncol=2, loc="lower center")
-
-    for k, l in enumerate(shown):
-        f = outputs[l - 1, order]
-        d.plot(
-            np.degrees(theta[order]),
-            (f - f.mean()) / np.sqrt(np.mean(f**2)),
-            "-o",
-            color=f"C{k}",
-            ms=2.5,
-            lw=1.0,
-            label=f"depth {l}",
-        )
-    d.set_xlabel(r"input angle $\theta$ (degrees)")
-    d.set_ylabel(r"$(f_1(x(\theta)) - \mathrm{mean}_\theta f_1)$ / rms$_\theta f_1$")
+    d.set(
+        xlabel=r"input angle $\theta$ (degrees)",
+        ylabel=r"$(f_1(x(\theta)) - \mathrm{mean}_\theta f_1)$ / rms$_\theta f_1$",
+    )
     d.set_title("Output of the network cut at depth $l$ varies less and less (seed 0)")
     d.legend(fontsize=8, ncol=2)
     fig.suptitle(f"ReLU collapse at He initialisation: width {config.width}, {config.num_inputs} inputs on a circle")
     return fig
 
 
-def _variance_figure(config: ReluCollapseConfig, ratio: NDArray, band: NDArray, per_input: NDArray) -> Figure:
+def _variance_figure(metrics: pd.DataFrame, config: ReluCollapseConfig) -> Figure:
+    ratio, band = _by_layer(metrics, "second_moment_ratio"), theory(config)["band"]
     fig = Figure(figsize=(12.0, 4.5), layout="constrained")
     left, right = fig.subplots(1, 2)
     layers = np.arange(1, config.depth + 1)
     for s in range(config.seeds):
         left.plot(layers, ratio[s], "-", color="0.75", lw=0.8, label="single seeds" if s == 0 else None)
-    left.fill_between(
-        layers,
-        1 - band,
-        1 + band,
-        color="C0",
-        alpha=0.15,
-        lw=0,
-        label=rf"tolerance $\pm{STANDARD_ERRORS:g}\sqrt{{((1+5/n)^l - 1)/S}}$",
-    )
+    label = rf"tolerance $\pm{STANDARD_ERRORS:g}\sqrt{{((1+5/n)^l - 1)/S}}$"
+    left.fill_between(layers, 1 - band, 1 + band, color="C0", alpha=0.15, lw=0, label=label)
     left.axhline(1.0, color="C0", lw=1.5, label=r"theory $q' = \sigma_w^2 q/2$ with $\sigma_w^2 = 2$")
     left.plot(layers, ratio.mean(axis=0), "o", color="C1", ms=3.5, mfc="none", label="mean over seeds")
-    left.set_xlabel("layer $l$")
-    left.set_ylabel(r"$M_l / M_0 = (|h_l|^2/n) / (|x|^2/d)$")
-    left.set_title("Variance map: preserved on average")
+    left.set(
+        xlabel="layer $l$", ylabel=r"$M_l / M_0 = (|h_l|^2/n) / (|x|^2/d)$", title="Variance map: preserved on average"
+    )
     left.legend(fontsize=8, loc="upper left")
 
-    logs = np.log(per_input)
-    variance = logs.var(axis=0, ddof=1).mean(axis=1)
+    variance = np.log(_by_layer(metrics, "second_moment_ratio_input")).var(axis=0, ddof=1).mean(axis=1)
     right.plot(layers, 5.0 * layers / config.width, "-", color="C0", lw=1.5, label=r"$5\,l/n$ (Hanin & Rolnick 2018)")
+    label = rf"measured over {config.seeds} seeds (mean over inputs; $\pm$ s.e. of a variance)"
     error = variance * math.sqrt(2.0 / (config.seeds - 1))
-    right.errorbar(
-        layers,
-        variance,
-        yerr=error,
-        fmt="o",
-        color="C1",
-        ms=3.5,
-        mfc="none",
-        elinewidth=0.8,
-        label=rf"measured over {config.seeds} seeds (mean over inputs; $\pm$ s.e. of a variance)",
-    )
-    right.set_xlabel("layer $l$")
-    right.set_ylabel(r"Var $\log(M_l / M_0)$")
+    right.errorbar(layers, variance, yerr=error, fmt="o", color="C1", ms=3.5, mfc="none", elinewidth=0.8, label=label)
+    right.set(xlabel="layer $l$", ylabel=r"Var $\log(M_l / M_0)$")
     right.set_title("Finite width: the log-norm fluctuation grows like depth / width")
     right.legend(fontsize=8)
     fig.suptitle(f"Mean square of ReLU activations at He initialisation, width n = {config.width}")
@@ -402,7 +296,9 @@ EXPERIMENT = Experiment(
     "the representations of two inputs follows the iterated ReLU correlation map towards 1, while the variance "
     "map keeps the activations' scale.",
     config=ReluCollapseConfig,
-    **legacy(run),
+    measure=measure,
+    checks=checks,
+    figures=figures,
     presets={"full": {"width": 1024, "depth": 50, "seeds": 10, "num_inputs": 64}},
     references=(
         "Cho & Saul (2009), Kernel methods for deep learning, NeurIPS",
