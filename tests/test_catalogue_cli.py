@@ -2,6 +2,7 @@
 
 import html
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -122,3 +123,13 @@ def test_catalogue_report_redraws_figures_from_the_store(tmp_path):
     page = (tmp_path / "page" / "index.html").read_text()
     assert "<img" in page and all((tmp_path / "page" / src).is_file() for src in _image_sources(page))
     assert runner.invoke(app, ["report", str(tmp_path / "empty"), "--catalogue"]).exit_code == 2
+
+
+def test_every_experiment_is_rechecked_from_stored_metrics_by_its_tests():
+    """The contract's promise is tested for each experiment: its test module calls `assert_rechecks`."""
+    folder = Path(__file__).parent / "experiments"
+    tests = {path.name: path.read_text() for path in folder.glob("test_*.py")}
+    for name, experiment in ex.experiments().items():
+        module = experiment.measure.__module__.rsplit(".", 1)[-1]
+        source = tests.get(f"test_{module}.py", "")
+        assert "assert_rechecks(" in source, f"{name}: tests/experiments/test_{module}.py does not re-check it"

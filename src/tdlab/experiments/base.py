@@ -215,18 +215,3 @@ class Experiment:
         values = {**(self.presets.get(preset, {}) if preset else {}), **overrides}
         return self.config(**values)
 
-
-def legacy(run: Callable[[Any, Context], Result]) -> dict[str, Any]:
-    """TRANSITIONAL (removed once every experiment is split): an old `run` as measure/checks/figures. Its checks
-    and figures do not come from the metrics (they are kept from the last `measure`), so it cannot be re-checked."""
-    last: dict[str, Result] = {}
-
-    def measure(config: Any, context: Context) -> pd.DataFrame:
-        last["result"] = run(config, context)
-        return last["result"].metrics
-
-    return {
-        "measure": measure,
-        "checks": lambda metrics, config: last["result"].checks,
-        "figures": lambda metrics, config: last["result"].figures,
-    }
