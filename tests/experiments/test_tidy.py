@@ -34,3 +34,16 @@ def test_round_trip_through_parquet_and_read_back(tmp_path):
     assert len(select(stored, "b", lam=0.5)) == 2
     with pytest.raises(ValueError, match="b: expected one row, got 2"):
         value(stored, "b")
+
+
+def test_where_none_selects_the_rows_without_that_column(tmp_path):
+    metrics = pd.concat(
+        [rows("d", 5.0), rows("d", [1.0, 2.0], h=[0.1, 0.01]), rows("e", 7.0), rows("e", 8.0, h=0.1)],
+        ignore_index=True,
+    )
+    metrics.to_parquet(tmp_path / "m.parquet", index=False)
+    stored = pd.read_parquet(tmp_path / "m.parquet")
+    assert select(stored, "d", h=None)["value"].tolist() == [5.0]
+    assert value(stored, "e", h=None) == 7.0 and value(stored, "e", h=0.1) == 8.0
+    hs, values = series(stored, "d", "h", h=0.01)
+    assert hs.tolist() == [0.01] and values.tolist() == [2.0]

@@ -214,4 +214,3 @@ class Experiment:
             raise ValueError(f"preset: {self.name} has presets {allowed}, got {preset!r}")
         values = {**(self.presets.get(preset, {}) if preset else {}), **overrides}
         return self.config(**values)
-

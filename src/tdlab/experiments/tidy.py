@@ -33,10 +33,19 @@ def rows(name: str, values: object, **keys: object) -> pd.DataFrame:
 
 
 def select(metrics: pd.DataFrame, name: str, **where: object) -> pd.DataFrame:
-    """The rows `name` whose columns equal `where`'s values."""
+    """The rows `name` whose columns equal `where`'s values; a value None selects the rows where that column is
+    missing (NaN).
+
+    Example:
+        >>> metrics = pd.concat([rows("curvature", 2.0), rows("curvature", [2.5, 2.1], h=[0.1, 0.01])])
+        >>> select(metrics, "curvature", h=None)["value"].tolist()
+        [2.0]
+        >>> select(metrics, "curvature", h=0.1)["value"].tolist()
+        [2.5]
+    """
     chosen = metrics[metrics["name"] == name]
     for column, wanted in where.items():
-        chosen = chosen[chosen[column] == wanted]
+        chosen = chosen[chosen[column].isna() if wanted is None else chosen[column] == wanted]
     return chosen
 
 

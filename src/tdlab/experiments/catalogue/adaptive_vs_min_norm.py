@@ -33,6 +33,7 @@ from torch import Tensor
 
 from tdlab.data import half_squared_error
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.tidy import series, value
 from tdlab.models import LinearModel
 from tdlab.optim.registry import build_optimizer
 from tdlab.theory.least_squares import min_norm_solution
@@ -168,30 +169,24 @@ def measure(config: AdaptiveVsMinNormConfig, context: Context) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _value(metrics: pd.DataFrame, name: str, method: str | None = None, index: int | None = None) -> float:
-    rows = metrics[metrics["name"] == name]
-    rows = rows if method is None else rows[rows["method"] == method]
-    return float((rows if index is None else rows[rows["index"] == index])["value"].iloc[0])
-
-
 def checks(metrics: pd.DataFrame, config: AdaptiveVsMinNormConfig) -> list[Check]:
     """Adaptive methods: the norm of sign(X^T y)/4 and the test error of 'always +1'; GD and SGD: X^+ y and no test
     error (the min-norm interpolant weights the label feature more than the shared ones)."""
-    min_norm, sign_norm = _value(metrics, "norm", "min_norm"), _value(metrics, "norm", "sign")
-    negatives = _value(metrics, "test_negative_fraction")
-    label_weight = _value(metrics, "weight", "min_norm", 0)
-    shared = abs(_value(metrics, "weight", "min_norm", 1) + _value(metrics, "weight", "min_norm", 2))
+    min_norm, sign_norm = value(metrics, "norm", method="min_norm"), value(metrics, "norm", method="sign")
+    negatives = value(metrics, "test_negative_fraction")
+    label_weight = value(metrics, "weight", method="min_norm", index=0)
+    shared = abs(sum(value(metrics, "weight", method="min_norm", index=i) for i in (1, 2)))
     out = []
     for method in METHODS:
-        label, norm, error = _LABELS[method], _value(metrics, "norm", method), _value(metrics, "test_error", method)
-        residual = _value(metrics, "train_max_residual", method)
+        label, norm, error = _LABELS[method], *(value(metrics, k, method=method) for k in ("norm", "test_error"))
+        residual = value(metrics, "train_max_residual", method=method)
         batch = f", batch {config.sgd_batch}" if method == "sgd" else ", full batch"
         setting = f"lr {getattr(config, f'lr_{method}'):g}, {config.steps} steps{batch}"
         if method in ADAPTIVE:
             name = f"{label}: norm of the interpolant vs ||sign(X^T y)|| / 4 (Wilson et al. Lemma 3.1)"
             detail = (
                 f"{setting}; minimum norm {min_norm:.4g}, so the adaptive interpolant is {sign_norm / min_norm:.3g}x "
-                f"larger; distance to sign(X^T y)/4 {_value(metrics, 'distance_to_sign_solution', method):.1e}, "
+                f"larger; distance to sign(X^T y)/4 {value(metrics, 'distance_to_sign_solution', method=method):.1e}, "
                 f"max train residual {residual:.1e}; tolerance 1e-4: the lemma is exact for eps = 0, torch's eps "
                 "bends the late (tiny-gradient) steps"
             )
@@ -208,7 +203,7 @@ def checks(metrics: pd.DataFrame, config: AdaptiveVsMinNormConfig) -> list[Check
                 f"{setting}; norm {norm:.6g} vs ||X^+ y|| = {min_norm:.6g}, max train residual {residual:.1e}; "
                 "tolerance 1e-6 (iterates from 0 stay in the row space)"
             )
-            out.append(Check.at_most(name, _value(metrics, "distance_to_min_norm", method), 1e-6, detail=detail))
+            out.append(Check.at_most(name, value(metrics, "distance_to_min_norm", method=method), 1e-6, detail=detail))
             detail = (
                 f"{config.n_test} test examples; X^+ y weights the label feature x_1 by {label_weight:.3f} > "
                 f"|w_2 + w_3| = {shared:.3f}, so sign(w^T x) = y"
@@ -229,17 +224,15 @@ def figures(metrics: pd.DataFrame, config: AdaptiveVsMinNormConfig) -> dict[str,
 def _weights_figure(metrics: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(12.0, 4.2), layout="constrained")
     ax = fig.subplots()
-    weights = metrics[metrics["name"] == "weight"]
-    y = metrics[metrics["name"] == "train_label"].sort_values("index")["value"].to_numpy()
+    y = series(metrics, "train_label", "index")[1]
     styles = {
         "min_norm": ("-", "C0", r"minimum norm $X^+ y$ (theory)"),
         "sign": ("-", "C3", r"$\mathrm{sign}(X^\top y)/4$ (theory)"),
     }
     styles |= {m: (marker, COLORS[m], _LABELS[m]) for m, marker in zip(METHODS, "oxs^v", strict=True)}
     for method, (style, color, label) in styles.items():
-        w = weights[weights["method"] == method].sort_values("index")
         look = {"lw": 1.0} if style == "-" else {"ms": 5, "mfc": "none"}
-        ax.plot(w["index"], w["value"], style, color=color, label=label, **look)
+        ax.plot(*series(metrics, "weight", "index", method=method), style, color=color, label=label, **look)
     for i in range(len(y)):
         ax.axvspan(3 + 5 * i - 0.5, 3 + 5 * i + 4.5, color="0.9" if i % 2 else "0.97", zorder=0)
         ax.text(3 + 5 * i + 2, ax.get_ylim()[0], f"x{i + 1}: y={int(y[i]):+d}", ha="center", va="bottom", fontsize=7)
@@ -259,16 +252,16 @@ def _bars_figure(metrics: pd.DataFrame, p: float) -> Figure:
     fig = Figure(figsize=(11.0, 4.0), layout="constrained")
     left, right = fig.subplots(1, 2)
     labels, colors = [_LABELS[m] for m in METHODS], [COLORS[m] for m in METHODS]
-    negatives = _value(metrics, "test_negative_fraction")
-    norms = [_value(metrics, "norm", m) for m in METHODS]
-    errors = [_value(metrics, "test_error", m) for m in METHODS]
+    negatives = value(metrics, "test_negative_fraction")
+    norms = [value(metrics, "norm", method=m) for m in METHODS]
+    errors = [value(metrics, "test_error", method=m) for m in METHODS]
     left.bar(labels, norms, color=colors)
     right.bar(labels, errors, color=colors)
     for ax, values in ((left, norms), (right, errors)):
-        for k, value in enumerate(values):
-            ax.text(k, value, f"{value:.3f}", ha="center", va="bottom", fontsize=8)
-    left.axhline(_value(metrics, "norm", "min_norm"), color="C0", ls="--", label=r"$\|X^+ y\|$")
-    left.axhline(_value(metrics, "norm", "sign"), color="C3", ls="--", label=r"$\|\mathrm{sign}(X^\top y)\|/4$")
+        for k, v in enumerate(values):
+            ax.text(k, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+    left.axhline(value(metrics, "norm", method="min_norm"), color="C0", ls="--", label=r"$\|X^+ y\|$")
+    left.axhline(value(metrics, "norm", method="sign"), color="C3", ls="--", label=r"$\|\mathrm{sign}(X^\top y)\|/4$")
     left.set(ylabel=r"$\|w_\infty\|$", title="norm of the interpolant reached")
     left.legend(fontsize=8, loc="center left")
     right.axhline(negatives, color="C3", ls="--", label=f"fraction of negatives in the test set ({negatives:.3f})")
@@ -283,14 +276,13 @@ def _bars_figure(metrics: pd.DataFrame, p: float) -> Figure:
 def _paths_figure(metrics: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(11.0, 4.0), layout="constrained")
     left, right = fig.subplots(1, 2)
-    min_norm = _value(metrics, "norm", "min_norm")
+    min_norm = value(metrics, "norm", method="min_norm")
     for method in METHODS:
-        path = metrics[metrics["method"] == method]
-        distance = path[path["name"] == "path_distance_to_min_norm"].sort_values("step")
-        cosine = path[path["name"] == "path_cosine_to_sign"].sort_values("step").iloc[1:]
-        left.semilogy(distance["step"], distance["value"] / min_norm, "-", color=COLORS[method], label=_LABELS[method])
-        gap = np.maximum(1.0 - cosine["value"], 1e-17)
-        right.semilogy(cosine["step"], gap, "-", color=COLORS[method], label=_LABELS[method])
+        steps, distance = series(metrics, "path_distance_to_min_norm", method=method)
+        left.semilogy(steps, distance / min_norm, "-", color=COLORS[method], label=_LABELS[method])
+        steps, cosine = series(metrics, "path_cosine_to_sign", method=method)
+        gap = np.maximum(1.0 - cosine[1:], 1e-17)
+        right.semilogy(steps[1:], gap, "-", color=COLORS[method], label=_LABELS[method])
     left.set(xlabel="step", ylabel=r"$\|w_t - X^+ y\| / \|X^+ y\|$", title="distance to the minimum-norm interpolant")
     right.set(xlabel="step", ylabel=r"$1 - \cos(w_t, \mathrm{sign}(X^\top y))$")
     right.set_title("adaptive iterates stay on the ray of sign(X^T y) (Lemma 3.1)")

@@ -37,6 +37,7 @@ from tdlab.data import Dataset, mnist1d, with_label_noise
 from tdlab.ensemble import StackedModels
 from tdlab.ensemble.members import Members, accuracies, summed
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.tidy import value
 from tdlab.models import MLP, RandomFeatures
 from tdlab.theory.double_descent import interpolation_threshold, mlp_interpolation_width, mlp_num_parameters
 from tdlab.theory.least_squares import min_norm_least_squares
@@ -128,8 +129,8 @@ def _mlp_sweep(data: Dataset, config: DoubleDescentConfig, context: Context) -> 
             }
         params = mlp_num_parameters(d, width, C)
         rows += [
-            {"seed": s, "width": width, "num_parameters": params, "name": name, "value": float(value[s])}
-            for name, value in errors.items()
+            {"seed": s, "width": width, "num_parameters": params, "name": name, "value": float(values[s])}
+            for name, values in errors.items()
             for s in range(S)
         ]
     return rows + [{"name": "in_features", "value": d}, {"name": "num_classes", "value": C}]
@@ -220,8 +221,8 @@ def _features_figure(ratios: np.ndarray, records: dict, config: DoubleDescentCon
 def _mlp_figure(metrics: pd.DataFrame, config: DoubleDescentConfig) -> Figure:
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
-    n, shape = config.n_train, metrics.set_index("name")["value"]
-    d, C = int(shape["in_features"]), int(shape["num_classes"])
+    n = config.n_train
+    d, C = (int(value(metrics, k)) for k in ("in_features", "num_classes"))
     means = metrics.groupby(["name", "num_parameters"])["value"].mean()
     for name, style, label in (("mlp_test_error", "o-", "test error"), ("mlp_train_error", "s-", "training error")):
         label = f"{label} (mean of {config.mlp_seeds} seeds)"

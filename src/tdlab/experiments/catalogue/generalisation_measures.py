@@ -51,6 +51,7 @@ from tdlab.data import Dataset, digits, mnist1d, standardize, with_label_noise
 from tdlab.ensemble import StackedModels
 from tdlab.ensemble.members import MemberLosses, Members, accuracies, summed
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.tidy import value
 from tdlab.models import MLP
 from tdlab.probes import ProbeSet
 from tdlab.theory.generalisation_bounds import gaussian_kl, pac_bayes_bound
@@ -310,8 +311,7 @@ def _table(metrics: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
     """The networks' rows back as one table (a column per metric), and the Kendall taus by measure."""
     networks = metrics.dropna(subset=ID_COLUMNS)
     table = networks.pivot_table(index=ID_COLUMNS, columns="name", values="value").reset_index()
-    taus = metrics[metrics["name"].str.startswith("kendall_tau_")].set_index("name")["value"]
-    return table, {name: float(taus[f"kendall_tau_{name}"]) for name in MEASURES}
+    return table, {name: value(metrics, f"kendall_tau_{name}") for name in MEASURES}
 
 
 def checks(metrics: pd.DataFrame, config: GeneralisationMeasuresConfig) -> list[Check]:

@@ -43,6 +43,7 @@ from pydantic import Field
 from torch import Tensor
 
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.tidy import select, series
 from tdlab.models import MLP, init_variance
 from tdlab.probes import ActivationStats, ProbeSet
 from tdlab.theory import finite_width, mean_field
@@ -159,9 +160,9 @@ def _he_ratio(metrics: pd.DataFrame, config: InitialisationConfig) -> tuple[NDAr
     he = metrics[(metrics.activation == "relu") & (metrics.init == "he")]
     if he.empty:
         return None
-    per_seed = he[he.name == "forward_second_moment"].dropna(subset=["seed"])
+    per_seed = select(he, "forward_second_moment").dropna(subset=["seed"])
     per_seed = per_seed.pivot(index="seed", columns="layer", values="value").to_numpy()
-    theory = he[he.name == "forward_second_moment_theory"].sort_values("layer")["value"].to_numpy()
+    theory = series(he, "forward_second_moment_theory", "layer")[1]
     band = [
         STANDARD_ERRORS * math.sqrt(finite_width.relu_preactivation_ratio_variance(l, config.width) / config.seeds)
         for l in range(1, config.depth + 1)
@@ -171,7 +172,7 @@ def _he_ratio(metrics: pd.DataFrame, config: InitialisationConfig) -> tuple[NDAr
 
 def _growth(metrics: pd.DataFrame) -> NDArray | None:
     """(Q_l / Q_{l-1}) / (width/2) under N(0, 1) with ReLU, layers 2..L; None when not measured."""
-    growth = metrics[metrics.name == "growth_factor_relative"].sort_values("layer")["value"].to_numpy()
+    growth = series(metrics, "growth_factor_relative", "layer")[1]
     return growth if growth.size else None
 
 

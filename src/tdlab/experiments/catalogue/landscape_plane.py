@@ -38,6 +38,7 @@ from torch import nn
 
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.experiments.fields import describe, seeded
+from tdlab.experiments.tidy import rows
 from tdlab.landscape import PlaneSlice, filter_normalized_direction, filter_norms, hessian_directions, loss_plane
 from tdlab.oracles import Objective
 from tdlab.oracles.flat import unflatten
@@ -112,8 +113,7 @@ def _axis(points: int, half_width: float) -> torch.Tensor:
 
 
 def _grid_rows(name: str, plane: PlaneSlice) -> pd.DataFrame:
-    A, B = torch.meshgrid(plane.alphas, plane.betas, indexing="ij")
-    return pd.DataFrame({"alpha": A.flatten(), "beta": B.flatten(), "name": name, "value": plane.loss.flatten()})
+    return rows(name, plane.loss, alpha=plane.alphas[:, None], beta=plane.betas)
 
 
 def _analyse(obj: Objective, theta: torch.Tensor, config: LandscapePlaneConfig) -> pd.DataFrame:
@@ -191,12 +191,12 @@ def _results(metrics: pd.DataFrame) -> dict[str, dict]:
     """Per network that trained: its scalars by name, and its grids ("plane_loss", "eigen_loss") as (alphas,
     betas, loss matrix)."""
     out = {}
-    for residual, rows in metrics.groupby("residual", sort=False):
-        if (rows["name"] == "diverged").any():
+    for residual, network in metrics.groupby("residual", sort=False):
+        if (network["name"] == "diverged").any():
             continue
-        scalar = rows[rows["alpha"].isna()]
+        scalar = network[network["alpha"].isna()]
         r = dict(zip(scalar["name"], scalar["value"], strict=True))
-        for name, grid in rows[rows["alpha"].notna()].groupby("name"):
+        for name, grid in network[network["alpha"].notna()].groupby("name"):
             table = grid.pivot_table(index="alpha", columns="beta", values="value")
             r[name] = (table.index.to_numpy(), table.columns.to_numpy(), table.to_numpy())
         out[residual] = r

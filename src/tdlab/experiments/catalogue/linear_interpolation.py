@@ -30,6 +30,7 @@ from torch import nn
 
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.experiments.fields import describe, seeded
+from tdlab.experiments.tidy import select, series, value
 from tdlab.landscape import directional_curvature, largest_bump, path_profile, second_difference
 from tdlab.oracles import Objective
 from tdlab.theory.landscape import quadratic_path
@@ -98,7 +99,7 @@ def measure(config: LinearInterpolationConfig, context: Context) -> pd.DataFrame
         trained = fit(
             model, obj.loss_fn, data.train, optimizer, config.steps, batch_size=config.batch_size, seed=config.seed
         )
-        rows = [trained.metrics.query("name == 'train/batch_loss'")]  # ends with a non-finite loss if it diverged
+        rows = [select(trained.metrics, "train/batch_loss")]  # ends with a non-finite loss if it diverged
         if not trained.diverged:
             rows += _path(obj, theta_init, obj.flat_parameters(), config)
         frames += [f.assign(optimizer=opt.name) for f in rows]
@@ -129,13 +130,13 @@ def _path(obj: Objective, theta_init: torch.Tensor, theta: torch.Tensor, config:
 
 
 def _scalar(metrics: pd.DataFrame, optimizer: str, name: str) -> float:
-    rows = metrics[(metrics["optimizer"] == optimizer) & (metrics["name"] == name) & metrics["h"].isna()]
-    return float(rows["value"].iloc[0]) if len(rows) else float("nan")
+    chosen = select(metrics, name, optimizer=optimizer, h=None)
+    return float(chosen["value"].iloc[0]) if len(chosen) else float("nan")
 
 
 def _finished(metrics: pd.DataFrame, config: LinearInterpolationConfig) -> dict[str, float]:
     """The optimisers whose training stayed finite, with their step sizes."""
-    losses = metrics[metrics["name"] == "train/batch_loss"]
+    losses = select(metrics, "train/batch_loss")
     diverged = set(losses.loc[~np.isfinite(losses["value"]), "optimizer"])
     return {o.name: o.lr for o in config.optimizers if o.name not in diverged}
 
@@ -189,13 +190,11 @@ def figures(metrics: pd.DataFrame, config: LinearInterpolationConfig) -> dict[st
     h = np.array(FIGURE_STEPS)
     for k, (method, lr) in enumerate(finished.items()):
         color, marker = f"C{k}", "os^vD"[k % 5]
-        path = metrics[metrics["optimizer"] == method]
         s = {n: _scalar(metrics, method, n) for n in ("bump", "final_loss", "slope", "curvature")}
         monotone = "monotone" if s["bump"] == 0 else f"largest bump {s['bump']:.3g}"
-        loss, acc = (path[path["name"] == n].sort_values("alpha") for n in ("loss", "accuracy"))
+        loss, acc = (series(metrics, n, "alpha", optimizer=method) for n in ("loss", "accuracy"))
         top.plot(
-            loss["alpha"],
-            loss["value"],
+            *loss,
             marker,
             ms=4,
             color=color,
@@ -209,9 +208,9 @@ def figures(metrics: pd.DataFrame, config: LinearInterpolationConfig) -> dict[st
             alpha=0.7,
             label=f"{method}: second-order model at alpha = 1 (d^T H d = {s['curvature']:.3g})",
         )
-        bottom.plot(acc["alpha"], acc["value"], marker + "-", ms=4, lw=0.8, color=color, label=method)
-        diffs = path[(path["name"] == "second_difference") & path["h"].notna()].sort_values("h", ascending=False)
-        error = np.abs(diffs["value"].to_numpy() / s["curvature"] - 1)
+        bottom.plot(*acc, marker + "-", ms=4, lw=0.8, color=color, label=method)
+        diffs = np.array([value(metrics, "second_difference", optimizer=method, h=x) for x in FIGURE_STEPS])
+        error = np.abs(diffs / s["curvature"] - 1)
         ax.loglog(h, error, marker, mfc="none", color=color, label=f"{method}: |second difference / d^T H d - 1|")
         ref = error[h == 0.01]
         if ref.size and ref[0] > 0:

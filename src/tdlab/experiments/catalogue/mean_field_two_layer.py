@@ -43,6 +43,7 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.tidy import select
 from tdlab.probes import LossProbe, ProbeSet
 from tdlab.train.trainer import fit
 
@@ -118,7 +119,7 @@ def measure(config: MeanFieldTwoLayerConfig, context: Context) -> pd.DataFrame:
         optimizer = torch.optim.SGD(model.parameters(), lr=config.eta * m)  # the mean-field step eta m
         probes = ProbeSet([LossProbe(batch_size=None)], model, _logistic, data, task="regression")
         trained = fit(model, _logistic, data, optimizer, config.steps, probes=probes, callbacks=[record])
-        frames += [trained.metrics.query("name == 'train/loss'").assign(width=m)]
+        frames += [select(trained.metrics, "train/loss").assign(width=m)]
         frames += [f.assign(width=m) for f in recorded] if m == config.widths[0] else []
     metrics = pd.concat(frames, ignore_index=True).reindex(columns=["width", "step", "index", "name", "value"])
     gif = Path(config.gif_path) if config.gif_path else (context.files / "particles.gif" if context.files else None)
@@ -149,7 +150,7 @@ def _frames(metrics: pd.DataFrame) -> list[np.ndarray]:
 
 def _curves(metrics: pd.DataFrame) -> dict[int, np.ndarray]:
     """The loss curves L_m(t), t = 0..steps, of the widths whose training stayed finite."""
-    loss = metrics[metrics["name"] == "train/loss"].sort_values("step")
+    loss = select(metrics, "train/loss").sort_values("step")
     curves = {int(m): rows["value"].to_numpy() for m, rows in loss.groupby("width")}
     return {m: c for m, c in curves.items() if np.isfinite(c).all()}
 

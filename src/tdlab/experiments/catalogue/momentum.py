@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.tidy import rows, series, table, value
 from tdlab.optim.quadratics import QuadraticRun, descend, edge_of_stability, fitted_rate, rotated_quadratics, spectrum
 from tdlab.theory import momentum as theory
 from tdlab.theory import quadratic as gd_theory
@@ -112,13 +113,6 @@ class MomentumConfig(ExperimentConfig):
         return self
 
 
-def _rows(name: str, values: object, **keys: object) -> pd.DataFrame:
-    """Tidy rows `name`, one per entry of `values`, with the `keys` broadcast to its shape as further columns."""
-    values = np.asarray(values, dtype=float)
-    keys = {k: np.broadcast_to(v, values.shape).ravel() for k, v in keys.items()}
-    return pd.DataFrame({"name": name, "value": values.ravel(), **keys})
-
-
 def _h_grid(config: MomentumConfig, method: str, beta: float) -> NDArray[np.float64]:
     """The values of eta lambda of the rate grid: h_points up to h_overshoot x the edge."""
     return np.linspace(1, config.h_points, config.h_points) * config.h_overshoot * EDGE[method](beta) / config.h_points
@@ -153,10 +147,10 @@ def _tuned_rates(config: MomentumConfig, context: Context, generator: torch.Gene
     errors = torch.cat([p.log_error() for p in paths], dim=1).cpu().numpy()  # gd per kappa, then (hb, nesterov)
     j, n = config.kappas.index(config.curve_kappa), len(kappas)
     columns = {"gd": j, "heavy ball": n + 2 * j, "nesterov": n + 2 * j + 1}
-    frames = [_rows("tuned_rate", rates[:n], method="gd", kappa=kappas)]
-    frames += [_rows("tuned_rate", rates[n + k :: 2], method=m, kappa=kappas) for k, m in enumerate(METHODS)]
+    frames = [rows("tuned_rate", rates[:n], method="gd", kappa=kappas)]
+    frames += [rows("tuned_rate", rates[n + k :: 2], method=m, kappa=kappas) for k, m in enumerate(METHODS)]
     steps = np.arange(config.steps + 1)
-    frames += [_rows("log_error", errors[:, c] - errors[0, c], method=m, step=steps) for m, c in columns.items()]
+    frames += [rows("log_error", errors[:, c] - errors[0, c], method=m, step=steps) for m, c in columns.items()]
     return pd.concat(frames)
 
 
@@ -175,10 +169,10 @@ def _one_mode(config: MomentumConfig, context: Context) -> pd.DataFrame:
     probes = [QuadraticRun(one.unsqueeze(-1), one, 1.0, beta, method == "nesterov") for method, beta in pairs]
     edges = edge_of_stability(probes, 0.0, 8.0, config.edge_steps, config.edge_rounds, config.edge_points)
     frames = [
-        _rows("rate", r, method=m, beta=b, eta_lambda=_h_grid(config, m, b))
+        rows("rate", r, method=m, beta=b, eta_lambda=_h_grid(config, m, b))
         for (m, b), r in zip(pairs, rates, strict=True)
     ]
-    frames += [_rows("stability_edge", e, method=m, beta=b) for (m, b), e in zip(pairs, edges, strict=True)]
+    frames += [rows("stability_edge", e, method=m, beta=b) for (m, b), e in zip(pairs, edges, strict=True)]
     return pd.concat(frames)
 
 
@@ -205,9 +199,9 @@ def _velocity(config: MomentumConfig, context: Context, generator: torch.Generat
     index, t = np.arange(3), np.arange(1, config.velocity_steps + 1)[:, None]
     return pd.concat(
         [
-            _rows("velocity", along, beta=np.array(betas), step=t),
-            _rows("last_step", steps[-1], beta=np.array(betas)[:, None], index=index),
-            _rows("gradient", g_, index=index),
+            rows("velocity", along, beta=np.array(betas), step=t),
+            rows("last_step", steps[-1], beta=np.array(betas)[:, None], index=index),
+            rows("gradient", g_, index=index),
         ]
     )
 
@@ -260,8 +254,8 @@ def _stationary_variance(config: MomentumConfig, context: Context) -> pd.DataFra
         per_chain = (sums / counts[key]).view(len(etas), chains, d).cpu().numpy()
         se = per_chain.std(axis=1, ddof=1) / np.sqrt(chains)
         frames += [
-            _rows(f"{key}_variance", per_chain.mean(axis=1), eta=etas[:, None], eigenvalue=lam),
-            _rows(f"{key}_variance_se", se, eta=etas[:, None], eigenvalue=lam),
+            rows(f"{key}_variance", per_chain.mean(axis=1), eta=etas[:, None], eigenvalue=lam),
+            rows(f"{key}_variance_se", se, eta=etas[:, None], eigenvalue=lam),
         ]
     return pd.concat(frames)
 
@@ -332,10 +326,10 @@ def _least_squares(config: MomentumConfig, context: Context, generator: torch.Ge
     }
     return pd.concat(
         [
-            _rows("mse", batches.mean(axis=2), regime=regimes, step=t[:, None]),
-            _rows("mse_theory", np.stack(exact, axis=1), regime=regimes, step=t[:, None]),
-            _rows("mse_batch", batches[:, 1], regime=REGIMES[1], batch=np.arange(10), step=t[:, None]),
-            *(_rows(name, value) for name, value in scalars.items()),
+            rows("mse", batches.mean(axis=2), regime=regimes, step=t[:, None]),
+            rows("mse_theory", np.stack(exact, axis=1), regime=regimes, step=t[:, None]),
+            rows("mse_batch", batches[:, 1], regime=REGIMES[1], batch=np.arange(10), step=t[:, None]),
+            *(rows(name, number) for name, number in scalars.items()),
         ]
     )
 
@@ -343,34 +337,29 @@ def _least_squares(config: MomentumConfig, context: Context, generator: torch.Ge
 def _measured(metrics: pd.DataFrame, config: MomentumConfig) -> Arrays:
     """The metrics as arrays in the config's orders (what the checks and figures read)."""
 
-    def series(name: str, *index: str) -> pd.Series:
-        return metrics[metrics["name"] == name].set_index(list(index))["value"].sort_index()
-
-    def table(name: str, rows: str, row_order: Any, columns: str, column_order: Any = None) -> NDArray[np.float64]:
-        frame = series(name, rows, columns).unstack(columns).loc[list(row_order)]
+    def ordered(name: str, index: str, index_order: Any, columns: str, column_order: Any = None) -> NDArray[np.float64]:
+        frame = table(metrics, name, index, columns).loc[list(index_order)]
         return (frame if column_order is None else frame[list(column_order)]).to_numpy()
 
-    tuned, curves = series("tuned_rate", "method", "kappa"), series("log_error", "method", "step")
-    rates = series("rate", "method", "beta", "eta_lambda")
     pairs = [(method, beta) for method in METHODS for beta in config.betas]
     m: Arrays = {
-        "tuned": {method: tuned[method][list(config.kappas)].to_numpy() for method in TUNED},
-        "curves": {method: curves[method].to_numpy() for method in TUNED},
-        "grid": {p: (rates.loc[p].index.to_numpy(), rates.loc[p].to_numpy()) for p in pairs},
-        "edges": series("stability_edge", "method", "beta"),
-        "velocity": table("velocity", "beta", config.velocity_betas, "step").T,
-        "last_step": table("last_step", "beta", config.velocity_betas, "index"),
-        "gradient": series("gradient", "index").to_numpy(),
-        "mse": table("mse", "regime", REGIMES, "step").T,
-        "mse_theory": table("mse_theory", "regime", REGIMES, "step").T,
-        "mse_batch": table("mse_batch", "batch", range(10), "step").T,
+        "tuned": dict(zip(TUNED, ordered("tuned_rate", "method", TUNED, "kappa", config.kappas), strict=True)),
+        "curves": {method: series(metrics, "log_error", method=method)[1] for method in TUNED},
+        "grid": {(k, b): series(metrics, "rate", "eta_lambda", method=k, beta=b) for k, b in pairs},
+        "edges": {(k, b): value(metrics, "stability_edge", method=k, beta=b) for k, b in pairs},
+        "velocity": ordered("velocity", "beta", config.velocity_betas, "step").T,
+        "last_step": ordered("last_step", "beta", config.velocity_betas, "index"),
+        "gradient": series(metrics, "gradient", "index")[1],
+        "mse": ordered("mse", "regime", REGIMES, "step").T,
+        "mse_theory": ordered("mse_theory", "regime", REGIMES, "step").T,
+        "mse_batch": ordered("mse_batch", "batch", range(10), "step").T,
     }
     for key in NOISE:
         for suffix in ("", "_se"):
             name = f"{key}_variance{suffix}"
-            m[key + suffix] = table(name, "eta", config.noise_etas, "eigenvalue", config.noise_eigenvalues)
+            m[key + suffix] = ordered(name, "eta", config.noise_etas, "eigenvalue", config.noise_eigenvalues)
     for name in ("plateau_mse", "plateau_mse_se", "stationary_mse", "contraction", "t0"):
-        m[name] = float(metrics.loc[metrics["name"] == name, "value"].iloc[0])
+        m[name] = value(metrics, name)
     return m
 
 
@@ -432,7 +421,7 @@ def _rate_checks(config: MomentumConfig, m: Arrays) -> list[Check]:
             result.append(
                 Check.relative(
                     f"{method} edge of stability eta lambda vs {formulas[method]} (beta = {beta:g})",
-                    float(m["edges"].loc[(method, beta)]),
+                    m["edges"][(method, beta)],
                     EDGE[method](beta),
                     0.01,
                     detail=f"{config.edge_rounds} rounds x {config.edge_points} step sizes in [0, 8]; unstable when "

@@ -42,6 +42,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.tidy import select, series, value
 from tdlab.optim.reference import (
     adagrad_step,
     adam_step,
@@ -268,8 +269,8 @@ def _torch_match(config: OptimizerZooConfig, functions: dict[str, TestFunction],
         rows.append({"function": name, "method": method, "name": "max_abs_diff_vs_torch", "value": gap})
         losses, points = f.value(iterates).cpu().numpy(), iterates.cpu().numpy()
         for t in range(config.steps + 1):
-            for key, value in (("loss", losses[t]), ("x", points[t, 0]), ("y", points[t, 1])):
-                rows.append({"function": name, "method": method, "step": t, "name": key, "value": float(value)})
+            for key, v in (("loss", losses[t]), ("x", points[t, 0]), ("y", points[t, 1])):
+                rows.append({"function": name, "method": method, "step": t, "name": key, "value": float(v)})
     for method in context.track(METHODS, "torch.optim on a network"):
         gap = _network_gap(method, config, context.device)
         rows.append({"function": "network", "method": method, "name": "max_abs_diff_vs_torch", "value": gap})
@@ -369,25 +370,17 @@ def _gd_versus_flow(
 
 
 # ------------------------------------------------------------------------------------------------ checks
-def _select(metrics: pd.DataFrame, name: str, **ids: object) -> pd.DataFrame:
-    rows = metrics[metrics["name"] == name]
-    for key, value in ids.items():
-        rows = rows[rows[key] == value]
-    return rows.sort_values("step") if "step" in rows and rows["step"].notna().any() else rows
-
-
 def _exponent(metrics: pd.DataFrame, method: str, config: OptimizerZooConfig) -> float:
     """The least-squares slope of log|w_t - w_(t-1)| against log t over t >= fit_from."""
-    sizes = _select(metrics, "constant_gradient_step", method=method)
-    kept = sizes[sizes["step"] >= config.fit_from]
-    return float(np.polyfit(np.log(kept["step"].to_numpy(float)), np.log(kept["value"].to_numpy()), 1)[0])
+    steps, sizes = series(metrics, "constant_gradient_step", method=method)
+    kept = steps >= config.fit_from
+    return float(np.polyfit(np.log(steps[kept]), np.log(sizes[kept]), 1)[0])
 
 
 def _flow_fit(metrics: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray, float, float]:
     """etas (decreasing), GD-flow gaps, the fitted order of the gap in eta, and gap / eta extrapolated linearly to
     eta = 0 from the two smallest etas (Richardson: removes the O(eta) term of gap / eta = C + D eta + O(eta^2))."""
-    flow = _select(metrics, "gd_flow_max_deviation", function=name).sort_values("eta", ascending=False)
-    etas, gaps = flow["eta"].to_numpy(float), flow["value"].to_numpy(float)
+    etas, gaps = (a[::-1] for a in series(metrics, "gd_flow_max_deviation", "eta", function=name))
     order = float(np.polyfit(np.log(etas), np.log(gaps), 1)[0])
     (e1, e2), (g1, g2) = etas[-2:], gaps[-2:]
     return etas, gaps, order, float((e1 * g2 / e2 - e2 * g1 / e1) / (e1 - e2))
@@ -411,7 +404,7 @@ def checks(metrics: pd.DataFrame, config: OptimizerZooConfig) -> list[Check]:
     GD's lack of it; the order and constant of GD's gap to gradient flow."""
     out = []
     for method in METHODS:
-        gaps = _select(metrics, "max_abs_diff_vs_torch", method=method).set_index("function")["value"]
+        gaps = select(metrics, "max_abs_diff_vs_torch", method=method).set_index("function")["value"]
         worst = gaps.fillna(math.inf).idxmax()
         out.append(
             Check.at_most(
@@ -444,9 +437,9 @@ def checks(metrics: pd.DataFrame, config: OptimizerZooConfig) -> list[Check]:
             "tolerance 1e-9 for float64 rounding",
         )
     )
-    change = _select(metrics, "rescaled_relative_change")
+    change = select(metrics, "rescaled_relative_change")
     adam = change[change["method"] == "adam"]
-    estimate = float(_select(metrics, "adam_eps_effect_relative")["value"].max())
+    estimate = float(select(metrics, "adam_eps_effect_relative")["value"].max())
     what = f"max_t ||w_t - w_t^D|| / max_t ||w_t - w_0||, D = diag{config.rescale}, {config.steps} steps"
     out += [
         Check.at_most(
@@ -474,8 +467,8 @@ def checks(metrics: pd.DataFrame, config: OptimizerZooConfig) -> list[Check]:
     T, c_max, c_min = config.flow_horizon, max(config.flow_step_fractions), min(config.flow_step_fractions)
     for name in config.flow_functions:
         _, _, order, extrapolated = _flow_fit(metrics, name)
-        coefficient = float(_select(metrics, "euler_error_coefficient_max", function=name)["value"].iloc[0])
-        L = float(_select(metrics, "largest_hessian_eigenvalue_along_flow", function=name)["value"].iloc[0])
+        coefficient = value(metrics, "euler_error_coefficient_max", function=name)
+        L = value(metrics, "largest_hessian_eigenvalue_along_flow", function=name)
         out += [
             Check.absolute(
                 f"{name}: order of the GD-flow gap in eta",
@@ -514,7 +507,7 @@ def figures(metrics: pd.DataFrame, config: OptimizerZooConfig) -> dict[str, Figu
 
 
 def _path(metrics: pd.DataFrame, x: str, y: str, **ids: object) -> tuple[np.ndarray, np.ndarray]:
-    return _select(metrics, x, **ids)["value"].to_numpy(), _select(metrics, y, **ids)["value"].to_numpy()
+    return series(metrics, x, **ids)[1], series(metrics, y, **ids)[1]
 
 
 def _contours(ax: Axes, f: TestFunction) -> None:
@@ -559,7 +552,7 @@ def _loss_figure(functions: dict[str, TestFunction], metrics: pd.DataFrame) -> F
     for ax, name in zip(fig.subplots(2, 2).flat, FUNCTIONS, strict=True):
         f = functions[name]
         for method in METHODS:
-            values = _select(metrics, "loss", function=name, method=method)["value"].to_numpy()
+            values = series(metrics, "loss", function=name, method=method)[1]
             if f.minimum is not None:
                 ax.semilogy(np.maximum(values - f.minimum, LOSS_FLOOR), color=COLORS[method], label=method)
             else:
@@ -588,7 +581,7 @@ def _constant_gradient_figure(metrics: pd.DataFrame, config: OptimizerZooConfig)
     }
     marks = np.unique(np.round(np.logspace(0, np.log10(t[-1]), 25)).astype(int)) - 1
     for method, curve in theory.items():
-        sizes = _select(metrics, "constant_gradient_step", method=method)["value"].to_numpy()
+        sizes = series(metrics, "constant_gradient_step", method=method)[1]
         ax.loglog(t, curve, "-", color=COLORS[method], lw=1, label=f"{method}: theory")
         label = f"{method}: measured (fitted exponent {_exponent(metrics, method, config):+.4f})"
         ax.loglog(t[marks], sizes[marks], "o", color=COLORS[method], ms=4, mfc="none", label=label)
@@ -623,7 +616,7 @@ def _flow_figure(metrics: pd.DataFrame, config: OptimizerZooConfig) -> Figure:
     ax = fig.subplots()
     for i, name in enumerate(config.flow_functions):
         etas, gaps, order, _ = _flow_fit(metrics, name)
-        coefficient = float(_select(metrics, "euler_error_coefficient_max", function=name)["value"].iloc[0])
+        coefficient = value(metrics, "euler_error_coefficient_max", function=name)
         ax.loglog(etas, gaps, "o", color=f"C{i}", ms=7, label=f"{name}: measured (order {order:.3f})")
         label = f"{name}: eta max||e(t)|| (Euler error equation)"
         ax.loglog(etas, coefficient * etas, "-", color=f"C{i}", lw=1, label=label)

@@ -41,6 +41,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.tidy import select, series, value
 from tdlab.models import MLP
 from tdlab.probes.activations import hidden_modules, representations
 from tdlab.probes.loss import loss_and_accuracy
@@ -304,17 +305,13 @@ def figures(metrics: pd.DataFrame, config: OrderToChaosConfig) -> dict[str, Figu
     return out
 
 
-def _values(metrics: pd.DataFrame, name: str, index: str = "sigma_w2") -> pd.Series:
-    return metrics[metrics.name == name].set_index(index)["value"].sort_index()
-
-
 # -------------------------------------------------------------------------------------------- figures
 def _phase_figure(metrics: pd.DataFrame, config: OrderToChaosConfig) -> Figure:
     fig = Figure(figsize=(15.0, 4.5), layout="constrained")
     left, middle, right = fig.subplots(1, 3)
-    critical = float(_values(metrics, "critical_sigma_w2", "name").iloc[0])
-    xi_theory, xi_measured = _values(metrics, "xi_theory"), _values(metrics, "xi_measured")
-    points = xi_theory.index.to_numpy()
+    critical = value(metrics, "critical_sigma_w2")
+    points, xi_theory = series(metrics, "xi_theory", "sigma_w2")
+    xi_measured = series(metrics, "xi_measured", "sigma_w2")[1]
     sigma_b2 = np.linspace(0.0, math.sqrt(0.3), 30) ** 2
     line = np.array([mean_field.critical_sigma_w2(s) for s in sigma_b2])
     left.plot(line, sigma_b2, "-", color="k", lw=1.5, label=r"critical line $\chi_1 = 1$")
@@ -328,26 +325,26 @@ def _phase_figure(metrics: pd.DataFrame, config: OrderToChaosConfig) -> Figure:
     left.legend(fontsize=8, loc="upper left")
 
     for name, color, label in (("q_star", "C0", r"$q^*$"), ("chi_1", "C3", r"$\chi_1$")):
-        curve = _values(metrics, f"{name}_theory")
-        middle.plot(curve.index, curve.to_numpy(), "-", color=color, label=label)
+        middle.plot(*series(metrics, f"{name}_theory", "sigma_w2"), "-", color=color, label=label)
     middle.axhline(1.0, color="0.5", ls=":", lw=1.0)
     middle.axvline(critical, color="k", ls="--", lw=1.0, label=rf"critical $\sigma_w^2 = {critical:.3f}$")
     middle.set_xlabel(r"$\sigma_w^2$")
     middle.set_title(rf"Fixed point and $\chi_1$ at $\sigma_b^2 = {config.sigma_b2:g}$")
     middle.legend(fontsize=8)
 
-    curve = _values(metrics, "xi_c_theory")
-    right.semilogy(curve.index, curve.to_numpy(), "-", color="C0", label=r"theory $\xi_c = -1/\log\chi_c$")
+    right.semilogy(
+        *series(metrics, "xi_c_theory", "sigma_w2"), "-", color="C0", label=r"theory $\xi_c = -1/\log\chi_c$"
+    )
     right.errorbar(
         points,
-        xi_theory.to_numpy(),
-        yerr=XI_TOLERANCE * xi_theory.to_numpy(),
+        xi_theory,
+        yerr=XI_TOLERANCE * xi_theory,
         fmt="none",
         ecolor="C0",
         capsize=4,
         label=f"tolerance $\\pm${XI_TOLERANCE:.0%}",
     )
-    right.plot(points, xi_measured.to_numpy(), "o", color="C1", mfc="none", ms=7, label="measured")
+    right.plot(points, xi_measured, "o", color="C1", mfc="none", ms=7, label="measured")
     right.axvline(critical, color="k", ls="--", lw=1.0)
     right.set_xlabel(r"$\sigma_w^2$")
     right.set_ylabel(r"correlation depth scale $\xi_c$ (layers)")
@@ -361,9 +358,8 @@ def _decay_figure(metrics: pd.DataFrame, config: OrderToChaosConfig) -> Figure:
     ax = fig.subplots()
     layers = np.arange(1, config.depth + 1)
     for k, sw2 in enumerate(config.sigma_w2_points):
-        point = metrics[metrics.sigma_w2 == sw2]
-        mean, error = (_values(point, name, "layer").to_numpy() for name in ("deviation", "deviation_se"))
-        xi, xi_measured = (float(_values(point, name).iloc[0]) for name in ("xi_theory", "xi_measured"))
+        mean, error = (series(metrics, name, "layer", sigma_w2=sw2)[1] for name in ("deviation", "deviation_se"))
+        xi, xi_measured = (value(metrics, name, sigma_w2=sw2) for name in ("xi_theory", "xi_measured"))
         ax.errorbar(
             layers,
             mean,
@@ -395,7 +391,7 @@ def _heatmap_figure(metrics: pd.DataFrame, config: OrderToChaosConfig) -> Figure
     ax = fig.subplots()
     sw2 = np.array(config.heatmap_sigma_w2)
     depths = np.array(config.heatmap_depths)
-    heat = metrics[metrics.name == "train_accuracy"].pivot_table(
+    heat = select(metrics, "train_accuracy").pivot_table(
         index="depth", columns="sigma_w2", values="value", dropna=False
     )
     heat = heat.reindex(index=depths, columns=sw2).to_numpy()

@@ -33,6 +33,7 @@ from torch.func import functional_call, jacrev, vmap
 from tdlab.ensemble import StackedModels
 from tdlab.ensemble.members import MemberLosses, Members, accuracies, by_member, summed
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.tidy import select, series, table, value
 from tdlab.models import MLP
 from tdlab.probes import ProbeSet
 from tdlab.theory.ntk import relu_ntk_trace
@@ -101,7 +102,7 @@ def measure(config: OverparameterisationConfig, context: Context) -> pd.DataFram
             test_error = (1 - accuracies(members(data.X_test), data.y_test)).tolist()
         theory = float(relu_ntk_trace(width, squared_norm, d, C))
         per_width = [
-            losses.query("name == 'train/loss'").rename(columns={"member": "seed"}).assign(name="train_loss"),
+            select(losses, "train/loss").rename(columns={"member": "seed"}).assign(name="train_loss"),
             pd.DataFrame({"seed": range(S), "test_error": test_error, "ntk_trace": trace}).melt(
                 "seed", var_name="name"
             ),
@@ -111,14 +112,9 @@ def measure(config: OverparameterisationConfig, context: Context) -> pd.DataFram
     return pd.concat(frames, ignore_index=True)
 
 
-def _by_width(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
-    """One metric as a table width x seed."""
-    return metrics[metrics["name"] == name].pivot_table(index="width", columns="seed", values="value")
-
-
 def _final_losses(metrics: pd.DataFrame, config: OverparameterisationConfig) -> pd.DataFrame:
     """The training loss at the end of the budget, width x seed (NaN where training stopped before it)."""
-    last = metrics[(metrics["name"] == "train_loss") & (metrics["step"] == config.steps)]
+    last = select(metrics, "train_loss", step=config.steps)
     return last.pivot_table(index="width", columns="seed", values="value").reindex(list(config.widths))
 
 
@@ -126,14 +122,14 @@ def checks(metrics: pd.DataFrame, config: OverparameterisationConfig) -> list[Ch
     """The budget's loss falls with width, the test error does not rise, the NTK trace against its theory."""
     widths, S = config.widths, config.seeds
     final_loss = _final_losses(metrics, config).mean(axis=1, skipna=False).to_numpy()
-    test_error = _by_width(metrics, "test_error").to_numpy()
+    test_error = table(metrics, "test_error", "width", "seed").to_numpy()
     mean_error = test_error.mean(axis=1)
     pooled_sd = float(np.sqrt(test_error.var(axis=1, ddof=1).mean()))
     rise_tolerance = 2 * pooled_sd * np.sqrt(2 / S)
     rises = mean_error - np.minimum.accumulate(mean_error)
     largest_rise = float(rises.max()) if np.all(np.isfinite(final_loss)) else np.nan  # a diverged run fails
-    trace = _by_width(metrics, "ntk_trace").mean(axis=1).iloc[-1]
-    theory_trace = metrics.query("name == 'ntk_trace_theory'").set_index("width")["value"].iloc[-1]
+    trace = table(metrics, "ntk_trace", "width", "seed").mean(axis=1).iloc[-1]
+    theory_trace = value(metrics, "ntk_trace_theory", width=widths[-1])
     trace_tolerance = 3 * np.sqrt(5 / (widths[-1] * S))
     n_test = config.data.kwargs().get("n_test", "the")
     return [
@@ -166,7 +162,7 @@ def checks(metrics: pd.DataFrame, config: OverparameterisationConfig) -> list[Ch
 
 def figures(metrics: pd.DataFrame, config: OverparameterisationConfig) -> dict[str, Figure]:
     """Seed-mean loss curves of every width; final loss, test error and NTK trace (with its theory) against width."""
-    curves = metrics[metrics["name"] == "train_loss"].pivot_table(index="step", columns="width", values="value")
+    curves = select(metrics, "train_loss").pivot_table(index="step", columns="width", values="value")
     fig = Figure(figsize=(7, 4.8), layout="constrained")
     ax = fig.subplots()
     colors = colormaps["viridis"](np.linspace(0.0, 0.9, len(config.widths)))
@@ -181,16 +177,18 @@ def figures(metrics: pd.DataFrame, config: OverparameterisationConfig) -> dict[s
     sweep = Figure(figsize=(15, 4.5), layout="constrained")
     ax_loss, ax_test, ax_ntk = sweep.subplots(1, 3)
     w = np.asarray(config.widths)
-    tables = (_final_losses(metrics, config), _by_width(metrics, "test_error"), _by_width(metrics, "ntk_trace"))
-    for ax, table in zip((ax_loss, ax_test, ax_ntk), tables, strict=True):
+    tables = [
+        _final_losses(metrics, config),
+        *(table(metrics, n, "width", "seed") for n in ("test_error", "ntk_trace")),
+    ]
+    for ax, by_width in zip((ax_loss, ax_test, ax_ntk), tables, strict=True):
         for s in range(config.seeds):
-            ax.plot(w, table[s], "o", color="tab:blue", mfc="none", ms=5, label="per seed" if s == 0 else None)
+            ax.plot(w, by_width[s], "o", color="tab:blue", mfc="none", ms=5, label="per seed" if s == 0 else None)
         if ax is not ax_ntk:
-            ax.plot(w, table.mean(axis=1), "-", color="tab:blue", label="seed mean")
+            ax.plot(w, by_width.mean(axis=1), "-", color="tab:blue", label="seed mean")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("hidden width m")
-    theory = metrics.query("name == 'ntk_trace_theory'").set_index("width")["value"]
-    ax_ntk.plot(theory.index, theory, "-", color="k", label="theory C (m|x|^2/d + |x|^2 + 2)")
+    ax_ntk.plot(*series(metrics, "ntk_trace_theory", "width"), "-", color="k", label="theory C (m|x|^2/d + |x|^2 + 2)")
     ax_loss.set_yscale("log")
     ax_loss.set_ylabel(f"training cross-entropy after {config.steps} steps")
     ax_loss.set_title("Optimisation gets easier with width")

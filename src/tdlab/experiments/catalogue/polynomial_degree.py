@@ -30,6 +30,7 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.tidy import select, series, table
 from tdlab.theory.least_squares import residual_mean_square
 
 Array = NDArray[np.float64]
@@ -131,11 +132,11 @@ def measure(config: PolynomialDegreeConfig, context: Context) -> pd.DataFrame:
 
 
 def _per_degree(metrics: pd.DataFrame, name: str) -> pd.Series:
-    return metrics[metrics.name == name].set_index("degree")["value"].sort_index()
+    return select(metrics, name).set_index("degree")["value"].sort_index()
 
 
 def checks(metrics: pd.DataFrame, config: PolynomialDegreeConfig) -> list[Check]:
-    per_set = metrics[metrics.name == "train_error_set"].pivot(index="dataset", columns="degree", values="value")
+    per_set = table(metrics, "train_error_set", "dataset", "degree")
     train, test = _per_degree(metrics, "train_error"), _per_degree(metrics, "test_error")
     top = int(test.index.max())
     rounding = 1e-10 * float(np.mean(per_set[0].to_numpy()))
@@ -183,8 +184,7 @@ def figures(metrics: pd.DataFrame, config: PolynomialDegreeConfig) -> dict[str, 
 
 # -------------------------------------------------------------------------------------------- figures
 def _fits_figure(metrics: pd.DataFrame, config: PolynomialDegreeConfig) -> Figure:
-    fits = metrics[metrics.name == "fit"]
-    sample = metrics[metrics.name == "sample"]
+    fits, sample = select(metrics, "fit"), select(metrics, "sample")
     x, y = sample.x.to_numpy(), sample.value.to_numpy()
     grid = np.linspace(-1.0, 1.0, config.grid)
     f_grid = np.polynomial.Polynomial(config.cubic)(grid)
@@ -195,7 +195,7 @@ def _fits_figure(metrics: pd.DataFrame, config: PolynomialDegreeConfig) -> Figur
     axes = fig.subplots(1, len(panels), sharey=True)
     for ax, k, title in zip(axes, panels, titles, strict=True):
         ax.plot(grid, f_grid, "-", color="0.3", lw=1.2, label="true cubic f")
-        ax.plot(grid, fits[fits.degree == k].value.to_numpy(), "-", color="C3", lw=1.2, label=f"fit, degree {k}")
+        ax.plot(grid, series(metrics, "fit", "x", degree=k)[1], "-", color="C3", lw=1.2, label=f"fit, degree {k}")
         ax.plot(x, y, "o", color="C0", ms=4, mfc="none", label=f"{config.n} noisy samples")
         ax.set_title(f"degree {k}: {title}", fontsize=10)
         ax.set_xlabel("x")

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.tidy import rows, series, table, value
 from tdlab.optim.quadratics import QuadraticRun, descend, edge_of_stability, fitted_rate, rotated_quadratics, spectrum
 from tdlab.theory import quadratic as theory
 
@@ -143,40 +144,30 @@ def measure(config: QuadraticStepSizeConfig, context: Context) -> pd.DataFrame:
     t_regime, t_mode, lam = np.arange(config.regime_steps + 1), np.arange(config.mode_steps + 1), eigenvalues[:, None]
     return pd.concat(
         [
-            _rows("rate", grid, eta=etas[:, None], kappa=np.array(kappas)),
-            _rows("best_step_rate", best, eta=best_etas, kappa=best_kappas),
-            _rows("stability_edge", edges, kappa=kappas),
-            _rows("regime_error", regimes, eta=np.array(config.regime_eta_lambdas)[:, None], step=t_regime),
-            _rows("mode_error", relative[0], eta=config.mode_eta, eigenvalue=lam, step=t_mode),
-            _rows("one_step_mode_error", relative[1, len(lam) // 2], eta=1 / middle, eigenvalue=middle, step=t_mode),
+            rows("rate", grid, eta=etas[:, None], kappa=np.array(kappas)),
+            rows("best_step_rate", best, eta=best_etas, kappa=best_kappas),
+            rows("stability_edge", edges, kappa=kappas),
+            rows("regime_error", regimes, eta=np.array(config.regime_eta_lambdas)[:, None], step=t_regime),
+            rows("mode_error", relative[0], eta=config.mode_eta, eigenvalue=lam, step=t_mode),
+            rows("one_step_mode_error", relative[1, len(lam) // 2], eta=1 / middle, eigenvalue=middle, step=t_mode),
         ],
         ignore_index=True,
     )
-
-
-def _rows(name: str, values: object, **keys: object) -> pd.DataFrame:
-    """Tidy rows `name`, one per entry of `values`, with the `keys` broadcast to its shape as further columns."""
-    values = np.asarray(values, dtype=float)
-    keys = {k: np.broadcast_to(v, values.shape).ravel() for k, v in keys.items()}
-    return pd.DataFrame({"name": name, "value": values.ravel(), **keys})
 
 
 def _measured(metrics: pd.DataFrame, config: QuadraticStepSizeConfig) -> dict[str, NDArray[np.float64]]:
     """The metrics as arrays, in the config's orders: etas, rate grid (eta, kappa), best-step rates, edges (kappa),
     regime errors (panel, step), mode errors (step, mode) and the one-step errors (step)."""
 
-    def series(name: str, index: str | list[str]) -> pd.Series:
-        return metrics[metrics["name"] == name].set_index(index)["value"].sort_index()
-
-    grid = series("rate", ["eta", "kappa"]).unstack("kappa")[list(config.kappas)]
+    grid = table(metrics, "rate", "eta", "kappa")[list(config.kappas)]
     return {
         "etas": grid.index.to_numpy(),
         "grid": grid.to_numpy(),
-        "best": series("best_step_rate", "kappa")[list(config.best_step_kappas)].to_numpy(),
-        "edges": series("stability_edge", "kappa")[list(config.kappas)].to_numpy(),
-        "regimes": series("regime_error", ["eta", "step"]).unstack().loc[list(config.regime_eta_lambdas)].to_numpy(),
-        "modes": series("mode_error", ["eigenvalue", "step"]).unstack().loc[list(config.mode_eigenvalues)].to_numpy().T,
-        "one_step": series("one_step_mode_error", "step").to_numpy(),
+        "best": np.array([value(metrics, "best_step_rate", kappa=k) for k in config.best_step_kappas]),
+        "edges": np.array([value(metrics, "stability_edge", kappa=k) for k in config.kappas]),
+        "regimes": table(metrics, "regime_error", "eta", "step").loc[list(config.regime_eta_lambdas)].to_numpy(),
+        "modes": table(metrics, "mode_error", "eigenvalue", "step").loc[list(config.mode_eigenvalues)].to_numpy().T,
+        "one_step": series(metrics, "one_step_mode_error")[1],
     }
 
 

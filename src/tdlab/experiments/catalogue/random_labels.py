@@ -42,6 +42,7 @@ from tdlab.data import Dataset, digits, mnist1d, standardize, with_label_noise
 from tdlab.ensemble import StackedModels
 from tdlab.ensemble.members import MemberLosses, Members, accuracies, by_member, summed
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.tidy import select, table, value
 from tdlab.models import build_model
 from tdlab.probes import ProbeSet
 from tdlab.theory.random_labels import accuracy_standard_error, chance_accuracy
@@ -127,10 +128,7 @@ def measure(config: RandomLabelsConfig, context: Context) -> pd.DataFrame:
         members, summed(CROSS_ENTROPY), train, optimizer, config.max_steps, probes=probes, callbacks=[every_one_fitted]
     )
     curves = by_member(run.metrics).assign(name=lambda rows: rows["name"].str.replace("/", "_"))
-    loss, accuracy = (
-        curves[curves["name"] == f"train_{n}"].pivot(index="step", columns="member", values="value")
-        for n in ("loss", "accuracy")
-    )
+    loss, accuracy = (table(curves, f"train_{n}", "step", "member") for n in ("loss", "accuracy"))
     with torch.no_grad():
         test_accuracy = accuracies(members(data.X_test), data.y_test).tolist()
     summary = pd.DataFrame(
@@ -153,11 +151,10 @@ def _summary(metrics: pd.DataFrame, config: RandomLabelsConfig) -> dict[str, np.
     accuracy at chance, the measured seed-to-seed sd on random labels, and the sd of the seed mean (the larger of
     the two over sqrt(seeds))."""
     summary = metrics[metrics["name"].isin(SUMMARY)]
-    table = summary.pivot_table(index="seed", columns=["name", "noise_fraction"], values="value", dropna=False)
-    out: dict[str, np.ndarray | float] = {name: table[name].to_numpy() for name in SUMMARY}
-    size = metrics.set_index("name")["value"]
-    out["num_test"] = int(size["num_test"])
-    out["chance"] = chance = chance_accuracy(np.full(int(size["num_classes"]), 1.0 / size["num_classes"]))
+    by_seed = summary.pivot_table(index="seed", columns=["name", "noise_fraction"], values="value", dropna=False)
+    out: dict[str, np.ndarray | float] = {name: by_seed[name].to_numpy() for name in SUMMARY}
+    out["num_test"], classes = int(value(metrics, "num_test")), value(metrics, "num_classes")
+    out["chance"] = chance = chance_accuracy(np.full(int(classes), 1.0 / classes))
     out["binomial_sd"] = float(accuracy_standard_error(chance, out["num_test"]))
     out["spread"] = float(out["test_accuracy"][:, -1].std(ddof=1)) if config.seeds > 1 else float("nan")
     out["sd"] = max(out["binomial_sd"], np.nan_to_num(out["spread"])) / np.sqrt(config.seeds)
@@ -218,7 +215,7 @@ def _curves_figure(metrics: pd.DataFrame, config: RandomLabelsConfig) -> Figure:
     fractions = config.noise_fractions
     colors = dict(zip(fractions, colormaps["viridis"](np.linspace(0.0, 0.9, len(fractions))), strict=True))
     for name, ax in (("train_loss", ax_loss), ("train_accuracy", ax_acc)):
-        curves = metrics[metrics["name"] == name].pivot_table("value", "step", ["seed", "noise_fraction"])
+        curves = select(metrics, name).pivot_table("value", "step", ["seed", "noise_fraction"])
         for (s, f), curve in curves.items():
             label = f"noise {f:.2g}" if s == 0 else None
             ax.plot(curve.index, curve, color=colors[f], lw=1.2, alpha=0.9, label=label)

@@ -36,6 +36,7 @@ from scipy import stats
 from torch import Tensor, nn
 
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.tidy import select, series, value
 from tdlab.models import MLP, initialise
 from tdlab.probes import ActivationStats, LossProbe, ProbeSet, Sharpness
 from tdlab.theory import cauchy
@@ -207,8 +208,8 @@ def _training(config: ReluElbowsConfig, context: Context, generator: torch.Gener
         if trained.steps % every:
             probes.measure(trained.steps)
         history = probes.to_frame()
-        loss = history[history.name == "train/loss"].assign(name="train_loss")
-        killed = history[history.name == "act/hidden.0/dead"].assign(name="dead_units")
+        loss = select(history, "train/loss").assign(name="train_loss")
+        killed = select(history, "act/hidden.0/dead").assign(name="dead_units")
         killed["value"] = (killed["value"] * config.width).round()
         change = max(
             float((p - p0)[dead].abs().max()) if dead.any() else 0.0 for p, p0 in zip(_units(net), start, strict=True)
@@ -252,80 +253,73 @@ def _interpolants(config: ReluElbowsConfig, context: Context) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _named(metrics: pd.DataFrame, name: str, index: str | None = None) -> pd.Series:
-    rows = metrics[metrics.name == name]
-    return rows["value"] if index is None else rows.set_index(index)["value"].sort_index()
-
-
 def checks(metrics: pd.DataFrame, config: ReluElbowsConfig) -> list[Check]:
     out = [
         Check.at_least(
             "Kolmogorov-Smirnov test of the elbows against the standard Cauchy law: p-value",
-            float(_named(metrics, "ks_pvalue").iloc[0]),
+            value(metrics, "ks_pvalue"),
             KS_LEVEL,
             detail=f"{config.elbow_units} elbows -b/w with w, b ~ N(0, 1); statistic D = "
-            f"{float(_named(metrics, 'ks_statistic').iloc[0]):.2e}; the test does not reject at the {KS_LEVEL:.0%} "
+            f"{value(metrics, 'ks_statistic'):.2e}; the test does not reject at the {KS_LEVEL:.0%} "
             f"level when p >= {KS_LEVEL}",
         )
     ]
-    fractions = _named(metrics, "fraction_in_interval", "half_width")
     for a in INTERVALS:
         p = float(cauchy.cauchy_interval_probability(a))
         out.append(
             Check.absolute(
                 f"fraction of elbows in [-{a:g}, {a:g}]",
-                float(fractions[a]),
+                value(metrics, "fraction_in_interval", half_width=a),
                 p,
                 STANDARD_ERRORS * math.sqrt(p * (1 - p) / config.elbow_units),
                 detail=f"theory (2/pi) arctan({a:g}) = {p:.4f}; tolerance {STANDARD_ERRORS:g} binomial standard "
                 f"errors sqrt(p (1 - p) / {config.elbow_units})",
             )
         )
-    medians = _named(metrics, "median_abs_group_mean", "group_size")
-    largest = max(config.group_sizes)
+    largest, (sizes, medians) = max(config.group_sizes), series(metrics, "median_abs_group_mean", "group_size")
     groups = config.elbow_units // largest
     # sample median of |mean| ~ N(1, (1/4) / (groups f(1)^2)) with f(1) = 1/pi the density of |Cauchy| at 1
     out.append(
         Check.absolute(
             f"median |mean of {largest} elbows| (no law of large numbers)",
-            float(medians[largest]),
+            value(metrics, "median_abs_group_mean", group_size=largest),
             cauchy.median_abs_mean(),
             STANDARD_ERRORS * math.pi / (2.0 * math.sqrt(groups)),
             detail=f"{groups} groups; the mean of n standard Cauchy variables is standard Cauchy, median |.| = 1 "
             f"for every n (a law with a variance would give ~0.67 sd/sqrt(n)); tolerance {STANDARD_ERRORS:g} "
             f"standard errors pi/(2 sqrt(groups)) of a sample median; all n: "
-            + ", ".join(f"n={int(n)}: {v:.3f}" for n, v in medians.items()),
+            + ", ".join(f"n={int(n)}: {v:.3f}" for n, v in zip(sizes, medians, strict=True)),
         )
     )
-    diverged = _named(metrics, "diverged", "step_fraction")
-    moved = _named(metrics, "dead_at_init_change", "step_fraction")[diverged == 0]
+    diverged = series(metrics, "diverged", "step_fraction")[1]
+    moved = series(metrics, "dead_at_init_change", "step_fraction")[1][diverged == 0]
     out.append(
         Check.at_most(
             "largest parameter change of the units dead at initialisation",
             float(moved.max()) if len(moved) else math.nan,
             0.0,
-            detail=f"{int(_named(metrics, 'dead_at_init').iloc[0])} of {config.width} units have relu(w x + b) = 0 on "
+            detail=f"{int(value(metrics, 'dead_at_init'))} of {config.width} units have relu(w x + b) = 0 on "
             f"every training input at init: zero gradient, so exactly no change in any of the {len(moved)} runs that "
             "did not diverge",
         )
     )
-    near = _named(metrics, "near_bend_weight", "step")
-    before, after = float(near.iloc[0]), float(near.iloc[-1])
+    near = series(metrics, "near_bend_weight")[1]
+    before, after = float(near[0]), float(near[-1])
     out.append(
         Check.holds(
             "training moves the elbows to the bends of the target",
-            after > before and not bool(diverged[config.shown_fraction]),
+            after > before and not value(metrics, "diverged", step_fraction=config.shown_fraction),
             measured=after,
             detail=f"share of the slope changes |a_j w_j| of live units within {NEAR_KNOT} of a bend "
             f"({', '.join(f'{k:g}' for k in TARGET_KNOTS[1:-1])}): {before:.3f} at init, {after:.3f} "
             f"after {config.steps} GD steps at eta = {config.shown_fraction:g} x 2/lambda_max",
         )
     )
-    errors = _named(metrics, "interpolant_sup_error", "pieces")
+    pieces, errors = series(metrics, "interpolant_sup_error", "pieces")
     out.append(
         Check.at_most(
             "interpolating ReLU net: largest error at its knots",
-            float(_named(metrics, "interpolant_knot_error").max()),
+            float(select(metrics, "interpolant_knot_error")["value"].max()),
             1e-12,
             detail=f"g(x) = sin(3x) on [-2, 2], K = {list(config.knots)} pieces, an MLP with K units in float64 "
             "loaded with the weights of `relu_interpolant`; exact up to rounding",
@@ -334,10 +328,10 @@ def checks(metrics: pd.DataFrame, config: ReluElbowsConfig) -> list[Check]:
     out.append(
         Check.at_most(
             "interpolating ReLU net: sup error / (h^2 max|g''| / 8), worst K",
-            float((errors / _named(metrics, "interpolant_error_bound", "pieces")).max()),
+            float((errors / series(metrics, "interpolant_error_bound", "pieces")[1]).max()),
             1.0,
             detail="the interpolation error bound of de Boor (2001) on a 4001-point grid; errors "
-            + ", ".join(f"K={int(k)}: {e:.2e}" for k, e in errors.items()),
+            + ", ".join(f"K={int(k)}: {e:.2e}" for k, e in zip(pieces, errors, strict=True)),
         )
     )
     return out
@@ -375,10 +369,10 @@ def _load_interpolant(net: ReluInterpolant) -> MLP:
 def _cauchy_figure(metrics: pd.DataFrame, config: ReluElbowsConfig) -> Figure:
     fig = Figure(figsize=(15.0, 4.4), layout="constrained")
     left, middle, right = fig.subplots(1, 3)
-    density = _named(metrics, "elbow_density", "elbow")
+    elbow, density = series(metrics, "elbow_density", "elbow")
     edges = np.linspace(-10, 10, 101)
     left.hist(
-        density.index,
+        elbow,
         bins=edges,
         weights=density,
         color="C1",
@@ -393,7 +387,7 @@ def _cauchy_figure(metrics: pd.DataFrame, config: ReluElbowsConfig) -> Figure:
     left.set_title("Elbows at N(0, 1) initialisation")
     left.legend(fontsize=8)
 
-    running = metrics[metrics.name == "running_mean"]
+    running = select(metrics, "running_mean")
     for k, stream in running.groupby("stream"):
         middle.semilogx(stream.n, stream.value, "-", lw=0.9, color=f"C{int(k)}")
     n = np.geomspace(1, running.n.max(), 200)
@@ -405,8 +399,7 @@ def _cauchy_figure(metrics: pd.DataFrame, config: ReluElbowsConfig) -> Figure:
     middle.set_title(f"Running means never settle ({STREAMS} streams)")
     middle.legend(fontsize=8)
 
-    medians = _named(metrics, "median_abs_group_mean", "group_size")
-    sizes, values = medians.index.to_numpy(), medians.to_numpy()
+    sizes, values = series(metrics, "median_abs_group_mean", "group_size")
     errors = STANDARD_ERRORS * np.pi / (2 * np.sqrt(config.elbow_units // sizes))
     right.errorbar(sizes, values, yerr=errors, fmt="o", color="C1", mfc="none", label="measured (3 s.e.)")
     right.axhline(cauchy.median_abs_mean(), color="C0", lw=1.5, label="Cauchy: 1 for every n")
@@ -431,14 +424,12 @@ def _training_figure(metrics: pd.DataFrame, config: ReluElbowsConfig) -> Figure:
     x, y = (t[:, 0] for t in _target(config))
     grid = torch.linspace(-2.5, 2.5, 501, dtype=torch.float64)
     start, after = (
-        tuple(torch.tensor(_named(metrics[metrics.step == t], name, "unit").to_numpy()) for name in UNIT)
-        for t in (0, config.steps)
+        tuple(torch.tensor(series(metrics, name, "unit", step=t)[1]) for name in UNIT) for t in (0, config.steps)
     )
-    offset = _named(metrics, "readout_bias", "step")
 
     def net(params: tuple[Tensor, ...], step: int) -> NDArray:
         w, bias, out = params
-        return (torch.relu(grid[:, None] * w + bias) @ out + float(offset[step])).numpy()
+        return (torch.relu(grid[:, None] * w + bias) @ out + value(metrics, "readout_bias", step=step)).numpy()
 
     a.plot(x.numpy(), y.numpy(), "o", color="0.3", ms=3, label="training data (target)")
     a.plot(grid.numpy(), net(start, 0), "-", color="C0", lw=1.2, label="network at init")
@@ -471,18 +462,17 @@ def _training_figure(metrics: pd.DataFrame, config: ReluElbowsConfig) -> Figure:
     b.set_title("Elbows move to where the target bends")
     b.legend(fontsize=8)
 
-    dead = metrics[metrics.name == "dead_units"]
-    diverged = _named(metrics, "diverged", "step_fraction")
-    fractions = diverged.index.to_numpy()
-    for i, (fraction, series) in enumerate(dead.groupby("step_fraction")):
-        label = f"{fraction:g} x 2/λ" + (" (diverged)" if diverged[fraction] else "")
-        c.plot(series.step, series.value, "-", color=f"C{i}", label=label)
+    dead = select(metrics, "dead_units")
+    fractions, diverged = series(metrics, "diverged", "step_fraction")
+    for i, (fraction, curve) in enumerate(dead.groupby("step_fraction")):
+        label = f"{fraction:g} x 2/λ" + (" (diverged)" if value(metrics, "diverged", step_fraction=fraction) else "")
+        c.plot(curve.step, curve.value, "-", color=f"C{i}", label=label)
     c.set_xlabel("GD step")
     c.set_ylabel(f"dead units (of {config.width})")
     c.set_title("Units die early, and a few more with long training")
     c.legend(fontsize=8, ncol=2)
 
-    ok = (diverged == 0).to_numpy()
+    ok = diverged == 0
     first, last = (dead.sort_values("step").groupby("step_fraction")["value"].agg(k) for k in ("first", "last"))
     d.plot(fractions[ok], last.to_numpy()[ok] / config.width, "o-", color="C3", label=f"after {config.steps} steps")
     d.plot(fractions, first.to_numpy() / config.width, "--", color="0.4", label="at initialisation")
@@ -501,17 +491,19 @@ def _interpolant_figure(metrics: pd.DataFrame, config: ReluElbowsConfig) -> Figu
     left, right = fig.subplots(1, 2)
     grid = np.linspace(-2.0, 2.0, 4001)
     left.plot(grid, smooth_target(grid), "-", color="0.3", lw=2.0, label=r"$g(x) = \sin 3x$")
-    at_knots = metrics[metrics.name == "interpolant_at_knot"]
     for k, pieces in enumerate(sorted(config.knots)[:3]):
-        knots = at_knots[at_knots.pieces == pieces].sort_values("x")
-        left.plot(knots.x, knots.value, "-", color=f"C{k}", lw=1.0, label=f"{pieces} units")  # linear between knots
-        left.plot(knots.x, smooth_target(knots.x.to_numpy()), "o", color=f"C{k}", ms=3)
+        knots, at_knots = series(metrics, "interpolant_at_knot", "x", pieces=pieces)
+        left.plot(knots, at_knots, "-", color=f"C{k}", lw=1.0, label=f"{pieces} units")  # linear between knots
+        left.plot(knots, smooth_target(knots), "o", color=f"C{k}", ms=3)
     left.set_xlabel("x")
     left.set_ylabel("f(x)")
     left.set_title("One hidden layer of elbows: the interpolant, exact at its knots")
     left.legend(fontsize=8)
     pieces = np.array(config.knots)
-    bounds, errors = (_named(metrics, f"interpolant_{name}", "pieces")[pieces] for name in ("error_bound", "sup_error"))
+    bounds, errors = (
+        np.array([value(metrics, f"interpolant_{name}", pieces=k) for k in pieces])
+        for name in ("error_bound", "sup_error")
+    )
     right.loglog(pieces, bounds, "-", color="C0", label=r"bound $h^2 \max|g''| / 8$")
     right.loglog(pieces, errors, "o", color="C1", mfc="none", label="measured sup error")
     right.set_xticks(pieces, labels=[str(k) for k in pieces])

@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 from pydantic import Field
 
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.tidy import select
 from tdlab.theory import least_squares as theory
 
 Array = NDArray[np.float64]
@@ -96,8 +97,7 @@ def measure(config: RidgeViewsConfig, context: Context) -> pd.DataFrame:
 def checks(metrics: pd.DataFrame, config: RidgeViewsConfig) -> list[Check]:
     out = []
     for regime, (n, d) in _regimes(config).items():
-        rows = metrics[metrics.regime == regime]
-        pairs = rows[rows.name == "relative_distance"]
+        pairs = select(metrics, "relative_distance", regime=regime)
         worst = pairs.loc[pairs.value.idxmax()]
         out.append(
             Check.at_most(
@@ -109,7 +109,7 @@ def checks(metrics: pd.DataFrame, config: RidgeViewsConfig) -> list[Check]:
                 f"tolerance {config.tolerance:g} from the issue",
             )
         )
-        filt = rows[rows.name == "filter"]
+        filt = select(metrics, "filter", regime=regime)
         out.append(
             Check.at_most(
                 f"filter read off the solution vs s^2/(s^2 + lambda) ({regime}), max abs difference",
@@ -128,14 +128,13 @@ def figures(metrics: pd.DataFrame, config: RidgeViewsConfig) -> dict[str, Figure
 def _filter_figure(metrics: pd.DataFrame, config: RidgeViewsConfig) -> Figure:
     fig = Figure(figsize=(12.0, 4.6), layout="constrained")
     left, right = fig.subplots(1, 2)
-    filters = metrics[metrics.name == "filter"]
-    ratios = filters.s2_over_lam.to_numpy()
+    ratios = select(metrics, "filter").s2_over_lam.to_numpy()
     fine = np.geomspace(ratios.min() / 3, ratios.max() * 3, 400)
     left.semilogx(fine, fine / (1.0 + fine), "-", color="0.2", lw=1.2, label=r"theory $\rho/(1 + \rho)$")
     for regime in _regimes(config):
         for k, lam in enumerate(config.lams):
-            rows = filters[(filters.regime == regime) & (filters.lam == lam)]
-            r, measured = rows.s2_over_lam.to_numpy(), rows.value.to_numpy()
+            chosen = select(metrics, "filter", regime=regime, lam=lam)
+            r, measured = chosen.s2_over_lam.to_numpy(), chosen.value.to_numpy()
             left.semilogx(
                 r, measured, MARKERS[regime], color=f"C{k}", ms=4, mfc="none", label=rf"{regime}, $\lambda = {lam:g}$"
             )
@@ -163,8 +162,9 @@ def _filter_figure(metrics: pd.DataFrame, config: RidgeViewsConfig) -> Figure:
 def _agreement_figure(metrics: pd.DataFrame, tolerance: float) -> Figure:
     fig = Figure(figsize=(8.0, 4.2), layout="constrained")
     ax = fig.subplots()
-    table = metrics[(metrics["name"] == "relative_distance_to_svd") & (metrics["view"] != "SVD filter")]
-    worst = table.groupby(["view", "regime"], sort=False)["value"].max().unstack("regime")
+    distances = select(metrics, "relative_distance_to_svd")
+    distances = distances[distances["view"] != "SVD filter"]
+    worst = distances.groupby(["view", "regime"], sort=False)["value"].max().unstack("regime")
     positions = np.arange(len(worst))
     for k, regime in enumerate(worst.columns):
         floor = np.maximum(worst[regime].to_numpy(), 1e-18)

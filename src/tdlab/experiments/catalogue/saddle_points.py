@@ -39,6 +39,7 @@ from tdlab.curvature import exact_hessian
 from tdlab.data import half_squared_error
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.experiments.fields import describe, seeded
+from tdlab.experiments.tidy import rows
 from tdlab.landscape import CriticalPoint, find_critical_point
 from tdlab.oracles import Objective
 from tdlab.oracles.flat import assign
@@ -125,7 +126,7 @@ def measure(config: SaddlePointsConfig, context: Context) -> pd.DataFrame:
     """Rows (trajectory, step, name, value) of every search: "loss", "index", "gradient_norm", "converged",
     "lambda_min", "lambda_max", "start_loss", "iterations"; rows (saddle, name, value) of every escape (`_escape`)."""
     data = build_data(seeded(config.data, config.seed), context.device, torch.float64)
-    rows, points = [], []
+    records, points = [], []
     for run in context.track(range(config.trajectories), "critical points along GD runs"):
         model = build_network(
             ModelConfig.model_validate({**config.model.model_dump(), "seed": config.seed + run}), data
@@ -148,8 +149,8 @@ def measure(config: SaddlePointsConfig, context: Context) -> pd.DataFrame:
                 "start_loss": obj.value(theta),
                 "iterations": p.iterations,
             }
-            rows += [{"trajectory": run, "step": step, "name": n, "value": float(v)} for n, v in found.items()]
-    metrics = pd.DataFrame(rows, columns=["trajectory", "saddle", "step", "index", "name", "value"])
+            records += [{"trajectory": run, "step": step, "name": n, "value": float(v)} for n, v in found.items()]
+    metrics = pd.DataFrame(records, columns=["trajectory", "saddle", "step", "index", "name", "value"])
     distinct = [points[i] for i in _distinct(metrics).index]
     saddles = sorted((p for p in distinct if p.index > 0), key=_escape_rate, reverse=True)[: config.escapes]
     escapes = [_escape(obj, p, config, config.seed + 1000 + k) for k, p in enumerate(context.track(saddles, "escapes"))]
@@ -158,8 +159,8 @@ def measure(config: SaddlePointsConfig, context: Context) -> pd.DataFrame:
 
 def _searches(metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per search (in the order run), its numbers as columns."""
-    rows = metrics[metrics["trajectory"].notna()]
-    return rows.pivot_table(index=["trajectory", "step"], columns="name", values="value").reset_index()
+    searches = metrics[metrics["trajectory"].notna()]
+    return searches.pivot_table(index=["trajectory", "step"], columns="name", values="value").reset_index()
 
 
 def _distinct(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -221,11 +222,11 @@ def _escape(obj: Objective, saddle: CriticalPoint, config: SaddlePointsConfig, s
     steps, index = np.arange(len(trace)), np.arange(obj.dim)
     return pd.concat(
         [
-            pd.DataFrame({"name": [f"escape_{n}" for n in scalars], "value": [float(v) for v in scalars.values()]}),
-            pd.DataFrame({"step": steps, "name": "escape_coordinate", "value": coordinates}),
-            pd.DataFrame({"step": steps, "name": "escape_path_loss", "value": losses}),
-            pd.DataFrame({"index": index, "name": "escape_eigenvalue", "value": values.cpu().numpy()}),
-            pd.DataFrame({"index": index, "name": "escape_initial_coordinate", "value": initial.cpu().numpy()}),
+            *(rows(f"escape_{n}", v) for n, v in scalars.items()),
+            rows("escape_coordinate", coordinates, step=steps),
+            rows("escape_path_loss", losses, step=steps),
+            rows("escape_eigenvalue", values.cpu().numpy(), index=index),
+            rows("escape_initial_coordinate", initial.cpu().numpy(), index=index),
         ]
     )
 
@@ -234,11 +235,11 @@ def _escapes(metrics: pd.DataFrame, config: SaddlePointsConfig) -> list[dict]:
     """Per escape: its scalars (without the prefix), the predicted T = log(r / delta_min) / log(1 + eta
     |lambda_min|) (`tdlab.theory.saddles.escape_time`), and its series by step and by index."""
     out = []
-    for _, rows in metrics[metrics["saddle"].notna()].groupby("saddle"):
-        scalar = rows[rows["step"].isna() & rows["index"].isna()]
+    for _, escape in metrics[metrics["saddle"].notna()].groupby("saddle"):
+        scalar = escape[escape["step"].isna() & escape["index"].isna()]
         e = {n.removeprefix("escape_"): v for n, v in zip(scalar["name"], scalar["value"], strict=True)}
         for by in ("step", "index"):
-            for name, series in rows[rows[by].notna()].sort_values(by).groupby("name"):
+            for name, series in escape[escape[by].notna()].sort_values(by).groupby("name"):
                 e[name.removeprefix("escape_")] = series["value"].to_numpy()
         e["predicted"] = (
             escape_time(config.radius, e["delta_min"], e["eta"], e["lambda_min"])

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from tdlab.data import half_squared_error
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
+from tdlab.experiments.tidy import rows, select, series, table, value
 from tdlab.models import LinearModel
 from tdlab.optim.newton import NewtonCG, newton_cg
 from tdlab.optim.projected import ProjectedGD, project_box, project_l1_ball, project_l2_ball
@@ -94,21 +95,6 @@ class SchedulesAndMethodsConfig(ExperimentConfig):
         return self
 
 
-def _rows(name: str, values: object, **keys: object) -> pd.DataFrame:
-    """Tidy rows `name`, one per entry of `values`, with the `keys` broadcast to its shape as further columns."""
-    values = np.asarray(values, dtype=float)
-    keys = {k: np.broadcast_to(v, values.shape).ravel() for k, v in keys.items()}
-    return pd.DataFrame({"name": name, "value": values.ravel(), **keys})
-
-
-def _get(metrics: pd.DataFrame, name: str, by: str = "step", **where: object) -> np.ndarray:
-    """The values of rows `name` matching `where` (column == value), ordered by the column `by`."""
-    rows = metrics[metrics["name"] == name]
-    for column, value in where.items():
-        rows = rows[rows[column] == value]
-    return rows.sort_values(by)["value"].to_numpy()
-
-
 # ------------------------------------------------------------------------------------------------ measure
 def measure(config: SchedulesAndMethodsConfig, context: Context) -> pd.DataFrame:
     """The four parts' rows (see each)."""
@@ -139,8 +125,8 @@ def _schedules(config: SchedulesAndMethodsConfig, device: torch.device) -> pd.Da
             model, nn.MSELoss(), (torch.zeros(1, 1), torch.zeros(1, 1)), optimizer, T, scheduler=scheduler(optimizer)
         )
         frames += [
-            _rows("lr", learning_rates(schedule, eta0, T), schedule=name, step=t),
-            _rows("lr_torch", trained.metrics.query("name == 'lr'")["value"], schedule=name, step=t),
+            rows("lr", learning_rates(schedule, eta0, T), schedule=name, step=t),
+            rows("lr_torch", select(trained.metrics, "lr")["value"], schedule=name, step=t),
         ]
     return pd.concat(frames)
 
@@ -189,18 +175,18 @@ def _lasso(config: SchedulesAndMethodsConfig, device: torch.device) -> pd.DataFr
 
     F_star, steps = objective(torch.tensor(reference, device=device)), np.arange(config.lasso_steps + 1)
     kept = np.unique(np.r_[0, np.geomspace(1, config.lasso_steps, 200).astype(int)])  # log-spaced, last included
-    frames = [_rows("reference", reference, index=np.arange(d))]
+    frames = [rows("reference", reference, index=np.arange(d))]
     for method, path in (("ista", torch.stack(ista)), ("subgradient", torch.stack(subgradient))):
         gap = np.array([objective(p) for p in path]) - F_star
         path = path.cpu().numpy()
         frames += [
-            _rows("objective_gap", gap, method=method, step=steps),
-            _rows("exact_zeros", (path == 0).sum(1), method=method, step=steps),
-            _rows("coefficient", path[kept], method=method, step=kept[:, None], index=np.arange(d)),
+            rows("objective_gap", gap, method=method, step=steps),
+            rows("exact_zeros", (path == 0).sum(1), method=method, step=steps),
+            rows("coefficient", path[kept], method=method, step=kept[:, None], index=np.arange(d)),
         ]
     distances = np.linalg.norm(torch.stack(ista).cpu().numpy() - reference, axis=1)
-    frames.append(_rows("distance", distances, method="ista", step=steps))
-    return pd.concat([*frames, _rows("L", L), _rows("mu", mu), _rows("kkt", violation.max())])
+    frames.append(rows("distance", distances, method="ista", step=steps))
+    return pd.concat([*frames, rows("L", L), rows("mu", mu), rows("kkt", violation.max())])
 
 
 def _projected(config: SchedulesAndMethodsConfig, device: torch.device) -> pd.DataFrame:
@@ -218,8 +204,8 @@ def _projected(config: SchedulesAndMethodsConfig, device: torch.device) -> pd.Da
             path.append(w.detach().clone())
         final, path = path[-1], torch.stack(path).cpu().numpy()
         mapping = torch.linalg.vector_norm(final - projection(final - lr * q.gradient(final - m))) / lr
-        frames += [_rows("x", path[:, 0], set=name, step=steps), _rows("y", path[:, 1], set=name, step=steps)]
-        frames.append(_rows("gradient_mapping", float(mapping), set=name))
+        frames += [rows("x", path[:, 0], set=name, step=steps), rows("y", path[:, 1], set=name, step=steps)]
+        frames.append(rows("gradient_mapping", float(mapping), set=name))
     return pd.concat(frames)
 
 
@@ -247,7 +233,7 @@ def _newton_linear_model(config: SchedulesAndMethodsConfig, device: torch.device
     design = torch.cat([X, torch.ones(n, 1, dtype=torch.float64)], 1)
     # normal equations (weight, bias) as flattened; torch.linalg.lstsq on CPU differs between calls by rounding
     solution = torch.linalg.solve(design.T @ design, design.T @ y).reshape(-1).to(device)
-    return _rows("one_step_error_linear_model", float((theta1 - solution).abs().max()), method="newton")
+    return rows("one_step_error_linear_model", float((theta1 - solution).abs().max()), method="newton")
 
 
 def _rosenbrock_methods(config: SchedulesAndMethodsConfig, device: torch.device) -> pd.DataFrame:
@@ -268,26 +254,25 @@ def _rosenbrock_methods(config: SchedulesAndMethodsConfig, device: torch.device)
         for k, (radius, predicted, B) in enumerate(zip(tr.radii, tr.predicted, f.hessian(tr.path), strict=False))
     ]
     frames = [
-        _rows("radius", tr.radii, method="trust region", step=np.arange(len(tr.radii))),
-        _rows("cauchy_ratio", ratios, method="trust region", step=np.arange(len(ratios))),
-        _rows("converged", [tr.converged, newton.converged], method=np.array(ROSENBROCK[:2])),
-        _rows("iterations", [len(tr.radii), len(newton.step_sizes)], method=np.array(ROSENBROCK[:2])),
-        _rows("hessian_vector_products", tr.num_hvp, method="trust region"),
-        _rows("damped_steps", sum(a < 1 for a in newton.step_sizes), method="damped newton"),
+        rows("radius", tr.radii, method="trust region", step=np.arange(len(tr.radii))),
+        rows("cauchy_ratio", ratios, method="trust region", step=np.arange(len(ratios))),
+        rows("converged", [tr.converged, newton.converged], method=np.array(ROSENBROCK[:2])),
+        rows("iterations", [len(tr.radii), len(newton.step_sizes)], method=np.array(ROSENBROCK[:2])),
+        rows("hessian_vector_products", tr.num_hvp, method="trust region"),
+        rows("damped_steps", sum(a < 1 for a in newton.step_sizes), method="damped newton"),
     ]
     for method, path in zip(ROSENBROCK, (tr.path, newton.path, torch.stack(gd)), strict=True):
         steps, distance = np.arange(len(path)), torch.linalg.vector_norm(path - w_star, dim=1).cpu().numpy()
         path = path.cpu().numpy()
-        frames += [_rows(c, path[:, i], method=method, step=steps) for i, c in enumerate("xy")]
-        frames.append(_rows("distance_to_minimiser", distance, method=method, step=steps))
+        frames += [rows(c, path[:, i], method=method, step=steps) for i, c in enumerate("xy")]
+        frames.append(rows("distance_to_minimiser", distance, method=method, step=steps))
     return pd.concat(frames)
 
 
 def _coefficients(metrics: pd.DataFrame, method: str) -> tuple[np.ndarray, np.ndarray]:
     """The stored steps and the coefficient paths (steps, index) of a lasso method."""
-    rows = metrics[(metrics["name"] == "coefficient") & (metrics["method"] == method)]
-    table = rows.pivot_table(index="step", columns="index", values="value", aggfunc="first")
-    return table.index.to_numpy(), table.to_numpy()
+    paths = table(metrics, "coefficient", "step", method=method)
+    return paths.index.to_numpy(), paths.to_numpy()
 
 
 # ------------------------------------------------------------------------------------------------- checks
@@ -301,7 +286,7 @@ def checks(metrics: pd.DataFrame, config: SchedulesAndMethodsConfig) -> list[Che
         "piecewise": "MultiStepLR multiplies the rate by gamma at each milestone",
     }
     for name, label in SCHEDULES.items():
-        ours, theirs = _get(metrics, "lr", schedule=name), _get(metrics, "lr_torch", schedule=name)
+        ours, theirs = (series(metrics, key, schedule=name)[1] for key in ("lr", "lr_torch"))
         result.append(
             Check.at_most(
                 f"{name} schedule vs torch {label}: max relative difference over {T} steps",
@@ -320,21 +305,21 @@ def checks(metrics: pd.DataFrame, config: SchedulesAndMethodsConfig) -> list[Che
 
 
 def _lasso_checks(metrics: pd.DataFrame, config: SchedulesAndMethodsConfig) -> list[Check]:
-    reference = _get(metrics, "reference", by="index")
-    L, mu, kkt = (float(_get(metrics, name)[0]) for name in ("L", "mu", "kkt"))
+    reference = series(metrics, "reference", "index")[1]
+    L, mu, kkt = (value(metrics, name) for name in ("L", "mu", "kkt"))
     final = _coefficients(metrics, "ista")[1][-1]
     subgradient_final = _coefficients(metrics, "subgradient")[1][-1]
     distance0, d, alpha = float(np.linalg.norm(reference)), config.lasso_features, config.lasso_alpha
-    ista_gap = _get(metrics, "objective_gap", method="ista")
+    ista_gap = series(metrics, "objective_gap", method="ista")[1]
     iterations = np.arange(1, config.lasso_steps + 1)
     objective_ratio = float(np.max(ista_gap[1:] / ista_objective_bound(iterations, L, distance0)))
     distance_bound = ista_distance_bound(np.arange(config.lasso_steps + 1), L, mu, distance0)
     floor = 1e-12  # below this the distance is rounding, not convergence
     resolved = (distance_bound > floor) & (np.arange(config.lasso_steps + 1) >= 1)
-    distances = _get(metrics, "distance", method="ista")
+    distances = series(metrics, "distance", method="ista")[1]
     distance_ratio = float(np.max(distances[resolved] / distance_bound[resolved]))
     zero_mismatch = int(np.sum((final == 0) != (reference == 0)))
-    subgradient_zeros = int(_get(metrics, "exact_zeros", method="subgradient")[1:].sum())
+    subgradient_zeros = int(series(metrics, "exact_zeros", method="subgradient")[1][1:].sum())
     return [
         Check.at_most(
             "lasso: max |ISTA - sklearn Lasso| over the coefficients",
@@ -378,7 +363,7 @@ def _lasso_checks(metrics: pd.DataFrame, config: SchedulesAndMethodsConfig) -> l
 def _projection_checks(metrics: pd.DataFrame, config: SchedulesAndMethodsConfig) -> list[Check]:
     exact, result = _exact_minimisers(), []
     for name, (_, size, bound) in SETS.items():
-        x, y = _get(metrics, "x", set=name), _get(metrics, "y", set=name)
+        x, y = (series(metrics, c, set=name)[1] for c in "xy")
         result.append(
             Check.at_most(
                 f"projected GD, {name}: largest constraint value over the path",
@@ -405,7 +390,7 @@ def _projection_checks(metrics: pd.DataFrame, config: SchedulesAndMethodsConfig)
             result.append(
                 Check.at_most(
                     f"projected GD, {name}: gradient mapping ||w - P(w - eta grad f(w))|| / eta at the last iterate",
-                    float(_get(metrics, "gradient_mapping", set=name)[0]),
+                    value(metrics, "gradient_mapping", set=name),
                     1e-10,
                     detail="zero exactly at the constrained minimiser (Beck 2017, First-Order Methods in Optimization, "
                     "Thm. 10.7); linear convergence makes it ~0.9^steps",
@@ -416,13 +401,13 @@ def _projection_checks(metrics: pd.DataFrame, config: SchedulesAndMethodsConfig)
 
 def _second_order_checks(metrics: pd.DataFrame, config: SchedulesAndMethodsConfig) -> list[Check]:
     def scalar(name: str, method: str) -> int:
-        return int(_get(metrics, name, method=method)[0])
+        return int(value(metrics, name, method=method))
 
     tr, newton = "trust region", "damped newton"
     return [
         Check.at_most(
             "newton: one step on the least-squares loss of a linear model, max |theta_1 - theta*|",
-            float(_get(metrics, "one_step_error_linear_model")[0]),
+            value(metrics, "one_step_error_linear_model"),
             1e-10,
             detail=f"H^-1 g by CG on Hessian-vector products (NewtonCG through tdlab.train.fit) to tolerance 0 "
             f"({config.newton_features + 1} parameters, "
@@ -431,7 +416,7 @@ def _second_order_checks(metrics: pd.DataFrame, config: SchedulesAndMethodsConfi
         ),
         Check.at_most(
             "trust region on Rosenbrock from (-1.2, 1): distance to the minimiser (1, 1)",
-            float(_get(metrics, "distance_to_minimiser", method=tr)[-1]),
+            float(series(metrics, "distance_to_minimiser", method=tr)[1][-1]),
             1e-8,
             detail=f"converged={bool(scalar('converged', tr))} after {scalar('iterations', tr)} iterations "
             f"({scalar('hessian_vector_products', tr)} Hessian-vector products); Steihaug-CG (N&W Alg. 7.2), radius "
@@ -439,7 +424,7 @@ def _second_order_checks(metrics: pd.DataFrame, config: SchedulesAndMethodsConfi
         ),
         Check.at_least(
             "trust region: min over iterations of model decrease / Cauchy bound",
-            float(_get(metrics, "cauchy_ratio").min()),
+            float(series(metrics, "cauchy_ratio")[1].min()),
             1.0,
             tolerance=1e-9,
             detail="N&W Lemma 4.3 and Thm. 7.3: every Steihaug step decreases the model by at least "
@@ -447,7 +432,7 @@ def _second_order_checks(metrics: pd.DataFrame, config: SchedulesAndMethodsConfi
         ),
         Check.at_most(
             "damped Newton (Newton-CG + Armijo) on Rosenbrock: distance to the minimiser",
-            float(_get(metrics, "distance_to_minimiser", method=newton)[-1]),
+            float(series(metrics, "distance_to_minimiser", method=newton)[1][-1]),
             1e-8,
             detail=f"converged={bool(scalar('converged', newton))} after {scalar('iterations', newton)} iterations, "
             f"{scalar('damped_steps', newton)} damped (alpha < 1); N&W Alg. 7.1 / 3.1",
@@ -477,7 +462,7 @@ def _schedule_figure(metrics: pd.DataFrame, config: SchedulesAndMethodsConfig) -
     t = np.arange(config.schedule_steps)
     every = max(1, config.schedule_steps // 30)
     for i, (name, torch_name) in enumerate(SCHEDULES.items()):
-        ours, theirs = _get(metrics, "lr", schedule=name), _get(metrics, "lr_torch", schedule=name)
+        ours, theirs = (series(metrics, key, schedule=name)[1] for key in ("lr", "lr_torch"))
         ax.semilogy(t, ours, "-", color=f"C{i}", label=labels[name])
         ax.semilogy(t[::every], theirs[::every], "o", color=f"C{i}", ms=4, mfc="none", label=f"torch {torch_name}")
     ax.set_xlabel("step t")
@@ -490,7 +475,7 @@ def _schedule_figure(metrics: pd.DataFrame, config: SchedulesAndMethodsConfig) -
 def _lasso_figure(metrics: pd.DataFrame, config: SchedulesAndMethodsConfig) -> Figure:
     fig = Figure(figsize=(15, 4.8), layout="constrained")
     axes = fig.subplots(1, 3)
-    reference = _get(metrics, "reference", by="index")
+    reference = series(metrics, "reference", "index")[1]
     zero_set = reference == 0
     for ax, method, title in (
         (axes[0], "ista", "Proximal GD (ISTA)"),
@@ -505,8 +490,8 @@ def _lasso_figure(metrics: pd.DataFrame, config: SchedulesAndMethodsConfig) -> F
                 lw=0.9,
                 alpha=0.8 if zero_set[j] else 1.0,
             )
-        for value in reference[~zero_set]:
-            ax.axhline(value, color="k", ls=":", lw=0.8)
+        for coefficient in reference[~zero_set]:
+            ax.axhline(coefficient, color="k", ls=":", lw=0.8)
         ax.set_xscale("log")
         ax.set_yscale("symlog", linthresh=1e-3)
         ax.set_xlabel("iteration k")
@@ -514,7 +499,7 @@ def _lasso_figure(metrics: pd.DataFrame, config: SchedulesAndMethodsConfig) -> F
         ax.set_title(f"{title}\nred: sklearn's zeros, blue: its non-zeros (dotted)")
     ax = axes[2]
     for method, color in (("ista", "tab:green"), ("subgradient", "tab:purple")):
-        zeros = _get(metrics, "exact_zeros", method=method)
+        zeros = series(metrics, "exact_zeros", method=method)[1]
         ax.plot(np.arange(len(zeros)), zeros, color=color, label=f"{method}: exact zeros")
     ax.axhline(int(zero_set.sum()), color="k", ls="--", lw=1, label="sklearn Lasso: exact zeros")
     ax.set_xscale("symlog", linthresh=1)
@@ -550,7 +535,7 @@ def _projection_figure(metrics: pd.DataFrame) -> Figure:
     }
     exact = _exact_minimisers()
     for ax, name in zip(fig.subplots(1, 3), SETS, strict=True):
-        path = np.stack([_get(metrics, "x", set=name), _get(metrics, "y", set=name)], 1)
+        path = np.stack([series(metrics, c, set=name)[1] for c in "xy"], 1)
         _quadratic_contours(ax)
         ax.add_patch(shapes[name])
         ax.plot(path[:, 0], path[:, 1], "o-", color="tab:red", ms=3, lw=1, label="projected GD iterates")
@@ -565,9 +550,9 @@ def _projection_figure(metrics: pd.DataFrame) -> Figure:
 
 
 def _rosenbrock_figure(metrics: pd.DataFrame) -> Figure:
-    f, radii = Rosenbrock(), _get(metrics, "radius")
+    f, radii = Rosenbrock(), series(metrics, "radius")[1]
     tr_path, newton_path, gd_path = (
-        np.stack([_get(metrics, c, method=method) for c in "xy"], 1) for method in ROSENBROCK
+        np.stack([series(metrics, c, method=method)[1] for c in "xy"], 1) for method in ROSENBROCK
     )
     fig = Figure(figsize=(14, 5.5), layout="constrained")
     ax, ax_error = fig.subplots(1, 2)

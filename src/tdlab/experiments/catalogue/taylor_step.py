@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from tdlab.data import half_squared_error
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.experiments.fields import seeded
-from tdlab.experiments.tidy import rows, series, value
+from tdlab.experiments.tidy import rows, select, series, value
 from tdlab.oracles import Objective
 from tdlab.theory.taylor import (
     best_decrease,
@@ -197,7 +197,7 @@ def measure(config: TaylorStepConfig, context: Context) -> pd.DataFrame:
     frames, reached = [], 0
     for step in context.track(config.checkpoints, "GD to the checkpoints"):
         trained = fit(model, loss_fn, train, optimizer, step, start=reached)
-        frames.append(trained.metrics.query("name == 'train/batch_loss'").astype({"step": int, "value": float}))
+        frames.append(select(trained.metrics, "train/batch_loss").astype({"step": int, "value": float}))
         if trained.diverged:
             frames.append(rows("diverged", 1.0, step=trained.diverged_at))
             break
@@ -276,7 +276,7 @@ def checks(metrics: pd.DataFrame, config: TaylorStepConfig) -> list[Check]:
                 detail=f"no checkpoint with g.Hg > 0 and |r| <= {VALID_MODEL_ERROR} ({summary}): eps* untested",
             )
         )
-    diverged = metrics.loc[metrics["name"] == "diverged", "step"]
+    diverged = select(metrics, "diverged")["step"]
     if len(diverged):
         checks.append(
             Check.holds(

@@ -37,6 +37,7 @@ from tdlab.curvature import HessianOperator, LinearOperator, hessian_eigs
 from tdlab.data import Dataset
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.experiments.fields import describe, seeded
+from tdlab.experiments.tidy import select, series, value
 from tdlab.landscape import (
     barrier_height,
     mlp_chain,
@@ -243,10 +244,6 @@ def _main(metrics: pd.DataFrame) -> tuple[int, pd.DataFrame]:
     return width, metrics[metrics["width"] == width]
 
 
-def _value(rows: pd.DataFrame, name: str) -> float:
-    return float(rows.loc[rows["name"] == name, "value"].iloc[0])
-
-
 def _by_k(rows: pd.DataFrame) -> pd.DataFrame:
     """The sharpness rows as a table: one row per k (ascending), a column per name."""
     return rows[rows["k"].notna()].pivot_table(index="k", columns="name", values="value").sort_index()
@@ -262,13 +259,13 @@ def checks(metrics: pd.DataFrame, config: WeightSymmetriesConfig) -> list[Check]
     out = [
         Check.at_most(
             f"function unchanged by {what}",
-            _value(rows, f"function_change: {what}"),
+            value(rows, f"function_change: {what}"),
             INVARIANCE_TOLERANCE,
             detail="max |f'(x) - f(x)| / max |f(x)| over the training inputs, float64; tolerance 1e-6 (the issue's)",
         )
         for what in SYMMETRIES
     ]
-    by_k, top_in, top_out = _by_k(rows), _value(rows, "top_in"), _value(rows, "top_out")
+    by_k, top_in, top_out = _by_k(rows), value(rows, "top_in"), value(rows, "top_out")
     out += [
         Check.at_most(
             "Hessian after rescaling = D^-1 H D^-1",
@@ -301,7 +298,7 @@ def checks(metrics: pd.DataFrame, config: WeightSymmetriesConfig) -> list[Check]
                 f"{at_one:.4g} at k = 1, same loss (spread {np.ptp(by_k['loss']):.1e})",
             )
         )
-    before, after = _value(rows, "barrier_before"), _value(rows, "barrier_after")
+    before, after = value(rows, "barrier_before"), value(rows, "barrier_after")
     out.append(
         Check.at_most(
             f"barrier after weight matching / before, width {width}",
@@ -310,7 +307,7 @@ def checks(metrics: pd.DataFrame, config: WeightSymmetriesConfig) -> list[Check]
             detail=f"training-loss barrier max_a L(a) - chord on {config.num_alphas} points of the straight path "
             f"between two {config.optimizer.name} solutions (seeds {config.seed}, {config.seed + 1}): "
             f"{before:.4g} before, {after:.4g} after aligning B's units to A's (Hungarian weight matching, "
-            f"{_value(rows, 'moved'):.0f} units moved); the issue asks for at most half",
+            f"{value(rows, 'moved'):.0f} units moved); the issue asks for at most half",
         )
     )
     return out
@@ -325,7 +322,7 @@ def figures(metrics: pd.DataFrame, config: WeightSymmetriesConfig) -> dict[str, 
 
 
 def _barrier_figure(metrics: pd.DataFrame, width: int, config: WeightSymmetriesConfig) -> Figure:
-    diverged = set(metrics.loc[metrics["name"] == "diverged", "width"])
+    diverged = set(select(metrics, "diverged")["width"])
     done = metrics[~metrics["width"].isin(diverged)]
     barriers = done[done["name"].str.startswith("barrier_")].pivot_table(index="width", columns="name", values="value")
     ncols = 2 if len(barriers) > 1 else 1
@@ -333,10 +330,9 @@ def _barrier_figure(metrics: pd.DataFrame, width: int, config: WeightSymmetriesC
     ax = axes[0, 0]
     main = done[done["width"] == width]
     for key, color, label in (("before", "tab:red", "A to B"), ("after", "tab:blue", "A to aligned B")):
-        path = main[main["name"] == f"loss_{key}"].sort_values("alpha")
-        loss = path["value"].to_numpy()
+        alphas, loss = series(main, f"loss_{key}", "alpha")
         barrier = barriers.loc[width, f"barrier_{key}"]
-        ax.plot(path["alpha"], loss, "o", color=color, ms=5, label=f"{label}: measured (barrier {barrier:.3g})")
+        ax.plot(alphas, loss, "o", color=color, ms=5, label=f"{label}: measured (barrier {barrier:.3g})")
         ax.plot([0, 1], [loss[0], loss[-1]], "-", color=color, alpha=0.5, lw=1, label=f"{label}: chord")
     ax.set_xlabel("alpha (0: network A, 1: network B)")
     ax.set_ylabel("training loss (cross-entropy)")
@@ -363,7 +359,7 @@ def _barrier_figure(metrics: pd.DataFrame, width: int, config: WeightSymmetriesC
 
 
 def _sharpness_figure(rows: pd.DataFrame, config: WeightSymmetriesConfig) -> Figure:
-    by_k, top_in, top_out = _by_k(rows), _value(rows, "top_in"), _value(rows, "top_out")
+    by_k, top_in, top_out = _by_k(rows), value(rows, "top_in"), value(rows, "top_out")
     k = by_k.index.to_numpy()
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     line = np.geomspace(k.min(), k.max(), 200)
