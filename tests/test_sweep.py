@@ -12,6 +12,7 @@ import yaml
 
 from tdlab.store import Run, Store
 from tdlab.sweep import SweepSpec, expand, load_spec, plan_jobs, run_group, run_sweep
+from tdlab.sweep.spec import config_hash
 
 BASE = {
     "steps": 40,
@@ -47,6 +48,17 @@ def test_expand_grid_zip_seeds_with_stable_ids(tmp_path):
     assert BASE["model"]["width"] == 16, "expansion must not mutate the base config"
     with pytest.raises(ValueError, match="zip"):
         SweepSpec(name="s", zip={"a": [1, 2], "b": [1]})
+
+
+def test_point_ids_are_64_bit_and_a_repeated_point_is_named():
+    """The ids of 200,000 distinct configs do not collide (32-bit ids collided after 55,759), and a grid that
+    repeats a value is refused naming both points."""
+    ids = {config_hash({"optimizer": {"lr": i * 1e-6}, "seed": 0}) for i in range(200_000)}
+    assert len(ids) == 200_000 and all(len(i) == 16 for i in ids)
+    spec = SweepSpec(name="s", grid={"optimizer.lr": [0.055, 0.056], "model.init_scale": [0.693, 0.759]})
+    assert len({p.run_id for p in expand(spec, BASE)}) == 4
+    with pytest.raises(ValueError, match=r"grid: the points .*0\.1.* and .*0\.1.* have the same config"):
+        expand(SweepSpec(name="s", grid={"optimizer.lr": [0.1, 0.1]}), BASE)
 
 
 def test_local_sweep_then_rerun_skips_everything(tmp_path):

@@ -105,8 +105,9 @@ def _set(config: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """Eight hex digits of a SHA-256 of the canonical JSON of `config`."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+    """Sixteen hex digits (64 bits) of a SHA-256 of the canonical JSON of `config`: the first collision is expected
+    after about 2^32 points (eight digits collided after 55,759)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def expand(spec: SweepSpec, base: dict[str, Any]) -> list[SweepPoint]:
@@ -127,7 +128,9 @@ def expand(spec: SweepSpec, base: dict[str, Any]) -> list[SweepPoint]:
                     _set(config, key, value)
                 config["seed"] = seed
                 points.append(SweepPoint(f"{spec.name}-{config_hash(config)}", {**values, "seed": seed}, config))
-    ids = [p.run_id for p in points]
-    if len(set(ids)) != len(ids):
-        raise ValueError("grid: two points of the sweep have the same config (repeated values?)")
+    seen: dict[str, dict[str, Any]] = {}
+    for point in points:
+        if point.run_id in seen:
+            raise ValueError(f"grid: the points {seen[point.run_id]} and {point.values} have the same config")
+        seen[point.run_id] = point.values
     return points
