@@ -141,3 +141,26 @@ def test_resume_from_the_step_zero_checkpoint_does_not_measure_step_zero_twice(t
     assert Run.open(tmp_path / "cut" / "cut").status == "failed"
     resumed = resume(tmp_path / "cut" / "cut").metrics()
     pd.testing.assert_frame_equal(resumed, reference)
+
+
+def test_bad_lr_seed_and_checkpoint_are_clean_errors(tmp_path):
+    """lr: .inf and a seed beyond 64 bits are refused naming the field; a truncated or foreign last.pt is a
+    ValueError naming the file, and nothing is deleted."""
+    from pydantic import ValidationError
+
+    from tdlab.store import Run
+
+    with pytest.raises(ValidationError, match="optimizer.lr"):
+        TrainConfig.model_validate({"optimizer": {"name": "sgd", "lr": float("inf")}})
+    with pytest.raises(ValidationError, match="seed"):
+        TrainConfig.model_validate({"seed": 2**70})
+    assert TrainConfig.model_validate({"seed": 2**62}).seed == 2**62
+    run = Run.create(tmp_path, {}, kind="train", run_id="r")
+    run.log(1, {"loss": 1.0})
+    run.flush()
+    for content in (b"", b"not a checkpoint", b"PK\x03\x04truncated"):
+        (run.path / "checkpoints").mkdir(exist_ok=True)
+        (run.path / "checkpoints" / "last.pt").write_bytes(content)
+        with pytest.raises(ValueError, match="checkpoint: .*last.pt is not a readable tdlab checkpoint"):
+            Run.open(run.path).load_checkpoint()
+        assert Run.open(run.path).metrics()["step"].tolist() == [1]

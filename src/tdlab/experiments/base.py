@@ -28,7 +28,7 @@ from typing import Any, Literal, TypeVar
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 CheckKind = Literal["relative", "absolute", "interval", "at_most", "at_least", "boolean"]
@@ -39,7 +39,7 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
     device: str = "auto"
 
 

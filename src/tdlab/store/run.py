@@ -556,8 +556,14 @@ class Run:
         """
         target = self.path / "checkpoints" / "last.pt"
         if target.is_file():
-            checkpoint = torch.load(target, map_location=map_location, weights_only=weights_only)
-            state, keep = checkpoint["state"], int(checkpoint["num_chunks"])
+            try:
+                checkpoint = torch.load(target, map_location=map_location, weights_only=weights_only)
+                state, keep = checkpoint["state"], int(checkpoint["num_chunks"])
+            except Exception as error:  # truncated, empty, foreign or unsafe file: nothing is deleted
+                raise ValueError(
+                    f"checkpoint: {target} is not a readable tdlab checkpoint ({type(error).__name__}); "
+                    "move it aside to restart the run from scratch"
+                ) from None
         else:
             state, keep = None, 0
         for chunk in reversed(metric_chunks(self.path)):

@@ -42,7 +42,8 @@ def epoch_order(num_examples: int, seed: int, epoch: int) -> Tensor:
 
 
 def _generator(seed: int, index: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + index)
+    """A CPU generator seeded by (seed, index), the seed wrapped into torch's 64-bit range (unchanged below 1.8e13)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + index) % 2**64)
 
 
 def batch_indices(

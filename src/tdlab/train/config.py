@@ -66,7 +66,7 @@ class OptimizerConfig(_Named):
     other keyword arguments (momentum, betas, l1, projection, ...), checked against its class when it is built."""
 
     name: str = "sgd"
-    lr: float = Field(0.05, gt=0)
+    lr: float = Field(0.05, gt=0, allow_inf_nan=False)
 
     @field_validator("name")
     @classmethod
@@ -96,7 +96,7 @@ class ScheduleConfig(_Strict):
 
 class TrainConfig(_Strict):
     name: str = "run"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63, description="seeds data order, initialisation and probes")
     device: str = "auto"
     dtype: Literal["float32", "float64"] = "float32"
     steps: int = Field(1000, ge=1)
