@@ -63,3 +63,26 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
     assert not out.exists() or not any(out.iterdir())
     missing = runner.invoke(app, ["show", "nope", "--out", str(out)])
     assert missing.exit_code == 2 and "run" in missing.output
+
+
+def test_files_where_folders_belong_and_broken_yaml_are_clean_errors(tmp_path):
+    """Malformed YAML names the line, `--out` that is a file and `--csv` that is a folder name their option, an
+    existing `--id` is refused: one line, exit 2, no traceback, nothing written."""
+    good = tmp_path / "ok.yaml"
+    good.write_text(yaml.safe_dump({**CONFIG, "steps": 2}))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("steps: [1\n")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    out = tmp_path / "runs"
+    assert runner.invoke(app, ["train", str(good), "--out", str(out), "--id", "x"]).exit_code == 0
+    for args, word in [
+        (["train", str(broken), "--out", str(out)], "line 2"),
+        (["train", str(good), "--out", str(a_file)], "out:"),
+        (["train", str(good), "--out", str(out), "--id", "x"], "run_id:"),
+        (["query", "SELECT 1", "--out", str(out), "--csv", str(out)], "csv:"),
+    ]:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert word in result.output and "Traceback" not in result.output, result.output
+    assert [r.id for r in Store(out)] == ["x"] and a_file.read_text() == ""

@@ -457,6 +457,8 @@ def query(
     from tdlab.store import Store
 
     with bad_input_exits():
+        if csv is not None and (csv.is_dir() or not csv.parent.is_dir()):
+            raise ValueError(f"csv: expected a file path in an existing folder, got {str(csv)!r}")
         frame = Store(out).query(sql)
     table = Table()
     for column in frame.columns:

@@ -41,6 +41,6 @@ def bad_input_exits() -> Iterator[None]:
             f"[red]error:[/red] {escape(describe_validation_error(error, model))}", highlight=False, soft_wrap=True
         )
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
         stderr.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None

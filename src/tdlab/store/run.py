@@ -204,6 +204,8 @@ class Run:
         now = _utc_now()
         run_id = default_run_id(kind, config, now) if run_id is None else _check_name("run_id", run_id)
         root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise ValueError(f"out: {str(root)!r} is a file; the store is a folder of runs")
         root.mkdir(parents=True, exist_ok=True)
         final = root / run_id
         if final.exists():

@@ -122,7 +122,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"config: no such file {str(path)!r}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        raise ValueError(f"config: {path} is not valid YAML{at} ({getattr(error, 'problem', None) or error})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"config: {path} must hold a mapping of fields, got {type(raw).__name__}")
     apply_overrides(raw, overrides or [])
