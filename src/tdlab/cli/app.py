@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tdlab.cli.errors import bad_input_exits
+from tdlab.cli.errors import bad_input_exits, stderr
 from tdlab.report.cells import number
 
 app = typer.Typer(
@@ -83,6 +84,20 @@ def _overrides(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         apply_override(raw, item)
     return raw
+
+
+@contextlib.contextmanager
+def _naming_damage(store) -> Iterator[None]:
+    """Read `store` with its DamagedFileWarnings silenced, then name each damaged file once on stderr."""
+    from tdlab.store import DamagedFileWarning
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DamagedFileWarning)
+            yield
+    finally:
+        for damage in store.damaged:
+            stderr.print(f"[yellow]damaged:[/yellow] {escape(str(damage))}", highlight=False, soft_wrap=True)
 
 
 def _find_run(out: Path, run: str):
@@ -164,8 +179,9 @@ def runs(
     """
     from tdlab.store import Store
 
-    with bad_input_exits():
-        frame = Store(out).runs(where=where)
+    store = Store(out)
+    with bad_input_exits(), _naming_damage(store):
+        frame = store.runs(where=where)
     table = Table(title=f"runs in {out}")
     columns = [c for c in ("id", "kind", "status", "created", "duration_s") if c in frame.columns]
     for column in columns:
@@ -186,17 +202,25 @@ def show(
 
         tdlab show train-20261123-101500-ab12cd
     """
-    with bad_input_exits():
+    from tdlab.store import check_run
+
+    with bad_input_exits():  # a damaged file: one line naming it, exit 2
         record = _find_run(out, run)
-    console.print(f"[bold]{record.id}[/bold]  kind: {record.meta.get('kind')}  status: {record.status}")
+        damage = check_run(record.path)
+        if damage:
+            named = "; ".join(str(d) for d in damage)
+            them = "it" if len(damage) == 1 else "them"
+            raise ValueError(f"damaged: {named}; `tdlab doctor --fix` moves {them} aside")
+        status = record.status
+        catalogue = record.meta.get("kind") != "train"
+        metrics = record.results() if catalogue else record.metrics()
+        checks = record.checks()
+    console.print(f"[bold]{record.id}[/bold]  kind: {record.meta.get('kind')}  status: {escape(status)}")
     console.print(escape(yaml.safe_dump(record.config, sort_keys=False).rstrip()))
-    catalogue = record.meta.get("kind") != "train"
-    metrics = record.results() if catalogue else record.metrics()
     if metrics.empty:
         console.print("no metrics recorded")
     else:
         _print_metric_summary(metrics)
-    checks = record.checks()
     if checks:
         _print_checks(checks)
     if record.meta.get("kind") == "train":
@@ -456,10 +480,12 @@ def query(
     """
     from tdlab.store import Store
 
+    store = Store(out)
     with bad_input_exits():
         if csv is not None and (csv.is_dir() or not csv.parent.is_dir()):
             raise ValueError(f"csv: expected a file path in an existing folder, got {str(csv)!r}")
-        frame = Store(out).query(sql)
+        with _naming_damage(store):
+            frame = store.query(sql)
     table = Table()
     for column in frame.columns:
         table.add_column(str(column))
@@ -470,6 +496,44 @@ def query(
         console.print(f"... {len(frame)} rows in all")
     if csv is not None:
         frame.to_csv(csv, index=False)
+
+
+@app.command()
+def doctor(
+    out: OutOption = Path("runs"),
+    fix: Annotated[bool, typer.Option("--fix", help="Move each damaged file into <run>/damaged/.")] = False,
+) -> None:
+    """List the damaged files of a store (empty, truncated or garbled chunks, results, meta.json, ...).
+
+    A run with a damaged file is left out of `tdlab runs` and `tdlab query`. With `--fix` each damaged file is
+    moved into its run's `damaged/` folder (never deleted), so the run is read again without it; a run whose
+    meta.json was moved aside is no longer listed. Exits 0 when the store is healthy (after fixing), 1 when
+    damage remains.
+
+    Examples:
+
+        tdlab doctor --out runs
+
+        tdlab doctor --out runs --fix
+    """
+    from tdlab.store import Store
+
+    store = Store(out)
+    with bad_input_exits():
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"out: {str(out)!r} is a file; the store is a folder of runs")
+        damage = store.check()
+        for item in damage:
+            console.print(f"damaged: {escape(str(item))}", highlight=False, soft_wrap=True)
+        if fix:
+            for _, target in store.repair():
+                console.print(f"moved aside: {escape(str(target))}", highlight=False, soft_wrap=True)
+            damage = store.check()
+    if damage:
+        hint = "" if fix else "; `tdlab doctor --fix` moves them aside"
+        console.print(f"{len(damage)} damaged file(s) in {escape(str(out))}{hint}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"{escape(str(out))}: {len(store)} runs, no damaged files", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -34,6 +34,9 @@ If the process dies between the flush and the checkpoint write, the previous che
 `num_chunks`) stays valid and the truncation drops the newer chunks, matching the state it restores. Array
 files are keyed by (name, step), so re-logging them after a resume overwrites them instead of
 duplicating them. One writer per run directory at a time.
+
+A file that cannot be read (empty, truncated or garbled JSON or Parquet) raises `DamagedFileError`, a
+ValueError that names the file; `tdlab doctor --fix` (`Store.repair`) moves such files into `<run>/damaged/`.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -92,6 +96,85 @@ def _check_metrics(metrics: object) -> Mapping[str, Any]:
         if not isinstance(name, str) or not name:
             raise ValueError(f"metrics: expected non-empty string names, got {name!r}")
     return metrics
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A run file that cannot be read: its path and why (e.g. "empty file (0 bytes)")."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.reason})"
+
+
+class DamagedFileError(ValueError):
+    """A run file is empty, truncated or garbled; `damage` names it and says why."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.damage = Damage(Path(path), reason)
+        super().__init__(f"damaged: {self.damage}; `tdlab doctor --fix` moves it aside")
+
+
+def read_json_file(path: str | os.PathLike[str], kind: type = object) -> Any:
+    """The JSON value in `path` (which must exist), checked to be a `kind`; DamagedFileError if it is not.
+
+    Example:
+        >>> import tempfile
+        >>> target = Path(tempfile.mkdtemp()) / "meta.json"
+        >>> _ = target.write_text('{"id": "a", ')
+        >>> read_json_file(target, dict)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tdlab.store.run.DamagedFileError: damaged: .../meta.json (not valid JSON: ...); `tdlab doctor --fix` ...
+    """
+    data = Path(path).read_bytes()
+    if not data.strip():
+        raise DamagedFileError(path, f"empty file ({len(data)} bytes)")
+    try:
+        value = json.loads(data)
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise DamagedFileError(path, f"not valid JSON: {_first_line(err)}") from None
+    if not isinstance(value, kind):
+        raise DamagedFileError(path, f"expected a JSON {'object' if kind is dict else kind.__name__}")
+    return value
+
+
+def check_parquet(path: str | os.PathLike[str], columns: Sequence[str]) -> None:
+    """DamagedFileError unless `path` is a Parquet file (a readable footer) with these columns.
+
+    Only the footer is read: this catches empty and truncated files, not a corrupt page inside an intact file.
+    """
+    if os.path.getsize(path) == 0:
+        raise DamagedFileError(path, "empty file (0 bytes)")
+    try:
+        names = pq.read_schema(path).names
+    except (pa.ArrowException, OSError) as err:
+        raise DamagedFileError(path, _parquet_reason(path, err)) from None
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise DamagedFileError(path, f"no column {', '.join(missing)}")
+
+
+def read_parquet_file(path: str | os.PathLike[str], schema: pa.Schema | None = None) -> pa.Table:
+    """`pq.read_table` that raises DamagedFileError naming the file when it is empty, truncated or garbled."""
+    if os.path.getsize(path) == 0:
+        raise DamagedFileError(path, "empty file (0 bytes)")
+    try:
+        return pq.read_table(path, schema=schema)
+    except (pa.ArrowException, OSError) as err:
+        raise DamagedFileError(path, _parquet_reason(path, err)) from None
+
+
+def _parquet_reason(path: str | os.PathLike[str], err: Exception) -> str:
+    """Why pyarrow could not read `path`, without the path itself (the message names it already)."""
+    text = _first_line(err).replace(f"Could not open Parquet input source '{path}': ", "")
+    return "not a readable Parquet file: " + text.replace(str(path), "the file")
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def _utc_now() -> datetime:
@@ -153,8 +236,8 @@ class Run:
                 raise FileNotFoundError(f"path: {str(path)!r} is not a run directory (no {required})")
         self.path = path
         self.flush_every = flush_every
-        self._config: dict[str, Any] = json.loads((path / "config.json").read_text())
-        self._meta: dict[str, Any] = json.loads((path / "meta.json").read_text())
+        self._config: dict[str, Any] = read_json_file(path / "config.json", dict)
+        self._meta: dict[str, Any] = read_json_file(path / "meta.json", dict)
         self._steps: list[int] = []
         self._names: list[str] = []
         self._values: list[float] = []
@@ -316,7 +399,11 @@ class Run:
         path = self.path / "results.parquet"
         if not path.is_file():
             return pd.DataFrame({"name": pd.Series(dtype=str), "value": pd.Series(dtype=float)})
-        return pd.read_parquet(path)
+        check_parquet(path, ("name", "value"))
+        try:
+            return pd.read_parquet(path)
+        except (pa.ArrowException, OSError) as err:
+            raise DamagedFileError(path, _parquet_reason(path, err)) from None
 
     # ------------------------------------------------------------------ metrics
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
@@ -413,7 +500,7 @@ class Run:
 
     def _raw_metrics(self) -> pd.DataFrame:
         """Rows in the order they were logged."""
-        tables = [pq.read_table(p, schema=METRIC_SCHEMA) for p in metric_chunks(self.path)]
+        tables = [read_parquet_file(p, schema=METRIC_SCHEMA) for p in metric_chunks(self.path)]
         tables.append(self._buffer_table())
         return pa.concat_tables(tables).to_pandas()
 
@@ -497,7 +584,7 @@ class Run:
     def checks(self) -> list[dict[str, Any]]:
         """The check records, or an empty list if none were written."""
         target = self.path / "checks.json"
-        return json.loads(target.read_text()) if target.is_file() else []
+        return read_json_file(target, list) if target.is_file() else []
 
     def figure_path(self, name: str, ext: str = "png") -> Path:
         """The path `figures/<name>.<ext>` for a figure (the folder is created; nothing is written).

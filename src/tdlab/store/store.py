@@ -18,13 +18,24 @@ once the views exist, external access is off (no network, no extension installs,
 read, write or attach) and the configuration is locked; `query` runs exactly one SELECT statement, and a `where`
 filter must parse as one SQL expression. Directories whose names start with "." and directories
 without meta.json are not runs.
+
+Damaged files. A run file that cannot be read (an empty or truncated metric chunk or results.parquet, a
+garbled meta.json, config.json or status) does not break the store: the run that holds it is left out of all
+three tables (`runs`, `metrics`, `results`), so no table mixes complete runs with partial ones, and every
+other run is listed and queried as usual. Each call that reads the store lists the damaged files in
+`Store.damaged` and issues one `DamagedFileWarning` per file; `Store.check()` lists them without reading the
+tables, and `Store.repair()` (`tdlab doctor --fix`) moves each one into `<run>/damaged/` (never deletes it),
+after which the run is read again without that file (a run whose meta.json was moved aside is no longer a
+run). Parquet files are checked by their footer and columns: empty and truncated files are caught.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,11 +44,79 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from tdlab.store.run import Run, metric_chunks
+from tdlab.store.atomic import fsync_directory
+from tdlab.store.run import (
+    METRIC_SCHEMA,
+    Damage,
+    DamagedFileError,
+    Run,
+    check_parquet,
+    metric_chunks,
+    read_json_file,
+)
 
 RUN_COLUMNS = ("id", "kind", "status", "created", "duration_s", "path")
 METRIC_COLUMNS = ("run_id", "step", "name", "value")
 _RESERVED = frozenset(RUN_COLUMNS + METRIC_COLUMNS)
+
+
+class DamagedFileWarning(UserWarning):
+    """A run file could not be read; its run is left out of the tables (see the module docstring)."""
+
+
+@dataclass(frozen=True)
+class _RunFiles:
+    """What the tables need of one healthy run directory."""
+
+    path: Path
+    meta: dict[str, Any]
+    config: dict[str, Any]
+    status: str | None
+    chunks: list[Path]
+    results: Path | None
+
+
+def _inspect(directory: Path) -> tuple[_RunFiles | None, list[Damage]]:
+    """Read and check one run directory: its files if all are readable, else None and every damaged file."""
+    damage: list[Damage] = []
+
+    def attempt(read: Any, *args: Any) -> Any:
+        try:
+            return read(*args)
+        except DamagedFileError as err:
+            damage.append(err.damage)
+            return None
+
+    meta = attempt(read_json_file, directory / "meta.json", dict)
+    config_file = directory / "config.json"
+    config = attempt(read_json_file, config_file, dict) if config_file.is_file() else {}
+    status_file, status = directory / "status", None
+    if status_file.is_file():
+        try:
+            status = status_file.read_text().strip()
+        except UnicodeDecodeError:
+            damage.append(Damage(status_file, "not text"))
+    chunks = metric_chunks(directory)
+    for chunk in chunks:
+        attempt(check_parquet, chunk, METRIC_SCHEMA.names)
+    results = directory / "results.parquet"
+    if results.is_file():
+        attempt(check_parquet, results, ("name", "value"))
+    if damage:
+        return None, damage
+    return _RunFiles(directory, meta, config, status, chunks, results if results.is_file() else None), []
+
+
+def check_run(path: str | os.PathLike[str]) -> list[Damage]:
+    """The damaged files of the run directory `path` ([] for a healthy run), checked as the store checks them.
+
+    Example:
+        >>> import tempfile
+        >>> run = Run.create(tempfile.mkdtemp(), {}, kind="train", run_id="a")
+        >>> check_run(run.path)
+        []
+    """
+    return _inspect(Path(path))[1]
 
 
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -130,6 +209,8 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self.damaged: list[Damage] = []
+        """The damaged files found by the latest call that read the store (see the module docstring)."""
 
     def _run_dirs(self) -> list[Path]:
         if not self.path.is_dir():
@@ -140,8 +221,15 @@ class Store:
         return len(self._run_dirs())
 
     def __iter__(self) -> Iterator[Run]:
+        """The runs, in id order; a run whose meta.json or config.json is damaged is skipped with a warning."""
+        self.damaged = []
         for directory in self._run_dirs():
-            yield Run.open(directory)
+            try:
+                run = Run.open(directory)
+            except DamagedFileError as err:
+                self._report([err.damage], stacklevel=2)
+                continue
+            yield run
 
     def __contains__(self, run_id: object) -> bool:
         return isinstance(run_id, str) and any(p.name == run_id for p in self._run_dirs())
@@ -163,16 +251,75 @@ class Store:
             raise KeyError(f"run_id: no run {run_id!r} in {str(self.path)!r}")
         return Run.open(self.path / run_id)
 
-    # ------------------------------------------------------------------ tables
-    def _runs_table(self, directories: list[Path]) -> pa.Table:
-        metas, configs, statuses = [], [], []
+    # ------------------------------------------------------------------ damage
+    def _survey(self, directories: list[Path]) -> tuple[list[_RunFiles], list[Damage]]:
+        healthy, damage = [], []
         for directory in directories:
-            metas.append(json.loads((directory / "meta.json").read_text()))
-            config_file = directory / "config.json"
-            config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-            configs.append(_config_columns(config))
-            status_file = directory / "status"
-            statuses.append(status_file.read_text().strip() if status_file.is_file() else None)
+            files, found = _inspect(directory)
+            if files is not None:
+                healthy.append(files)
+            damage.extend(found)
+        return healthy, damage
+
+    def _report(self, damage: list[Damage], stacklevel: int) -> None:
+        """Record the damage and warn once per file, at the caller `stacklevel` frames above this one."""
+        self.damaged.extend(damage)
+        for item in damage:
+            warnings.warn(f"damaged: {item}", DamagedFileWarning, stacklevel=stacklevel + 1)
+
+    def check(self) -> list[Damage]:
+        """Every damaged file in the store (also kept in `damaged`), without a warning; [] for a healthy store.
+
+        Example:
+            >>> import tempfile
+            >>> root = tempfile.mkdtemp()
+            >>> _ = Run.create(root, {}, kind="train", run_id="a")
+            >>> _ = (Path(root) / "a" / "meta.json").write_text("{")
+            >>> [(d.path.name, d.reason.split(":")[0]) for d in Store(root).check()]
+            [('meta.json', 'not valid JSON')]
+        """
+        self.damaged = self._survey(self._run_dirs())[1]
+        return list(self.damaged)
+
+    def repair(self) -> list[tuple[Damage, Path]]:
+        """Move every damaged file into `<run>/damaged/` (same name; `.1`, `.2`, ... appended if taken).
+
+        Nothing is deleted. Returns (damage, new path) per file moved; afterwards `check()` is [] unless a file
+        was damaged meanwhile.
+
+        Example:
+            >>> import tempfile
+            >>> root = tempfile.mkdtemp()
+            >>> with Run.create(root, {}, kind="train", run_id="a") as run:
+            ...     run.log(0, {"loss": 1.0})
+            >>> (Path(root) / "a" / "metrics" / "part-00000.parquet").write_bytes(b"")
+            0
+            >>> store = Store(root)
+            >>> [str(new.relative_to(root)) for _, new in store.repair()], store.check()
+            (['a/damaged/part-00000.parquet'], [])
+        """
+        moved = []
+        for item in self.check():
+            run_dir = self.path / item.path.relative_to(self.path).parts[0]
+            folder = run_dir / "damaged"
+            folder.mkdir(exist_ok=True)
+            target, n = folder / item.path.name, 0
+            while target.exists():
+                n += 1
+                target = folder / f"{item.path.name}.{n}"
+            os.rename(item.path, target)
+            fsync_directory(folder)
+            fsync_directory(item.path.parent)
+            moved.append((item, target))
+        self.damaged = []
+        return moved
+
+    # ------------------------------------------------------------------ tables
+    def _runs_table(self, records: list[_RunFiles]) -> pa.Table:
+        directories = [r.path for r in records]
+        metas = [r.meta for r in records]
+        configs = [_config_columns(r.config) for r in records]
+        statuses = [r.status for r in records]
         columns: dict[str, pa.Array] = {
             "id": pa.array([d.name for d in directories], pa.string()),
             "kind": pa.array([m.get("kind") for m in metas], pa.string()),
@@ -186,8 +333,11 @@ class Store:
             columns[name] = _arrow_column([config.get(name) for config in configs])
         return pa.table(columns)
 
-    def _connect(self, run_ids: list[str] | None = None) -> tuple[duckdb.DuckDBPyConnection, int]:
-        """A fresh connection with the views `runs` and `metrics`, and the number of runs in them."""
+    def _connect(self, run_ids: list[str] | None = None, stacklevel: int = 2) -> tuple[duckdb.DuckDBPyConnection, int]:
+        """A fresh connection with the views `runs` and `metrics`, and the number of runs in them.
+
+        Runs with a damaged file are left out; `damaged` lists those files and each one is warned about.
+        """
         directories = self._run_dirs()
         if run_ids is not None:
             known = {d.name for d in directories}
@@ -196,13 +346,16 @@ class Store:
                 raise ValueError(f"runs: expected ids of runs in {str(self.path)!r}, got unknown {unknown}")
             wanted = set(run_ids)
             directories = [d for d in directories if d.name in wanted]
+        records, damage = self._survey(directories)
+        self.damaged = []
+        self._report(damage, stacklevel + 1)
         files, owners = [], []
-        for directory in directories:
-            for chunk in metric_chunks(directory):
+        for record in records:
+            for chunk in record.chunks:
                 files.append(str(chunk))
-                owners.append(directory.name)
+                owners.append(record.path.name)
         con = duckdb.connect()
-        con.register("runs", self._runs_table(directories))
+        con.register("runs", self._runs_table(records))
         if files:
             con.register("chunk_owners", pa.table({"file": files, "run_id": owners}))
             listing = ", ".join(_sql_string(f) for f in files)
@@ -216,7 +369,7 @@ class Store:
                 "SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS BIGINT) AS step, "
                 "CAST(NULL AS VARCHAR) AS name, CAST(NULL AS DOUBLE) AS value WHERE false"
             )
-        results = [(d.name, d / "results.parquet") for d in directories if (d / "results.parquet").is_file()]
+        results = [(r.path.name, r.results) for r in records if r.results is not None]
         if results:
             con.register(
                 "result_owners",
@@ -239,7 +392,7 @@ class Store:
             f"FROM ({rows}) AS m JOIN runs AS r ON m.run_id = r.id"
         )
         self._confine(con)
-        return con, len(directories)
+        return con, len(records)
 
     def _confine(self, con: duckdb.DuckDBPyConnection) -> None:
         """Once the views exist: files only inside the store folder, no external access (no network, no
@@ -253,6 +406,9 @@ class Store:
     # ------------------------------------------------------------------ queries
     def runs(self, where: str | None = None) -> pd.DataFrame:
         """One row per run (fixed columns, then config columns), ordered by creation time.
+
+        A run with a damaged file is left out of this and every other table, with a `DamagedFileWarning` naming
+        the file; `damaged` lists those files afterwards (see the module docstring).
 
         Args:
             where: a SQL boolean expression over the columns, dotted names double-quoted,
@@ -304,7 +460,7 @@ class Store:
             raise TypeError(f"where: expected a SQL expression (str) or None, got {type(where).__name__}")
         if where is not None:
             where = _expression(where)
-        con, num_runs = self._connect(run_ids)
+        con, num_runs = self._connect(run_ids, stacklevel=3)
         try:
             conditions = [f"({where})"] if where is not None and num_runs > 0 else []
             if names is not None:
@@ -330,7 +486,7 @@ class Store:
         """
         if not isinstance(sql, str):
             raise TypeError(f"sql: expected a string, got {type(sql).__name__}")
-        con, _ = self._connect()
+        con, _ = self._connect(stacklevel=2)
         try:
             statements = con.extract_statements(sql)
             if len(statements) != 1:
