@@ -9,6 +9,17 @@ import torch
 from torch import Tensor
 
 
+def evaluate(closure: Callable[[], Any] | None) -> Any:
+    """The loss from `closure` (which re-evaluates it and calls backward), with gradients on; None without one.
+
+    torch.optim's convention: `step(closure)` calls the closure with autograd enabled, even inside `no_grad`.
+    """
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class PerTensorOptimizer(torch.optim.Optimizer):
     """An optimiser whose step replaces each parameter tensor by `self.update(p, p.grad, group)`.
 
@@ -22,10 +33,7 @@ class PerTensorOptimizer(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """One step; `closure` re-evaluates the loss (and calls backward) if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate(closure)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:

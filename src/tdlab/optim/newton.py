@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from tdlab.optim._base import SecondOrderOptimizer, split_like
+from tdlab.optim._base import SecondOrderOptimizer, evaluate, split_like
 from tdlab.optim._validation import check_in_interval, check_nonnegative, check_positive
 
 Function = Callable[[Tensor], Tensor]
@@ -245,10 +245,7 @@ class NewtonCG(SecondOrderOptimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:  # type: ignore[override]
         """One Newton-CG step from the gradients in p.grad (with their graph); `closure` re-evaluates them first."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate(closure)
         params, g, hvp = self._curvature()
         if not params:
             return loss

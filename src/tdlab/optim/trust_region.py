@@ -34,7 +34,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from tdlab.optim._base import SecondOrderOptimizer, split_like
+from tdlab.optim._base import SecondOrderOptimizer, evaluate, split_like
 from tdlab.optim._validation import check_in_interval, check_positive
 from tdlab.optim.newton import check_max_iter
 
@@ -277,8 +277,7 @@ class TrustRegion(SecondOrderOptimizer):
         """One trust-region iteration; `closure` zeroes the gradients, evaluates the loss and backpropagates."""
         if closure is None:
             raise RuntimeError("TrustRegion: step needs a closure that re-evaluates the loss and calls backward")
-        with torch.enable_grad():
-            loss = closure()
+        loss = evaluate(closure)
         params, g, hvp = self._curvature()
         if not params:
             return loss

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from tdlab.optim._base import evaluate
 from tdlab.optim._validation import check_in_interval, check_nonnegative, check_positive
 from tdlab.optim.multi_tensor import sgdw
 
@@ -81,10 +82,7 @@ class SGDW(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """One step; `closure` re-evaluates the loss (and calls backward) if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate(closure)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if params:
