@@ -305,7 +305,7 @@ def test_probe_set_takes_a_dataloader_and_dict_batches():
         [
             build_probe("loss"),
             build_probe("gradient-norm"),
-            build_probe("sharpness", k=2),
+            build_probe("sharpness", k=2, criterion="residual", tol=1e-6),
             build_probe("activations", num_inputs=4, layers=["hidden"]),
             build_probe("gradient-noise", num_examples=6),
         ],

@@ -49,6 +49,40 @@ def test_oracles_match_autograd(activation, loss_fn, targets, outputs, batch_siz
     torch.testing.assert_close(obj.ggn_vp(v, theta), G @ v, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize(("activation", "loss_fn", "targets", "outputs"), CASES)
+@pytest.mark.parametrize("batch_size", [None, 7])
+@pytest.mark.parametrize("keep_graphs", [None, True, False])
+def test_hvp_function_matches_the_dense_hessian_for_many_vectors(
+    activation, loss_fn, targets, outputs, batch_size, keep_graphs
+):
+    torch.manual_seed(4)
+    X, y = torch.randn(20, 4, dtype=torch.float64), targets(20)
+    obj = Objective(make_net(activation, outputs), loss_fn, (X, y), batch_size=batch_size)
+    theta = obj.flat_parameters() + 0.1 * torch.randn(obj.dim, dtype=torch.float64)
+    H = hessian(dense_loss(obj, loss_fn, X, y), theta)
+    product = obj.hvp_function(theta, keep_graphs=keep_graphs)
+    for _ in range(3):  # the kept graphs serve every product
+        v = torch.randn(obj.dim, dtype=torch.float64)
+        torch.testing.assert_close(product(v), H @ v, rtol=1e-8, atol=1e-10)
+    v = torch.randn(obj.dim, dtype=torch.float64)
+    as_dict = product(unflatten(v, obj.params))
+    assert isinstance(as_dict, dict)
+    torch.testing.assert_close(flatten(as_dict), H @ v, rtol=1e-8, atol=1e-10)
+
+
+def test_kept_graphs_are_the_default_for_one_batch_in_memory_and_fix_dropout_masks():
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Dropout(0.5), nn.Linear(16, 1)).double()
+    X, y = torch.randn(32, 4, dtype=torch.float64), torch.randn(32, 1, dtype=torch.float64)
+    v = torch.randn(sum(p.numel() for p in model.parameters()), dtype=torch.float64)
+    one_batch = Objective(model, nn.MSELoss(), (X, y)).hvp_function()
+    # Train mode: one dropout mask serves every product of a kept graph (a fixed matrix) ...
+    torch.testing.assert_close(one_batch(v), one_batch(v), rtol=0, atol=0)
+    # ... while recomputed products draw a fresh mask each time.
+    chunked = Objective(model, nn.MSELoss(), (X, y), batch_size=8).hvp_function()
+    assert not torch.equal(chunked(v), chunked(v))
+
+
 def test_dict_in_dict_out_and_model_untouched():
     torch.manual_seed(2)
     model = make_net(nn.Tanh, 2)

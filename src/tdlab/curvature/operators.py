@@ -177,6 +177,8 @@ class HessianOperator(_ObjectiveOperator):
         objective: the `Objective` whose loss f is differentiated.
         theta: the point (flat vector or parameter dict); `None` takes the model's parameters now (copied, so
             later training steps do not change the operator).
+        keep_graphs: hold each batch's gradient graph from the first product on, so that every later product is
+            one backward pass (`Objective.hvp_function`; None: when the data is one batch in memory).
 
     Example:
         >>> import torch
@@ -189,8 +191,20 @@ class HessianOperator(_ObjectiveOperator):
         torch.Size([4])
     """
 
+    def __init__(
+        self,
+        objective: Objective,
+        theta: Tensor | Mapping[str, Tensor] | None = None,
+        keep_graphs: bool | None = None,
+    ):
+        super().__init__(objective, theta)
+        self.keep_graphs = keep_graphs
+        self._hvp: Callable[[Tensor], Tensor] | None = None
+
     def _product(self, v: Tensor) -> Tensor:
-        return self.objective.hvp(v, self.theta)
+        if self._hvp is None:
+            self._hvp = self.objective.hvp_function(self.theta, self.keep_graphs)
+        return self._hvp(v)
 
 
 class GGNOperator(_ObjectiveOperator):

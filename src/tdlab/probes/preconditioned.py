@@ -233,11 +233,11 @@ class PreconditionedSharpness(Sharpness):
         self,
         every: int = 1,
         k: int = 1,
-        tol: float = 1e-6,
+        tol: float = 1e-4,
         max_iter: int | None = None,
         subset: int | None = None,
         seed: int = 0,
-        criterion: str = "residual",
+        criterion: str = "eigenvalue",
     ):
         super().__init__(every, k, tol, max_iter, subset, seed, criterion)
 

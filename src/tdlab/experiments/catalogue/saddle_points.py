@@ -113,8 +113,9 @@ class _WeightDecayed(Objective):
         value, g = super().value_and_gradient(theta)
         return value + 0.5 * self.weight_decay * (t @ t), g + self.weight_decay * t
 
-    def hvp(self, v: Tensor, theta: Tensor | None = None) -> Tensor:
-        return super().hvp(v, theta) + self.weight_decay * v.to(self.device, self.dtype)
+    def hvp_function(self, theta: Tensor | None = None, keep_graphs: bool | None = None) -> Callable[[Tensor], Tensor]:
+        product = super().hvp_function(theta, keep_graphs)
+        return lambda v: product(v) + self.weight_decay * v.to(self.device, self.dtype)
 
 
 def _gd(obj: Objective, config: SaddlePointsConfig, lr: float) -> torch.optim.Optimizer:
