@@ -28,4 +28,6 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
 bench: setup
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[bench]"
+	$(BIN)/python -m pip uninstall -y -q torchvision
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f; done

@@ -78,7 +78,7 @@ def test_failed_chunk_write_keeps_the_buffer_for_a_retry(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------- creation, status, context manager
 def test_create_writes_layout_and_refuses_an_existing_id(tmp_path):
     run = Run.create(tmp_path, {"optimizer": {"lr": 0.1}}, kind="train", run_id="r", seed=3)
-    assert sorted(os.listdir(run.path)) == ["config.json", "meta.json", "status"]
+    assert sorted(os.listdir(run.path)) == ["config.json", "lock", "meta.json", "status"]
     assert json.loads((run.path / "config.json").read_text()) == {"optimizer": {"lr": 0.1}}
     assert (run.path / "status").read_text() == "running\n"
     meta = json.loads((run.path / "meta.json").read_text())

@@ -105,21 +105,6 @@ def test_bad_config_names_the_field(tmp_path):
     assert not any(Path(tmp_path).iterdir()), "nothing may be written for a bad config"
 
 
-def test_tensorboard_streams_the_same_scalars_and_weight_histograms(tmp_path):
-    pytest.importorskip("tensorboard")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    config = TrainConfig.model_validate({**SMALL, "steps": 20})
-    run = train(config, out=tmp_path, tensorboard=True)
-    events = EventAccumulator(str(run.path / "tensorboard"), size_guidance={"scalars": 0, "histograms": 0})
-    events.Reload()
-    logged = [(e.step, e.value) for e in events.Scalars("train/loss")]
-    stored = run.metrics().query("name == 'train/loss'")
-    assert [s for s, _ in logged] == stored["step"].tolist()
-    assert [v for _, v in logged] == pytest.approx(stored["value"].tolist(), rel=1e-6)
-    assert any(tag.startswith("weights/") for tag in events.Tags()["histograms"])
-
-
 def test_resume_from_the_step_zero_checkpoint_does_not_measure_step_zero_twice(tmp_path, monkeypatch):
     import tdlab.train.loop as loop
 

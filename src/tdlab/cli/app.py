@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -101,14 +102,16 @@ def _naming_damage(store) -> Iterator[None]:
 
 
 def _find_run(out: Path, run: str):
-    from tdlab.store import Run
+    """The run `run`: a run directory, a run id of the store `out` (`sweep/run`), or a run's name unique in it."""
+    from tdlab.store import Run, Store
 
-    path = Path(run)
-    if not (path / "config.json").is_file():
-        path = out / run
-    if not (path / "config.json").is_file():
-        raise ValueError(f"run: no run directory {run!r} (looked in . and {out})")
-    return Run.open(path)
+    for path in (Path(run), out / run):
+        if (path / "config.json").is_file():
+            return Run.open(path)
+    try:
+        return Store(out).run(run)
+    except KeyError as err:  # no such run, or a name that several runs share (their ids listed)
+        raise ValueError(f"run: {err.args[0].split(': ', 1)[1]} (nor a run directory)") from None
 
 
 @app.command()
@@ -119,6 +122,9 @@ def train(
     resume: Annotated[str | None, typer.Option(help="Continue this run from its last checkpoint.")] = None,
     run_id: Annotated[str | None, typer.Option("--id", help="Name the run directory.")] = None,
     tensorboard: Annotated[bool, typer.Option(help="Stream probes to RUN/tensorboard (scalars, histograms).")] = False,
+    wandb: Annotated[
+        bool, typer.Option(help="Log the run's metrics to Weights & Biases (WANDB_MODE=offline: to disk only).")
+    ] = False,
 ) -> None:
     """Train a model with probes and record the run.
 
@@ -129,20 +135,22 @@ def train(
         tdlab train examples/mnist1d-mlp.yaml --set optimizer.lr=0.1 --set steps=500
 
         tdlab train --resume runs/train-20261123-101500-ab12cd
+
+        WANDB_MODE=offline tdlab train examples/mnist1d-mlp.yaml --wandb
     """
     from tdlab import train as training
+    from tdlab.integrations.trackers import trackers as chosen_trackers
 
     with bad_input_exits():
+        trackers = chosen_trackers(tensorboard=tensorboard, wandb=wandb)
         if resume is not None:
             run = _find_run(out, resume)
-            run = training.resume(run.path, progress=_train_progress(f"resume {run.id}"), tensorboard=tensorboard)
+            run = training.resume(run.path, progress=_train_progress(f"resume {run.id}"), trackers=trackers)
         else:
             if config is None:
                 raise ValueError("config: give a YAML config, or --resume RUN")
             cfg = training.load_config(config, set_)
-            run = training.train(
-                cfg, out=out, run_id=run_id, progress=_train_progress(cfg.name), tensorboard=tensorboard
-            )
+            run = training.train(cfg, out=out, run_id=run_id, progress=_train_progress(cfg.name), trackers=trackers)
     figure = _draw_run(run)
     console.print(f"run: [bold]{run.path}[/bold]  status: {run.status}")
     console.print(f"figure: {figure}")
@@ -169,7 +177,7 @@ def runs(
     ] = None,
     out: OutOption = Path("runs"),
 ) -> None:
-    """List the runs of a store.
+    """List the runs of a store, at any depth (a sweep's runs sit in `<out>/<sweep name>/`).
 
     Examples:
 
@@ -439,7 +447,7 @@ def sweep(
 
         tdlab sweep examples/sweep-lr.yaml --no-ensemble   # every run on its own, bit-for-bit sequential
     """
-    from tdlab.sweep import expand, load_spec, run_sweep
+    from tdlab.sweep import SweepInterrupted, expand, load_spec, run_sweep
 
     with bad_input_exits():
         parsed, base = load_spec(spec)
@@ -452,16 +460,29 @@ def sweep(
                 info = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f", {running} running"
                 bar.update(task, completed=finished, info=info)
 
-            summary = run_sweep(
-                parsed, points, out, workers=workers, backend=backend, address=address, report=report, ensemble=ensemble
-            )
-    console.print(
-        f"sweep {parsed.name}: "
-        + ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))
-        + f"; runs in {summary.folder}"
-    )
+            try:
+                summary = run_sweep(
+                    parsed, points, out, workers, backend=backend, address=address, report=report, ensemble=ensemble
+                )
+            except SweepInterrupted as stop:
+                summary = stop.summary
+                stderr.print(
+                    f"sweep {parsed.name} interrupted: {_counts(summary.counts) or 'no point finished'}; finished "
+                    "runs are kept, the same command resumes the rest",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                raise typer.Exit(130) from None
+    console.print(f"sweep {parsed.name}: {_counts(summary.counts)}; runs in {summary.folder}")
+    owners = Counter(owner.process if owner is not None else "another process" for owner in summary.busy.values())
+    for owner, n in sorted(owners.items()):
+        console.print(f"[yellow]busy:[/yellow] {n} run(s) in use by {escape(owner)}, left to it", highlight=False)
     if summary.counts.get("failed"):
         raise typer.Exit(1)
+
+
+def _counts(counts) -> str:
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
 
 
 @app.command()

@@ -1,7 +1,8 @@
-"""The bottom layer shared by the training engine, the catalogue and the CLI: device resolution and `--set`
-overrides. It imports nothing from tdlab."""
+"""The bottom layer shared by the training engine, the catalogue and the CLI: device resolution, `--set`
+overrides and the CPU thread count. It imports nothing from tdlab."""
 
 from tdlab.config.device import resolve_device
 from tdlab.config.overrides import apply_override, apply_overrides
+from tdlab.config.threads import configure_threads, usable_cores
 
-__all__ = ["apply_override", "apply_overrides", "resolve_device"]
+__all__ = ["apply_override", "apply_overrides", "configure_threads", "resolve_device", "usable_cores"]

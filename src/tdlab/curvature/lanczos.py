@@ -122,13 +122,15 @@ def _lanczos_steps(
     dtype (and the distribution of restart vectors)."""
     n = op.shape[0]
     eps = torch.finfo(op.dtype).eps
-    basis = torch.empty(steps, n, device=op.device, dtype=op.dtype)
+    basis = torch.empty(min(steps, 32), n, device=op.device, dtype=op.dtype)  # grown by doubling as needed
     alpha = torch.zeros(steps, dtype=torch.float64)
     beta = torch.zeros(steps, dtype=torch.float64)
     q = v0 / torch.linalg.vector_norm(v0)
     norm_estimate = 0.0  # largest row sum of |T| so far: ||T||_2 <= norm_estimate <= 3 ||A||_2
     m = 0
     while m < steps:
+        if m == basis.shape[0]:
+            basis = torch.cat([basis, torch.empty(min(steps, 2 * m) - m, n, device=op.device, dtype=op.dtype)])
         basis[m] = q
         w = yield q
         if not bool(torch.isfinite(w).all()):

@@ -14,10 +14,13 @@ loss, norm and sharpness probes are measured for all members at once (`tdlab.ens
 member by member; the batch losses are handed to the runs every few hundred steps and before every probe,
 checkpoint or divergence. As in the sequential loop, a member whose loss is not finite takes no step (and none
 after: it is diverged).
+The members' runs are owned by the training process (`tdlab.store.lock`) from their creation; Ctrl-C records
+`failed: interrupted` in the members still running, and any error frees them for a resume.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -272,11 +275,25 @@ def train_ensemble(
     setups: list[Setup] = [build(config) for config in configs]
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in setups[0].model.modules()):
         raise ValueError("model.norm: the ensemble trainer does not support batchnorm (it updates buffers in place)")
+    runs: list[Run] = []
+    try:
+        for setup, run_id in zip(setups, run_ids or [None] * len(setups), strict=True):
+            config = setup.config
+            runs.append(Run.create(out, config.model_dump(mode="json"), kind="train", run_id=run_id, seed=config.seed))
+        return _train(setups, runs, progress, vmap)
+    except BaseException as error:  # the members' writer ends here: record an interruption, free the runs
+        for run in runs:
+            if isinstance(error, KeyboardInterrupt):
+                with contextlib.suppress(Exception):  # never mask the interruption
+                    if run.status == "running":
+                        run.set_status("failed", error="interrupted")
+            run.release()
+        raise
+
+
+def _train(setups: list[Setup], runs: list[Run], progress: Callable[[int, int], Any] | None, vmap: bool) -> list[Run]:
+    """`train_ensemble` once the members' runs exist."""
     config = setups[0].config
-    runs = [
-        Run.create(out, s.config.model_dump(mode="json"), kind="train", run_id=rid, seed=s.config.seed)
-        for s, rid in zip(setups, run_ids or [None] * len(setups), strict=True)
-    ]
     for setup, run in zip(setups, runs, strict=True):
         setup.probes.sink = run.log
     models = StackedModels.of([s.model for s in setups], vmap=vmap)

@@ -14,9 +14,17 @@ Layout (every file is written atomically, see `tdlab.store.atomic`)::
         checks.json          list of check records
         figures/<name>.<ext> figures written by the report
         checkpoints/last.pt  {"state": <any state dict>, "num_chunks": <chunks on disk when it was written>}
+        lock                 the writer's lock: host, pid and start of the process that owns (or last owned) the run
 
 A run directory is assembled under a hidden temporary name and renamed into place, so a reader never sees a
 half-created run.
+
+One writer per run (`tdlab.store.lock`): `Run.create` returns a run its process owns from the start (the lock is
+taken before the directory is renamed into place), and a writer that reopens a run takes it with `own()` (which
+`load_checkpoint` calls too) and raises `RunBusyError`, naming the owner's host and pid, while another live
+process owns it. Ownership ends with `release()`, the end of a `with` block, the garbage collection of the
+`Run`, or the death of its process; a dead owner's lock is free and the next writer takes it over. Readers
+(`Run.open` and every reading method) take no lock.
 
 Resume protocol (no metric row lost, none duplicated):
 
@@ -33,7 +41,8 @@ Resume protocol (no metric row lost, none duplicated):
 If the process dies between the flush and the checkpoint write, the previous checkpoint (with its smaller
 `num_chunks`) stays valid and the truncation drops the newer chunks, matching the state it restores. Array
 files are keyed by (name, step), so re-logging them after a resume overwrites them instead of
-duplicating them. One writer per run directory at a time.
+duplicating them. Truncating is safe only for the run's one writer, which is why `load_checkpoint` takes the
+run's lock first.
 
 A file that cannot be read (empty, truncated or garbled JSON or Parquet) raises `DamagedFileError`, a
 ValueError that names the file; `tdlab doctor --fix` (`Store.repair`) moves such files into `<run>/damaged/`.
@@ -66,6 +75,7 @@ import pyarrow.parquet as pq
 import torch
 
 from tdlab.store.atomic import atomic_open, atomic_write_bytes, atomic_write_json, fsync_directory, to_json
+from tdlab.store.lock import RunLock
 
 STATUSES = ("running", "done", "diverged", "failed")
 FINAL_STATUSES = ("done", "diverged", "failed")
@@ -243,6 +253,7 @@ class Run:
         self._values: list[float] = []
         chunks = metric_chunks(self.path)
         self._num_chunks = _chunk_index(chunks[-1]) + 1 if chunks else 0
+        self._lock: RunLock | None = None
 
     # ------------------------------------------------------------------ creation
     @classmethod
@@ -255,7 +266,7 @@ class Run:
         seed: int | None = None,
         flush_every: int = 2000,
     ) -> Self:
-        """Create the run directory `<root>/<run_id>` with config, meta and status `running`.
+        """Create the run directory `<root>/<run_id>` with config, meta and status `running`, owned by this process.
 
         Args:
             root: the store folder (created if missing).
@@ -304,7 +315,9 @@ class Run:
         }
         staging = root / f".{run_id}.{uuid.uuid4().hex[:12]}.creating"
         staging.mkdir()
+        lock = None
         try:
+            lock = RunLock.acquire(staging)  # the lock moves with the directory: the run is owned from birth
             atomic_write_bytes(staging / "config.json", (config_json + "\n").encode())
             atomic_write_json(staging / "meta.json", meta)
             atomic_write_bytes(staging / "status", b"running\n")
@@ -314,10 +327,14 @@ class Run:
             except OSError as err:
                 raise FileExistsError(f"run_id: a run {run_id!r} already exists in {str(root)!r}") from err
         except BaseException:
+            if lock is not None:
+                lock.release()
             shutil.rmtree(staging, ignore_errors=True)
             raise
         fsync_directory(root)
-        return cls(final, flush_every=flush_every)
+        run = cls(final, flush_every=flush_every)
+        run._lock = lock
+        return run
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], flush_every: int = 2000) -> Self:
@@ -331,6 +348,35 @@ class Run:
             'train'
         """
         return cls(path, flush_every=flush_every)
+
+    # ------------------------------------------------------------------ ownership
+    def own(self) -> Self:
+        """Become the run's one writer (take its lock); RunBusyError, naming the owner, if a live process owns it.
+
+        Owning twice is harmless. A writer that reopens a run (to resume it) calls this before it reads the status,
+        so that two processes never both decide to continue one run.
+
+        Example:
+            >>> import tempfile
+            >>> root = tempfile.mkdtemp()
+            >>> Run.create(root, {}, kind="train", run_id="o").release()  # its writer ended
+            >>> Run.open(f"{root}/o").own().owned
+            True
+        """
+        if self._lock is None:
+            self._lock = RunLock.acquire(self.path)
+        return self
+
+    def release(self) -> None:
+        """Stop being the run's writer (free its lock for another process); the run stays readable."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
+
+    @property
+    def owned(self) -> bool:
+        """Whether this `Run` holds the run's lock (created here, or `own()` called)."""
+        return self._lock is not None
 
     # ------------------------------------------------------------------ description
     @property
@@ -625,10 +671,11 @@ class Run:
     def load_checkpoint(
         self, map_location: str | torch.device | None = None, weights_only: bool = True
     ) -> dict[str, Any] | None:
-        """Return the checkpointed state and truncate the metrics back to it (module docstring, step 3).
+        """Own the run, return the checkpointed state and truncate the metrics back to it (module docstring, step 3).
 
         Chunks with index >= the checkpoint's `num_chunks` are deleted and the unflushed buffer is discarded;
         with no checkpoint, all chunks are deleted and None is returned (the run restarts from scratch).
+        RunBusyError (nothing deleted) if another live process owns the run.
 
         Args:
             map_location: passed to `torch.load` (e.g. "cpu" to read a CUDA checkpoint on a CPU machine).
@@ -638,11 +685,12 @@ class Run:
             >>> import tempfile
             >>> run = Run.create(tempfile.mkdtemp(), {}, kind="train", run_id="m")
             >>> run.log(0, {"loss": 1.0}); run.save_checkpoint({"step": 0})
-            >>> run.log(1, {"loss": 0.5}); run.flush()  # then the process is killed
+            >>> run.log(1, {"loss": 0.5}); run.flush(); run.release()  # then the process is killed
             >>> resumed = Run.open(run.path)
             >>> resumed.load_checkpoint(), resumed.metrics()["step"].tolist()
             ({'step': 0}, [0])
         """
+        self.own()
         target = self.path / "checkpoints" / "last.pt"
         if target.is_file():
             try:
@@ -672,16 +720,19 @@ class Run:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Flush; on an exception or KeyboardInterrupt, set status `failed` (error in meta) and re-raise."""
+        """Flush; on an exception or KeyboardInterrupt, set status `failed` (error in meta) and re-raise; release."""
         try:
-            self.flush()
-        except Exception as flush_error:
-            if exc is None:
-                self.set_status("failed", error=_describe(flush_error))
-                raise
-        if isinstance(exc, Exception | KeyboardInterrupt):
-            with contextlib.suppress(Exception):  # never mask the original exception
-                self.set_status("failed", error=_describe(exc))
+            try:
+                self.flush()
+            except Exception as flush_error:
+                if exc is None:
+                    self.set_status("failed", error=_describe(flush_error))
+                    raise
+            if isinstance(exc, Exception | KeyboardInterrupt):
+                with contextlib.suppress(Exception):  # never mask the original exception
+                    self.set_status("failed", error=_describe(exc))
+        finally:
+            self.release()
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, kind={self._meta.get('kind')!r}, path={str(self.path)!r})"

@@ -16,8 +16,16 @@ Every query opens a fresh in-memory DuckDB connection, so it sees the runs as th
 (rows still buffered in a live `Run` are not visible). Queries are read only and confined to the store folder:
 once the views exist, external access is off (no network, no extension installs, no file outside the folder to
 read, write or attach) and the configuration is locked; `query` runs exactly one SELECT statement, and a `where`
-filter must parse as one SQL expression. Directories whose names start with "." and directories
-without meta.json are not runs.
+filter must parse as one SQL expression.
+
+Runs at any depth. A run is a directory holding meta.json; the store finds runs anywhere under its folder, so a
+sweep's runs (`<store>/<sweep name>/<run>`) are listed and queried beside the runs at the top. A run's id in the
+tables is its path relative to the store folder with "/" between parts (`lr-sweep/train-...-ab12cd`; a run at
+the top keeps its plain name), so two sweeps may hold runs of the same name. `Store.run` and the `runs=` filter
+also take a run's plain name when exactly one run in the store has it. The search never enters a run (its
+metrics/, figures/, checkpoints/ are not searched), nor a directory holding config.json (what is left of a run
+whose meta.json was moved aside), a directory whose name starts with ".", or a symbolic link to a directory
+that is not a run.
 
 Damaged files. A run file that cannot be read (an empty or truncated metric chunk or results.parquet, a
 garbled meta.json, config.json or status) does not break the store: the run that holds it is left out of all
@@ -74,6 +82,38 @@ class _RunFiles:
     status: str | None
     chunks: list[Path]
     results: Path | None
+
+
+def find_runs(root: str | os.PathLike[str]) -> list[Path]:
+    """The run directories under `root` at any depth (see "Runs at any depth" in the module docstring).
+
+    One `scandir` per folder that is not a run and one `stat` per subfolder, so listing is linear in the number
+    of folders outside the runs, however many files the runs hold.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for folder, run_id in [(".", "a"), ("sweep", "a"), ("sweep/inner", "b")]:
+        ...     _ = Run.create(root / folder, {}, kind="train", run_id=run_id)
+        >>> sorted(p.relative_to(root).as_posix() for p in find_runs(root))
+        ['a', 'sweep/a', 'sweep/inner/b']
+    """
+    found: list[Path] = []
+    pending = [os.fspath(root)]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue  # removed meanwhile, or unreadable: nothing to list there
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            if os.path.isfile(os.path.join(entry.path, "meta.json")):
+                found.append(Path(entry.path))
+            elif not entry.is_symlink() and not os.path.exists(os.path.join(entry.path, "config.json")):
+                pending.append(entry.path)
+    return found
 
 
 def _inspect(directory: Path) -> tuple[_RunFiles | None, list[Damage]]:
@@ -190,7 +230,8 @@ class Store:
     The folder need not exist: a missing or empty folder is an empty store.
 
     Args:
-        path: the folder that `Run.create(root=path, ...)` writes runs into.
+        path: the folder that `Run.create(root=path, ...)` writes runs into; runs in its subfolders (a sweep's
+            `path/<sweep name>/<run>`) belong to the store too, under ids that are their paths in it.
 
     Example:
         >>> import tempfile
@@ -212,10 +253,46 @@ class Store:
         self.damaged: list[Damage] = []
         """The damaged files found by the latest call that read the store (see the module docstring)."""
 
-    def _run_dirs(self) -> list[Path]:
-        if not self.path.is_dir():
-            return []
-        return sorted(p for p in self.path.iterdir() if not p.name.startswith(".") and (p / "meta.json").is_file())
+    def _run_dirs(self) -> dict[str, Path]:
+        """Every run directory by its id (its path relative to the store, "/"-separated), in id order."""
+        if not self.path.is_dir() or (self.path / "meta.json").is_file():
+            return {}
+        found = {p.relative_to(self.path).as_posix(): p for p in find_runs(self.path)}
+        return dict(sorted(found.items()))
+
+    def _resolve(self, names: list[str], runs: dict[str, Path], argument: str) -> tuple[dict[str, Path], list[str]]:
+        """The runs named by `names` (each an id, or the plain name of exactly one run) by id, and the names that
+        name no run; KeyError for a plain name that several runs have."""
+        by_leaf: dict[str, list[str]] = {}
+        for run_id in runs:
+            by_leaf.setdefault(run_id.rsplit("/", 1)[-1], []).append(run_id)
+        chosen, unknown = {}, []
+        for name in names:
+            if name in runs:
+                chosen[name] = runs[name]
+            elif len(by_leaf.get(name, ())) == 1:
+                chosen[by_leaf[name][0]] = runs[by_leaf[name][0]]
+            elif name in by_leaf:
+                raise KeyError(
+                    f"{argument}: {name!r} names {len(by_leaf[name])} runs in {str(self.path)!r} "
+                    f"({', '.join(by_leaf[name])}); give the id (its path in the store)"
+                )
+            else:
+                unknown.append(name)
+        return chosen, unknown
+
+    def ids(self) -> list[str]:
+        """The ids of the runs, sorted: each run's path relative to the store folder ("/" between parts).
+
+        Example:
+            >>> import tempfile
+            >>> root = tempfile.mkdtemp()
+            >>> _ = Run.create(root, {}, kind="train", run_id="a")
+            >>> _ = Run.create(f"{root}/lr-sweep", {}, kind="train", run_id="a")
+            >>> Store(root).ids()
+            ['a', 'lr-sweep/a']
+        """
+        return list(self._run_dirs())
 
     def __len__(self) -> int:
         return len(self._run_dirs())
@@ -223,7 +300,7 @@ class Store:
     def __iter__(self) -> Iterator[Run]:
         """The runs, in id order; a run whose meta.json or config.json is damaged is skipped with a warning."""
         self.damaged = []
-        for directory in self._run_dirs():
+        for directory in self._run_dirs().values():
             try:
                 run = Run.open(directory)
             except DamagedFileError as err:
@@ -232,32 +309,39 @@ class Store:
             yield run
 
     def __contains__(self, run_id: object) -> bool:
-        return isinstance(run_id, str) and any(p.name == run_id for p in self._run_dirs())
+        return isinstance(run_id, str) and run_id in self._run_dirs()
 
     def __repr__(self) -> str:
         return f"Store(path={str(self.path)!r})"
 
     def run(self, run_id: str) -> Run:
-        """Open the run `run_id`.
+        """Open the run `run_id`: its id, or its plain name when exactly one run in the store has that name.
+
+        Raises:
+            KeyError: no run has that id or name, or several runs have that name (their ids are listed).
 
         Example:
             >>> import tempfile
             >>> root = tempfile.mkdtemp()
-            >>> _ = Run.create(root, {}, kind="train", run_id="a")
-            >>> Store(root).run("a").status
-            'running'
+            >>> _ = Run.create(f"{root}/lr-sweep", {}, kind="train", run_id="a")
+            >>> Store(root).run("lr-sweep/a").status, Store(root).run("a").path == Store(root).run("lr-sweep/a").path
+            ('running', True)
         """
-        if run_id not in self:
+        if not isinstance(run_id, str):
+            raise TypeError(f"run_id: expected a string, got {type(run_id).__name__}")
+        chosen, unknown = self._resolve([run_id], self._run_dirs(), "run_id")
+        if unknown:
             raise KeyError(f"run_id: no run {run_id!r} in {str(self.path)!r}")
-        return Run.open(self.path / run_id)
+        return Run.open(*chosen.values())
 
     # ------------------------------------------------------------------ damage
-    def _survey(self, directories: list[Path]) -> tuple[list[_RunFiles], list[Damage]]:
-        healthy, damage = [], []
-        for directory in directories:
+    def _survey(self, runs: Mapping[str, Path]) -> tuple[dict[str, _RunFiles], list[Damage]]:
+        """The healthy runs by id, and the damaged files of the others."""
+        healthy, damage = {}, []
+        for run_id, directory in runs.items():
             files, found = _inspect(directory)
             if files is not None:
-                healthy.append(files)
+                healthy[run_id] = files
             damage.extend(found)
         return healthy, damage
 
@@ -299,29 +383,33 @@ class Store:
             (['a/damaged/part-00000.parquet'], [])
         """
         moved = []
-        for item in self.check():
-            run_dir = self.path / item.path.relative_to(self.path).parts[0]
-            folder = run_dir / "damaged"
-            folder.mkdir(exist_ok=True)
-            target, n = folder / item.path.name, 0
-            while target.exists():
-                n += 1
-                target = folder / f"{item.path.name}.{n}"
-            os.rename(item.path, target)
-            fsync_directory(folder)
-            fsync_directory(item.path.parent)
-            moved.append((item, target))
+        for run_dir in self._run_dirs().values():
+            for item in _inspect(run_dir)[1]:
+                moved.append((item, self._move_aside(item, run_dir / "damaged")))
         self.damaged = []
         return moved
 
+    @staticmethod
+    def _move_aside(item: Damage, folder: Path) -> Path:
+        """Move the damaged file into `folder` under a free name; returns its new path."""
+        folder.mkdir(exist_ok=True)
+        target, n = folder / item.path.name, 0
+        while target.exists():
+            n += 1
+            target = folder / f"{item.path.name}.{n}"
+        os.rename(item.path, target)
+        fsync_directory(folder)
+        fsync_directory(item.path.parent)
+        return target
+
     # ------------------------------------------------------------------ tables
-    def _runs_table(self, records: list[_RunFiles]) -> pa.Table:
-        directories = [r.path for r in records]
-        metas = [r.meta for r in records]
-        configs = [_config_columns(r.config) for r in records]
-        statuses = [r.status for r in records]
+    def _runs_table(self, records: dict[str, _RunFiles]) -> pa.Table:
+        directories = [r.path for r in records.values()]
+        metas = [r.meta for r in records.values()]
+        configs = [_config_columns(r.config) for r in records.values()]
+        statuses = [r.status for r in records.values()]
         columns: dict[str, pa.Array] = {
-            "id": pa.array([d.name for d in directories], pa.string()),
+            "id": pa.array(list(records), pa.string()),
             "kind": pa.array([m.get("kind") for m in metas], pa.string()),
             "status": pa.array(statuses, pa.string()),
             "created": pa.array([_naive_utc(m.get("created")) for m in metas], pa.timestamp("us")),
@@ -340,20 +428,21 @@ class Store:
         """
         directories = self._run_dirs()
         if run_ids is not None:
-            known = {d.name for d in directories}
-            unknown = [r for r in run_ids if r not in known]
+            try:
+                wanted, unknown = self._resolve(run_ids, directories, "runs")
+            except KeyError as err:
+                raise ValueError(err.args[0]) from None
             if unknown:
                 raise ValueError(f"runs: expected ids of runs in {str(self.path)!r}, got unknown {unknown}")
-            wanted = set(run_ids)
-            directories = [d for d in directories if d.name in wanted]
+            directories = {run_id: path for run_id, path in directories.items() if run_id in wanted}
         records, damage = self._survey(directories)
         self.damaged = []
         self._report(damage, stacklevel + 1)
         files, owners = [], []
-        for record in records:
+        for run_id, record in records.items():
             for chunk in record.chunks:
                 files.append(str(chunk))
-                owners.append(record.path.name)
+                owners.append(run_id)
         con = duckdb.connect()
         con.register("runs", self._runs_table(records))
         if files:
@@ -369,7 +458,7 @@ class Store:
                 "SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS BIGINT) AS step, "
                 "CAST(NULL AS VARCHAR) AS name, CAST(NULL AS DOUBLE) AS value WHERE false"
             )
-        results = [(r.path.name, r.results) for r in records if r.results is not None]
+        results = [(run_id, r.results) for run_id, r in records.items() if r.results is not None]
         if results:
             con.register(
                 "result_owners",

@@ -11,36 +11,63 @@ of at most `MAX_MEMBERS`; each member still gets its own run directory and check
 resumed member by member. Ensemble members agree with sequential runs to float rounding (about 1e-6), not bit for
 bit, and in float32 a long trajectory can amplify that rounding (README, "Sweeps, ensembles, queries");
 `ensemble=False` runs every point on its own.
+
+Two sweeps of one spec may run at once: a run has one writer (`tdlab.store.lock`), and a point whose run another
+live process owns is left to it and counted "busy" (`SweepSummary.busy` names the owners), never resumed under it.
+
+Ctrl-C (SIGINT, to the sweep's process or to its whole process group as a terminal sends it) stops the sweep
+within seconds: no further point is started, the points in flight are interrupted (a training run records
+`failed: interrupted` after its last checkpoint; a worker that does not end within `STOP_GRACE_S` is killed,
+leaving `running`), and `run_sweep` raises `SweepInterrupted`. Finished runs stay done; a rerun of the spec
+resumes the partial ones and starts the rest, losing and duplicating no row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
+import signal
+import threading
+import time
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
-from multiprocessing import get_context
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import active_children, get_context
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Literal
 
 from tdlab.store import Run
+from tdlab.store.lock import Owner, RunBusyError, read_owner
 from tdlab.sweep.spec import SweepPoint, SweepSpec
 
 Backend = Literal["local", "ray"]
 FINISHED = ("done", "diverged")
 MAX_MEMBERS = 64
 """The largest ensemble a sweep forms; bigger groups of one shape are split."""
+STOP_GRACE_S = 10.0
+"""After Ctrl-C, how long the points in flight have to record their interruption before their workers are killed."""
 
 
 @dataclass
 class SweepSummary:
-    """Counts of the points by outcome: skipped ones were already finished before this invocation."""
+    """Counts of the points by outcome: "skipped" ones were already finished before this invocation, "busy" ones
+    are owned by another live process (`busy`: run id -> its recorded owner, None if unreadable)."""
 
     counts: Counter
     folder: Path
+    busy: dict[str, Owner | None] = field(default_factory=dict)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the sweep; `summary` counts the points that ended before it."""
+
+    def __init__(self, summary: SweepSummary) -> None:
+        super().__init__()
+        self.summary = summary
 
 
 def validate(spec: SweepSpec, points: list[SweepPoint]) -> None:
@@ -59,31 +86,55 @@ def validate(spec: SweepSpec, points: list[SweepPoint]) -> None:
 
 
 def run_point(kind: str, run_id: str, config: dict[str, Any], folder: str, threads: int = 0) -> str:
-    """Run (or resume, or skip) one point; returns its final status. Safe to call in a fresh process."""
+    """Run (or resume, or skip) one point; returns its final status, "skipped" if it had finished before, or "busy"
+    if another live process owns its run. Safe to call in a fresh process.
+
+    An existing run is owned before its status is read, so that two sweeps never both continue it.
+    """
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     path = Path(folder) / run_id
-    if path.exists():
-        status = Run.open(path).status
-        if status in FINISHED:
-            return "skipped"
-        if kind == "train":
-            from tdlab.train import resume
+    try:
+        if not path.exists():
+            return _start(kind, run_id, config, folder)
+        run = Run.open(path).own()
+        try:
+            if run.status in FINISHED:
+                return "skipped"
+            if kind == "train":
+                from tdlab.train import resume
 
-            return resume(path).status
-        shutil.rmtree(path)
+                return resume(run).status
+            shutil.rmtree(path)  # a partial experiment starts over (it has no checkpoints); still owned meanwhile
+            return _start(kind, run_id, config, folder)
+        finally:
+            run.release()
+    except RunBusyError:
+        return "busy"
+
+
+def _start(kind: str, run_id: str, config: dict[str, Any], folder: str) -> str:
+    """Run a fresh point; "busy" if another process created its run first."""
     if kind == "train":
         from tdlab.train import TrainConfig, train
 
-        return train(TrainConfig.model_validate(config), out=folder, run_id=run_id).status
-    from tdlab.experiments import run
+        try:
+            run = train(TrainConfig.model_validate(config), out=folder, run_id=run_id)
+        except FileExistsError:
+            return "busy"
+        run.release()
+        return run.status
+    from tdlab.experiments import run as run_experiment
 
     try:
-        return run(kind, out=folder, run_id=run_id, **config).run.status
+        record = run_experiment(kind, out=folder, run_id=run_id, **config).run
+    except FileExistsError:
+        return "busy"
     except Exception:  # the run directory records the failure
         return "failed"
+    return record.status
 
 
 def run_group(kind: str, run_ids: list[str], configs: list[dict[str, Any]], folder: str, threads: int = 0) -> list[str]:
@@ -100,13 +151,21 @@ def run_group(kind: str, run_ids: list[str], configs: list[dict[str, Any]], fold
 
     try:
         members = [TrainConfig.model_validate(config) for config in configs]
-        return [run.status for run in train_ensemble(members, out=folder, run_ids=run_ids)]
+        runs = train_ensemble(members, out=folder, run_ids=run_ids)
     except Exception:  # fall back to the members one by one, each resumed from its own last checkpoint
         statuses = []
         for run_id, config in zip(run_ids, configs, strict=True):
+            path = Path(folder) / run_id
+            last = read_owner(path) if path.exists() else None  # before `run_point` records itself as the owner
             status = run_point(kind, run_id, config, folder)
-            statuses.append(Run.open(Path(folder) / run_id).status if status == "skipped" else status)
+            if status == "skipped" and last is not None and last.is_this_process():
+                status = Run.open(path).status  # finished by the failed ensemble (diverged), not by another sweep
+            statuses.append(status)
         return statuses
+    statuses = [run.status for run in runs]
+    for run in runs:
+        run.release()
+    return statuses
 
 
 def plan_jobs(
@@ -139,6 +198,7 @@ def plan_jobs(
 
 
 Report = Callable[[Counter, int], None]
+Tally = Callable[[list[str], list[str]], None]
 
 
 def run_sweep(
@@ -167,31 +227,113 @@ def run_sweep(
         (spec.kind, ids, configs, str(folder), threads)
         for ids, configs in plan_jobs(spec.kind, points, folder, workers, ensemble)
     ]
-    counts: Counter = Counter()
+    summary = SweepSummary(Counter(), folder)
     notify = report or (lambda counts, running: None)
-    if backend == "ray":
-        _run_ray(jobs, workers, address, counts, notify)
-    else:
-        _run_local(jobs, workers, counts, notify)
-    return SweepSummary(counts, folder)
+
+    def tally(run_ids: list[str], statuses: list[str]) -> None:
+        summary.counts.update(statuses)
+        for run_id, status in zip(run_ids, statuses, strict=True):
+            if status == "busy":
+                summary.busy[run_id] = read_owner(folder / run_id)
+
+    try:
+        if backend == "ray":
+            _run_ray(jobs, workers, address, summary.counts, tally, notify)
+        else:
+            _run_local(jobs, workers, summary.counts, tally, notify)
+    except KeyboardInterrupt:
+        raise SweepInterrupted(summary) from None
+    return summary
 
 
-def _run_local(jobs: list[tuple], workers: int, counts: Counter, notify: Report) -> None:
-    if workers == 1:
+def _run_local(jobs: list[tuple], workers: int, counts: Counter, tally: Tally, notify: Report) -> None:
+    if workers == 1:  # in this process: Ctrl-C interrupts the point in flight, which records it
         for job in jobs:
             notify(counts, len(job[1]))
-            counts.update(run_group(*job))
+            tally(job[1], run_group(*job))
         notify(counts, 0)
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        pending = {pool.submit(run_group, *job): len(job[1]) for job in jobs}
+    before = {child.pid for child in active_children()}
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_start_worker)
+    pending: dict[Future, list[str]] = {}
+    try:
+        for job in jobs:
+            pending[pool.submit(_work, *job)] = job[1]
         while pending:
-            notify(counts, _running(list(pending.values()), workers))
+            notify(counts, _running([len(ids) for ids in pending.values()], workers))
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                size = pending.pop(future)
-                counts.update(future.result() if future.exception() is None else ["failed"] * size)
+                ids = pending.pop(future)
+                tally(ids, future.result() if future.exception() is None else ["failed"] * len(ids))
         notify(counts, 0)
+    except KeyboardInterrupt:
+        with _sigint_ignored():  # a second Ctrl-C must not cut the stopping short
+            pool.shutdown(wait=False, cancel_futures=True)
+            _stop([child for child in active_children() if child.pid not in before])
+            for future, ids in pending.items():  # jobs that ended while this process was being interrupted
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    tally(ids, future.result())
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+_in_job = False  # in a worker process: whether a job is running there (see `_interrupted`)
+
+
+def _start_worker() -> None:
+    """A local worker's initializer: Ctrl-C interrupts its job once, then the worker exits (`_interrupted`)."""
+    signal.signal(signal.SIGINT, _interrupted)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    """A worker's SIGINT handler: interrupt the job in flight, which records the interruption in its runs (a second
+    SIGINT, e.g. the one the sweep forwards after the terminal's, is ignored so that it cannot cut that short); an
+    idle worker exits at once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not _in_job:
+        os._exit(130)
+    raise KeyboardInterrupt
+
+
+def _work(*job: Any) -> list[str]:
+    """`run_group` in a local worker; after Ctrl-C the worker exits instead of taking the next job."""
+    global _in_job
+    _in_job = True
+    try:
+        return run_group(*job)
+    except KeyboardInterrupt:
+        os._exit(130)  # the runs are recorded; the pool sees the worker gone and starts nothing more
+    finally:
+        _in_job = False
+
+
+def _stop(workers: list[BaseProcess]) -> None:
+    """Interrupt the workers (they may not have seen the Ctrl-C: it can reach this process alone); those still alive
+    after `STOP_GRACE_S` are killed (their runs stay `running`, which a rerun resumes as well)."""
+    for worker in workers:
+        with contextlib.suppress(ProcessLookupError, TypeError):  # gone already, or not started (pid None)
+            os.kill(worker.pid, signal.SIGINT)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT in this process for the duration (only the main thread may change signal handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _running(sizes: list[int], workers: int) -> int:
@@ -199,7 +341,9 @@ def _running(sizes: list[int], workers: int) -> int:
     return sum(sizes[:workers])
 
 
-def _run_ray(jobs: list[tuple], workers: int, address: str | None, counts: Counter, notify: Report) -> None:
+def _run_ray(
+    jobs: list[tuple], workers: int, address: str | None, counts: Counter, tally: Tally, notify: Report
+) -> None:
     try:
         import ray
     except ImportError:
@@ -210,19 +354,30 @@ def _run_ray(jobs: list[tuple], workers: int, address: str | None, counts: Count
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
+    pending: dict[Any, list[str]] = {}
     try:
         remote = ray.remote(num_cpus=1)(run_group)
-        pending = {remote.remote(*job[:-1], 1): len(job[1]) for job in jobs}
+        for job in jobs:
+            pending[remote.remote(*job[:-1], 1)] = job[1]
         while pending:
-            notify(counts, _running(list(pending.values()), workers))
+            notify(counts, _running([len(ids) for ids in pending.values()], workers))
             finished, _ = ray.wait(list(pending), num_returns=1)
             for ref in finished:
-                size = pending.pop(ref)
+                ids = pending.pop(ref)
                 try:
-                    counts.update(ray.get(ref))
+                    tally(ids, ray.get(ref))
                 except ray.exceptions.RayError:
-                    counts["failed"] += size
+                    tally(ids, ["failed"] * len(ids))
         notify(counts, 0)
+    except KeyboardInterrupt:
+        with _sigint_ignored():
+            for ref in pending:  # queued tasks are dropped, running ones get a KeyboardInterrupt and record it
+                ray.cancel(ref)
+            ended, _ = ray.wait(list(pending), num_returns=len(pending), timeout=STOP_GRACE_S) if pending else ([], [])
+            for ref in ended:  # among them, jobs that ended before the interruption
+                with contextlib.suppress(ray.exceptions.RayError):
+                    tally(pending[ref], ray.get(ref))
+        raise
     finally:
         if started_here:
             ray.shutdown()

@@ -5,13 +5,14 @@ batches the uninterrupted run would have seen. A loss that
 becomes NaN or inf ends the run with status `diverged` (the step is recorded in meta.json). Checkpoints are
 written every `checkpoint_every` steps. Ctrl-C leaves status `failed` with error "interrupted", a kill leaves
 status `running`; both are continued by `resume`, which restarts from the last checkpoint and truncates the
-metrics back to it, so that no row is lost or duplicated.
+metrics back to it, so that no row is lost or duplicated. A run has one writer (`tdlab.store.lock`): `resume` of
+a run that another live process is writing raises `RunBusyError` naming that process, before anything is touched.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,9 @@ from tdlab.config import resolve_device
 from tdlab.data import Dataset, loss_for
 from tdlab.probes import ProbeSet, build_probe
 from tdlab.store import Run
+from tdlab.store.sinks import Tee, Tracker
 from tdlab.train.builders import build_data, build_network, build_optimizer, build_scheduler, config_section
 from tdlab.train.config import TrainConfig
-from tdlab.train.tensorboard import TensorBoardSink
 from tdlab.train.trainer import fit
 
 ProgressFactory = Callable[[int, int], AbstractContextManager[Callable[[int, str], None]]]
@@ -80,21 +81,24 @@ def train(
     out: str | Path = "runs",
     run_id: str | None = None,
     progress: ProgressFactory | None = None,
-    tensorboard: bool = False,
+    trackers: Sequence[Tracker] = (),
 ) -> Run:
     """Train from scratch into a new run directory under `out`; returns the finished `Run`.
 
-    With `tensorboard`, the probes and the loop's metrics are also streamed to `<run>/tensorboard/`.
+    `trackers` (e.g. `tdlab.integrations.tensorboard.TensorBoardSink`, `tdlab.integrations.wandb.WandbSink`) are
+    opened on the run and its model and receive the same rows as the run's metrics (`tdlab.store.sinks.Tee`).
     """
     setup = build(config)
     run = Run.create(out, config.model_dump(mode="json"), kind="train", run_id=run_id, seed=config.seed)
-    return _loop(setup, run, start=0, progress=progress, tensorboard=tensorboard, fresh=True)
+    return _loop(setup, run, start=0, progress=progress, trackers=trackers, fresh=True)
 
 
-def resume(path: str | Path, progress: ProgressFactory | None = None, tensorboard: bool = False) -> Run:
-    """Continue a killed or interrupted run from its last checkpoint (from scratch if it has none)."""
-    run = Run.open(path)
+def resume(path: str | Path | Run, progress: ProgressFactory | None = None, trackers: Sequence[Tracker] = ()) -> Run:
+    """Continue a killed or interrupted run (a path, or a `Run`) from its last checkpoint (from scratch if it has
+    none). The run is owned first, its status read after: RunBusyError while another live process writes it."""
+    run = (path if isinstance(path, Run) else Run.open(path)).own()
     if run.status in ("done", "diverged"):
+        run.release()
         raise ValueError(f"run: {run.id} is already {run.status}; nothing to resume")
     setup = build(TrainConfig.model_validate(run.config))
     state = run.load_checkpoint()
@@ -107,7 +111,7 @@ def resume(path: str | Path, progress: ProgressFactory | None = None, tensorboar
         torch.set_rng_state(state["rng"])
         start = state["step"]
     run.set_status("running")
-    return _loop(setup, run, start=start, progress=progress, tensorboard=tensorboard, fresh=state is None)
+    return _loop(setup, run, start=start, progress=progress, trackers=trackers, fresh=state is None)
 
 
 def _checkpoint(setup: Setup, run: Run, step: int) -> None:
@@ -123,12 +127,14 @@ def _checkpoint(setup: Setup, run: Run, step: int) -> None:
     )
 
 
-def _loop(setup: Setup, run: Run, start: int, progress: ProgressFactory | None, tensorboard: bool, fresh: bool) -> Run:
+def _loop(
+    setup: Setup, run: Run, start: int, progress: ProgressFactory | None, trackers: Sequence[Tracker], fresh: bool
+) -> Run:
     """Steps `start + 1` .. `steps` through `tdlab.train.trainer.fit`; a `fresh` run first measures step 0 (it
     has no checkpoint before the first periodic one: a run killed before then starts over, as resuming without a
     checkpoint does)."""
     config = setup.config
-    sink = TensorBoardSink(run.path, setup.model, run.log) if tensorboard else run.log
+    sink = Tee(run.log, [open_tracker(run, setup.model) for open_tracker in trackers])
     began = time.perf_counter()
     bar = progress(start, config.steps) if progress is not None else nullcontext(lambda step, text: None)
 
@@ -158,8 +164,7 @@ def _loop(setup: Setup, run: Run, start: int, progress: ProgressFactory | None, 
         run.set_status("failed", error="interrupted")
         raise
     finally:
-        if isinstance(sink, TensorBoardSink):
-            sink.close()
+        sink.close()
     run.flush()
     if result.diverged:
         run.set_status("diverged", diverged_step=result.diverged_at, duration_s=time.perf_counter() - began)

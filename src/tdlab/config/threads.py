@@ -1,0 +1,66 @@
+"""How many CPU threads tdlab's tensor work may use: the cores this process may really run on."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+
+_CGROUP = Path("/sys/fs/cgroup")
+
+
+def _cgroup_quota(root: Path = _CGROUP) -> float | None:
+    """CPUs granted by a cgroup CPU quota (cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us / cpu.cfs_period_us`),
+    None without one."""
+    v2 = root / "cpu.max"
+    try:
+        if v2.is_file():
+            quota, period = v2.read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        quota_file, period_file = root / "cpu" / "cpu.cfs_quota_us", root / "cpu" / "cpu.cfs_period_us"
+        if quota_file.is_file() and period_file.is_file():
+            quota_us = int(quota_file.read_text())
+            return None if quota_us <= 0 else quota_us / int(period_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def usable_cores(root: Path = _CGROUP) -> int:
+    """The CPUs this process may run on: its affinity mask (`taskset`, a container's cpuset) capped by a cgroup
+    CPU quota (a container's `--cpus`), rounded up, at least 1. torch's own default counts the machine's cores,
+    so a process given 2 of 64 cores would start 64 threads that take turns on 2.
+
+    Example:
+        >>> 1 <= usable_cores() <= os.cpu_count()
+        True
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = _cgroup_quota(root)
+    if quota is not None:
+        cores = min(cores, math.ceil(quota))
+    return max(1, cores)
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads to `threads`, or by default to `usable_cores()`; returns the number set.
+
+    Called by the `tdlab` command at start (`TDLAB_THREADS` overrides it); a library user keeps torch's own
+    setting unless they call it.
+
+    Example:
+        >>> before = torch.get_num_threads()
+        >>> configure_threads(1), torch.get_num_threads()
+        (1, 1)
+        >>> configure_threads(before) == before
+        True
+    """
+    if threads is None:
+        env = os.environ.get("TDLAB_THREADS")
+        threads = int(env) if env else usable_cores()
+    if threads < 1:
+        raise ValueError(f"threads: expected a positive integer, got {threads}")
+    torch.set_num_threads(threads)
+    return threads
