@@ -14,7 +14,7 @@ processes on C cores would slow down by (L + T) / max(C, T) over its idle time (
 that means time lost to threads that wait on each other (a spinning thread holds a core that the thread it
 waits for needs).
 
-    python benchmarks/bench_contention.py [--cores 0,1] [--load 8] [--steps 100]
+    python benchmarks/bench_contention.py [--cores 0,1] [--load 8] [--steps 100] [--limit 300]
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ print(time.perf_counter() - began, torch.get_num_threads())
 SETTINGS = {
     "torch default": ({}, 0),
     "OMP_WAIT_POLICY=PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, 0),
+    "GOMP_SPINCOUNT=10000": ({"GOMP_SPINCOUNT": "10000"}, 0),
+    "GOMP_SPINCOUNT=1000": ({"GOMP_SPINCOUNT": "1000"}, 0),
     "1 thread": ({}, 1),
-    "tdlab (configure_threads)": ({}, -1),
 }
 
 
@@ -65,17 +66,21 @@ def spin(cores: set[int]) -> None:
         pass
 
 
-def workload(cores: set[int], env: dict[str, str], threads: int, steps: int) -> tuple[float, int]:
-    """Seconds of the workload in a fresh process pinned to `cores`, and the threads torch used."""
+def workload(cores: set[int], env: dict[str, str], threads: int, steps: int, limit: float) -> tuple[float, int]:
+    """Seconds of the workload in a fresh process pinned to `cores` (inf past `limit`), and torch's threads."""
     code = WORKLOAD.format(threads=threads, steps=steps)
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=True,
-        preexec_fn=lambda: os.sched_setaffinity(0, cores),
-    ).stdout.split()
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=limit,
+            preexec_fn=lambda: os.sched_setaffinity(0, cores),
+        ).stdout.split()
+    except subprocess.TimeoutExpired:
+        return float("inf"), threads
     return float(out[0]), int(out[1])
 
 
@@ -84,16 +89,22 @@ def main() -> None:
     parser.add_argument("--cores", default="0,1", help="CPUs the workload and the load share")
     parser.add_argument("--load", type=int, default=8, help="busy processes beside the workload")
     parser.add_argument("--steps", type=int, default=100, help="GD steps of the workload")
+    parser.add_argument("--limit", type=float, default=300.0, help="seconds after which a run is stopped (inf)")
     args = parser.parse_args()
     cores = {int(c) for c in args.cores.split(",")}
     console = Console(width=140)
-    idle = {name: workload(cores, env, threads, args.steps) for name, (env, threads) in SETTINGS.items()}
+    idle, loaded = {}, {}
+    for name, (env, threads) in SETTINGS.items():
+        idle[name] = workload(cores, env, threads, args.steps, args.limit)
+        console.print(f"idle, {name}: {idle[name][0]:.2f} s")
     spinners = [multiprocessing.Process(target=spin, args=(cores,), daemon=True) for _ in range(args.load)]
     for process in spinners:
         process.start()
     time.sleep(1.0)
     try:
-        loaded = {name: workload(cores, env, threads, args.steps) for name, (env, threads) in SETTINGS.items()}
+        for name, (env, threads) in SETTINGS.items():
+            loaded[name] = workload(cores, env, threads, args.steps, args.limit)
+            console.print(f"loaded, {name}: {loaded[name][0]:.2f} s")
     finally:
         for process in spinners:
             process.terminate()

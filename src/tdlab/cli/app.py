@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tdlab.cli.errors import bad_input_exits, stderr
+from tdlab.config import configure_threads
 from tdlab.report.cells import number
 
 app = typer.Typer(
@@ -34,6 +35,14 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 console = Console()
+
+
+@app.callback()
+def _start() -> None:
+    """Before every command: torch's CPU threads are the cores this process may use (`TDLAB_THREADS` pins them)."""
+    with bad_input_exits():
+        configure_threads()
+
 
 SetOption = Annotated[
     list[str] | None,

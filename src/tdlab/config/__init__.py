@@ -3,6 +3,6 @@ overrides and the CPU thread count. It imports nothing from tdlab."""
 
 from tdlab.config.device import resolve_device
 from tdlab.config.overrides import apply_override, apply_overrides
-from tdlab.config.threads import configure_threads, usable_cores
+from tdlab.config.threads import configure_threads, usable_cores, worker_threads
 
-__all__ = ["apply_override", "apply_overrides", "configure_threads", "resolve_device", "usable_cores"]
+__all__ = ["apply_override", "apply_overrides", "configure_threads", "resolve_device", "usable_cores", "worker_threads"]

@@ -44,6 +44,25 @@ def usable_cores(root: Path = _CGROUP) -> int:
     return max(1, cores)
 
 
+def _pinned() -> int | None:
+    """The thread count that `TDLAB_THREADS` pins, or None."""
+    env = os.environ.get("TDLAB_THREADS", "")
+    if env and not (env.isdigit() and int(env) >= 1):
+        raise ValueError(f"TDLAB_THREADS: expected a positive integer, got {env!r}")
+    return int(env) if env else None
+
+
+def worker_threads(workers: int) -> int:
+    """Threads for each of `workers` processes sharing this machine: `TDLAB_THREADS` if set, else an equal share
+    of `usable_cores()`, at least 1.
+
+    Example:
+        >>> worker_threads(1) == (_pinned() or usable_cores())
+        True
+    """
+    return _pinned() or max(1, usable_cores() // workers)
+
+
 def configure_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads to `threads`, or by default to `usable_cores()`; returns the number set.
 
@@ -58,9 +77,8 @@ def configure_threads(threads: int | None = None) -> int:
         True
     """
     if threads is None:
-        env = os.environ.get("TDLAB_THREADS")
-        threads = int(env) if env else usable_cores()
-    if threads < 1:
-        raise ValueError(f"threads: expected a positive integer, got {threads}")
+        threads = _pinned() or usable_cores()
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads: expected a positive integer, got {threads!r}")
     torch.set_num_threads(threads)
     return threads

@@ -311,6 +311,8 @@ class Run:
             "finished": None,
             "duration_s": None,
             "tdlab_version": _tdlab_version(),
+            "torch_version": torch.__version__,
+            "threads": torch.get_num_threads(),  # CPU results are bit-identical only at the same thread count
             "seed": None if seed is None else int(seed),
         }
         staging = root / f".{run_id}.{uuid.uuid4().hex[:12]}.creating"

@@ -40,6 +40,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Literal
 
+from tdlab.config import worker_threads
 from tdlab.store import Run
 from tdlab.store.lock import Owner, RunBusyError, read_owner
 from tdlab.sweep.spec import SweepPoint, SweepSpec
@@ -222,7 +223,7 @@ def run_sweep(
     validate(spec, points)
     folder = Path(out) / spec.name
     folder.mkdir(parents=True, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = worker_threads(workers)
     jobs = [
         (spec.kind, ids, configs, str(folder), threads)
         for ids, configs in plan_jobs(spec.kind, points, folder, workers, ensemble)
