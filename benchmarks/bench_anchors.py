@@ -4,8 +4,8 @@ For each model and question (the top eigenvalue, the top 10) and each accuracy (
 reference), every tool is given a ladder of its own settings, from loose to tight, and the cheapest setting
 (least wall time) whose answer reaches the accuracy is kept:
 
-- tdlab: `hessian_eigs(Objective(model, loss, (X, y)), k)`, Lanczos with full reorthogonalisation; ladder of the
-  residual tolerance `tol` (and of `criterion="ritz"`).
+- tdlab: `hessian_eigs(Objective(model, loss, (X, y)), k)`, Lanczos with full reorthogonalisation; ladders of
+  `tol` for its default stopping rule (`criterion="eigenvalue"`) and for `criterion="residual"`.
 - PyHessian 0.1: `hessian(model, criterion, data).eigenvalues(top_n=k, tol=..., maxIter=...)`, power iteration
   with deflation on a gradient graph built once; ladder of `tol`.
 - curvlinops 3 + SciPy: `scipy.sparse.linalg.eigsh(HessianLinearOperator(...).to_scipy(), k, which="LA",
@@ -20,12 +20,23 @@ trained briefly so that the spectrum has its outliers) and data are generated he
 9,690 parameters) on 512 8x8 digits; a 2-layer causal transformer (d_model 64, 4 heads, vocabulary 32, 104,224
 parameters) on 64 sequences of 32 tokens (cross-entropy over all positions).
 
+On the transformer every peer fails at its defaults: the fused attention kernel that
+`F.scaled_dot_product_attention` picks (flash on the CPU, memory-efficient on CUDA) has no double backward
+(PyHessian, hessian-eigenthings) and no forward-mode derivative (curvlinops). tdlab's oracles select the math
+kernel for their queries (`tdlab.oracles.objective.differentiable_kernels`); the peers are run inside that same
+context here, so that their speed can be compared at all.
+
 The kept settings are then timed again, the tools in alternation for `--rounds` rounds (the median is
 reported), so that a change of load on the machine hits every tool alike. Also reported: Hessian-vector products
 (counted at each tool's product function) and peak memory above the start (CPU: resident set size sampled every
 millisecond; CUDA: `torch.cuda.max_memory_allocated`). Ratios are to tdlab (> 1: the peer is slower).
 
+A second table gives the cost of one Hessian-vector product over a plain `loss.backward()` on each model:
+`Objective.hvp` (the gradient's graph built for each product) and a product through a kept graph
+(`Objective.hvp_function`, what Lanczos uses when the data is one batch in memory).
+
     python benchmarks/bench_anchors.py [--device auto] [--threads 2] [--models mlp,resnet,transformer] [--rounds 3]
+                                       [--tools tdlab,PyHessian,...] [--skip-eigs]
 
 Needs the benchmark extra: `pip install -c constraints.txt -e ".[bench]"`.
 """
@@ -33,6 +44,7 @@ Needs the benchmark extra: `pip install -c constraints.txt -e ".[bench]"`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import math
 import statistics
@@ -49,6 +61,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 from torch import Tensor, nn
+from torch.utils.benchmark import Timer
 
 from tdlab import Objective
 from tdlab.config import resolve_device
@@ -56,6 +69,7 @@ from tdlab.curvature import hessian_eigs
 from tdlab.data import load_dataset, mnist1d
 from tdlab.models.resnet import ResNet
 from tdlab.models.transformer import CausalTransformer
+from tdlab.oracles.objective import differentiable_kernels
 
 ACCURACIES = (1e-2, 1e-4)
 QUESTIONS = (1, 10)
@@ -79,6 +93,7 @@ class Problem:
     X: Tensor
     y: Tensor
     reference: list[float] = field(default_factory=list)
+    math_attention: bool = False  # run the peers inside `differentiable_kernels()` (see the module docstring)
 
     @property
     def size(self) -> int:
@@ -126,7 +141,7 @@ def transformer_problem(device: torch.device) -> Problem:
     X, y = tokens[:, :-1].to(device), tokens[:, 1:].to(device)
     model = CausalTransformer(vocab, d_model=64, num_heads=4, num_layers=2, max_length=length).to(device)
     _train(model, TokenLoss(), X, y, steps=100, lr=3e-3)
-    return Problem("Transformer 2L", model, TokenLoss(), X, y)
+    return Problem("Transformer 2L", model, TokenLoss(), X, y, math_attention=True)
 
 
 PROBLEMS: dict[str, Callable[[torch.device], Problem]] = {
@@ -219,6 +234,16 @@ def run_eigenthings(problem: Problem, k: int, max_iter: int) -> Answer:
     return Answer(sorted(result.eigenvalues.tolist(), reverse=True), count[0])
 
 
+def peer(run: Callable[[Problem, int, object], Answer]) -> Callable[[Problem, int, object], Answer]:
+    """A peer's run, inside `differentiable_kernels()` where the problem asks for it."""
+
+    def wrapped(problem: Problem, k: int, setting: object) -> Answer:
+        with differentiable_kernels() if problem.math_attention else contextlib.nullcontext():
+            return run(problem, k, setting)
+
+    return wrapped
+
+
 @dataclass
 class Tool:
     name: str
@@ -232,21 +257,21 @@ TOOLS = [
         "tdlab",
         run_tdlab,
         lambda k, n: [
-            [("ritz", t) for t in (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)],
+            [("eigenvalue", t) for t in (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)],
             [("residual", t) for t in (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4, 1e-5, 1e-6)],
         ],
         lambda s: f"{s[0]} tol={s[1]:g}",
     ),
-    Tool("PyHessian", run_pyhessian, lambda k, n: [[1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]], lambda s: f"tol={s:g}"),
+    Tool("PyHessian", peer(run_pyhessian), lambda k, n: [[1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]], lambda s: f"tol={s:g}"),
     Tool(
         "curvlinops+eigsh",
-        run_curvlinops,
+        peer(run_curvlinops),
         lambda k, n: [[1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 0.0]],
         lambda s: f"tol={s:g}",
     ),
     Tool(
         "hessian-eigenthings",
-        run_eigenthings,
+        peer(run_eigenthings),
         lambda k, n: [sorted({min(n - 1, m) for m in (2 * k, 3 * k, 5 * k, 10 * k, 20, 40, 80, 160, 320) if m >= k})],
         lambda s: f"max_iter={s}",
     ),
@@ -345,13 +370,13 @@ def cheapest_settings(
     return best
 
 
-def compare(problem: Problem, k: int, device: torch.device, rounds: int, console: Console) -> dict:
+def compare(problem: Problem, k: int, tools: list[Tool], device: torch.device, rounds: int, console: Console) -> dict:
     """Cheapest settings per tool and accuracy, then `rounds` alternating timings of them."""
     console.print(f"[bold]{problem.name}[/] ({problem.size:,} parameters), top {k}: ladders")
-    choices = {tool.name: cheapest_settings(tool, problem, k, device, console) for tool in TOOLS}
+    choices = {tool.name: cheapest_settings(tool, problem, k, device, console) for tool in tools}
     for accuracy in ACCURACIES:
         for _ in range(rounds):
-            for tool in TOOLS:
+            for tool in tools:
                 choice = choices[tool.name][accuracy]
                 if choice is None:
                     continue
@@ -362,6 +387,33 @@ def compare(problem: Problem, k: int, device: torch.device, rounds: int, console
     return choices
 
 
+def hvp_costs(problem: Problem, device: torch.device, rounds: int) -> dict[str, float]:
+    """Median seconds of a plain `loss.backward()`, of `Objective.hvp` (each product builds the gradient's graph
+    again) and of a product through a kept graph (`Objective.hvp_function`), timed in alternation."""
+    model, loss_fn, X, y = problem.model, problem.loss_fn, problem.X, problem.y
+    obj = Objective(model, loss_fn, (X, y))
+    v = torch.randn(obj.dim, device=device, generator=torch.Generator(device).manual_seed(0))
+    kept = obj.hvp_function() if hasattr(obj, "hvp_function") else obj.hvp  # (tdlab before kept graphs: the same)
+
+    def backward() -> None:
+        model.zero_grad(set_to_none=True)
+        loss_fn(model(X), y).backward()
+
+    timers = {
+        "backward": Timer("backward()", globals={"backward": backward}),
+        "hvp": Timer("obj.hvp(v)", globals={"obj": obj, "v": v}),
+        "kept": Timer("kept(v)", globals={"kept": kept, "v": v}),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in timers}
+    for timer in timers.values():
+        timer.timeit(3)
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            samples[name].append(timer.blocked_autorange(min_run_time=0.3).median)
+    model.zero_grad(set_to_none=True)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda'")
@@ -369,6 +421,8 @@ def main() -> None:
     parser.add_argument("--models", default="mlp,resnet,transformer", help=f"comma-separated of {list(PROBLEMS)}")
     parser.add_argument("--questions", default="1,10", help="k values: top-k eigenvalues")
     parser.add_argument("--rounds", type=int, default=3, help="alternating timing rounds of the kept settings")
+    parser.add_argument("--tools", default=",".join(t.name for t in TOOLS), help="comma-separated tools to run")
+    parser.add_argument("--skip-eigs", action="store_true", help="only the table of HVP costs")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -378,26 +432,47 @@ def main() -> None:
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     console = Console(width=160)
     questions = [int(k) for k in args.questions.split(",")]
-    rows = []
+    tools = [tool for tool in TOOLS if tool.name in args.tools.split(",")]
+    rows, costs = [], []
     for key in args.models.split(","):
         problem = PROBLEMS[key](device)
+        costs.append((problem, hvp_costs(problem, device, args.rounds)))
+        if args.skip_eigs:
+            continue
         problem.reference = reference_eigenvalues(problem, max(questions))
         console.print(f"{problem.name}: reference top eigenvalues {[f'{v:.6g}' for v in problem.reference]}")
         for k in questions:
-            rows.append((problem, k, compare(problem, k, device, args.rounds, console)))
+            rows.append((problem, k, compare(problem, k, tools, device, args.rounds, console)))
+
+    table = Table(title=f"Cost of one Hessian-vector product, {device}; ratio to a plain loss.backward()")
+    for column in ("model", "backward ms", "Objective.hvp ms", "ratio", "kept graph ms", "ratio"):
+        table.add_column(column, justify="right")
+    for problem, cost in costs:
+        base = cost["backward"]
+        table.add_row(
+            problem.name,
+            f"{1e3 * base:.2f}",
+            f"{1e3 * cost['hvp']:.2f}",
+            f"{cost['hvp'] / base:.2f}x",
+            f"{1e3 * cost['kept']:.2f}",
+            f"{cost['kept'] / base:.2f}x",
+        )
+    console.print(table)
+    if args.skip_eigs:
+        return
 
     threads = torch.get_num_threads() if device.type == "cpu" else "-"
     table = Table(
         title=f"Top-k Hessian eigenvalues at equal accuracy, {device}, {threads} threads; ratio = time / tdlab's"
     )
-    for column in ("model", "k", "accuracy", *(tool.name for tool in TOOLS)):
+    for column in ("model", "k", "accuracy", *(tool.name for tool in tools)):
         table.add_column(column, justify="right")
     for problem, k, choices in rows:
         for accuracy in ACCURACIES:
             base = choices["tdlab"][accuracy]
             base_time = statistics.median(base.seconds[1:] or base.seconds) if base else None
             cells = []
-            for tool in TOOLS:
+            for tool in tools:
                 choice = choices[tool.name][accuracy]
                 if choice is None:
                     cells.append("not reached")

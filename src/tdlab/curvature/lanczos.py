@@ -194,15 +194,13 @@ def _eigenvalue_errors(alpha: Tensor, beta: Tensor, which: str, k: int) -> Tenso
     delta is not positive the residual itself, a bound on the distance to the nearest eigenvalue, is used."""
     values, vectors = _tridiagonal_eigh(alpha, beta)
     idx = _select(values, which, k)
-    all_residuals = beta[-1].abs() * vectors[-1].abs()
-    errors = torch.empty(len(idx), dtype=torch.float64)
-    for position, i in enumerate(idx.tolist()):
-        others = torch.ones_like(values, dtype=torch.bool)
-        others[i] = False
-        r = all_residuals[i]
-        gap = ((values[others] - values[i]).abs() - all_residuals[others]).min() if others.any() else torch.tensor(0.0)
-        errors[position] = torch.minimum(r, r * r / gap) if gap > 0 else r
-    return errors
+    residuals = beta[-1].abs() * vectors[-1].abs()
+    distances = (values[idx, None] - values[None, :]).abs() - residuals[None, :]  # (k, m)
+    distances[torch.arange(len(idx)), idx] = torch.inf  # each Ritz value's distance to the others only
+    gaps = distances.min(dim=1).values
+    wanted = residuals[idx]
+    known = torch.isfinite(gaps) & (gaps > 0)  # no other Ritz value yet (m = 1): the gap is unknown
+    return torch.where(known, torch.minimum(wanted, wanted**2 / torch.where(known, gaps, 1.0)), wanted)
 
 
 def _better(a: Tensor, b: Tensor, which: str, slack: Tensor) -> bool:
