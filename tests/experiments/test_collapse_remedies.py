@@ -134,7 +134,7 @@ def test_quick_run_passes_every_check():
     result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
     failed = [f"{c.name}: {c.measured} vs {c.theory} ({c.detail})" for c in result.checks if not c.passed]
     assert not failed, failed
-    assert len(result.checks) == 4
+    assert len(result.checks) == 8
     assert set(result.figures) == {"cosine_vs_depth", "gradients_curvature_training"}
     assert all(isinstance(f, Figure) for f in result.figures.values())
     hessian = result.metrics.query("name == 'hessian_top'")
@@ -146,4 +146,40 @@ def test_quick_run_passes_every_check():
 
 def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
     result = assert_rechecks(cr.EXPERIMENT, _small(trained_variants=("vanilla", "resnet"), target_loss=0.5), tmp_path)
-    assert len(result.checks) == 4 and set(result.figures) == {"cosine_vs_depth", "gradients_curvature_training"}
+    assert len(result.checks) == 8 and set(result.figures) == {"cosine_vs_depth", "gradients_curvature_training"}
+
+
+def test_collapse_checks_fail_on_a_network_that_does_not_collapse():
+    """Stored-metric corruption: with resnet-scaled's cosines and gradients in place of mlp-residual's and vanilla's,
+    and a flat resnet Hessian, the new checks fail."""
+    import numpy as np
+    import pandas as pd
+
+    from tdlab.experiments.catalogue import collapse_remedies as cr
+
+    config = cr.EXPERIMENT.make_config(width=8, depth=4, seeds=1)
+    rows = []
+    for variant, cos, grad in (
+        ("vanilla", [0.5, 0.9, 0.995, 0.999], [1.0, 1.0, 5.0, 20.0]),
+        ("mlp-residual", [0.6, 0.995, 0.999, 1.0], [1.0, 1.0, 1.0, 1.0]),
+        ("batchnorm", [0.3] * 4, [1e4, 1e4, 10.0, 1.0]),
+        ("resnet", [0.2, 0.4, 0.6, 0.8], [1.0] * 4),
+        ("resnet-scaled", [0.0, 0.1, 0.2, 0.3], [1.0] * 4),
+    ):
+        for layer in range(4):
+            where = {"variant": variant, "layer": layer + 1, "seed": 0}
+            rows += [
+                {"name": "cosine", "value": cos[layer], **where},
+                {"name": "grad_norm", "value": grad[layer], **where},
+            ]
+    rows += [{"name": "hessian_top", "value": 2.0**d, "variant": "resnet", "depth": d} for d in (2, 6, 18)]
+    good = pd.DataFrame(rows)
+    assert all(c.passed for c in cr._collapse_checks(good, config))
+    bad = good.copy()
+    scaled = bad["variant"] == "resnet-scaled"
+    for name in ("cosine", "grad_norm"):
+        for variant in ("vanilla", "mlp-residual", "batchnorm"):
+            target = (bad["variant"] == variant) & (bad["name"] == name)
+            bad.loc[target, "value"] = bad.loc[scaled & (bad["name"] == name), "value"].to_numpy()
+    bad.loc[bad["name"] == "hessian_top", "value"] = np.array([50.0, 60.0, 70.0])
+    assert not any(c.passed for c in cr._collapse_checks(bad, config))

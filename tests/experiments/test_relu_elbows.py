@@ -84,6 +84,7 @@ SMALL = {
     "n_train": 16,
     "steps": 40,
     "step_fractions": (0.5, 1e6),
+    "kill_fractions": (0.5, 1e6),
     "shown_fraction": 0.5,
     "record_every": 10,
     "knots": (4, 8),
@@ -128,12 +129,41 @@ def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
     assert set(result.figures) == {"cauchy_elbows", "training", "interpolants"}
 
 
-def test_dead_unit_check_fails_when_a_dead_unit_moves():
+def test_dead_units_at_initialisation_never_move():
+    """Zero gradient on every input: the units dead at init keep their parameters exactly, at every step size that
+    did not diverge (a property of the gradient, so a test here and not a catalogue check)."""
     config = re_.EXPERIMENT.make_config(**SMALL)
     metrics = re_.measure(config, Context(torch.device("cpu")))
-    metrics.loc[(metrics["name"] == "dead_at_init_change") & (metrics["step_fraction"] == 0.5), "value"] = 1e-9
-    check = next(c for c in re_.checks(metrics, config) if c.name.startswith("largest parameter change"))
-    assert not check.passed
+    change = metrics.query("name == 'dead_at_init_change' and step_fraction == 0.5")["value"]
+    assert metrics.query("name == 'dead_at_init'")["value"].iloc[0] > 0 and (change == 0.0).all()
+
+
+def _kill_verdict(metrics, config, large_minus_small):
+    """The large-step check on `metrics` whose dead counts at the large kill fraction are set to those at the small
+    one plus `large_minus_small` (seed 0 first), nothing diverged."""
+    m = metrics.copy()
+    low, high = config.kill_fractions
+    m.loc[m["name"].isin(["diverged", "kill_diverged"]), "value"] = 0.0
+    dead = m[m["name"] == "dead_units"].sort_values("step")
+    final = dead.groupby("step_fraction").tail(1)
+    base = final.loc[final["step_fraction"] == low, "value"].iloc[0]
+    m.loc[final.index[final["step_fraction"] == high], "value"] = base + large_minus_small[0]
+    for k, extra in enumerate(large_minus_small[1:], start=1):
+        kills = (m["name"] == "kill_dead") & (m["seed"] == k)
+        small = m.loc[kills & (m["step_fraction"] == low), "value"].iloc[0]
+        m.loc[kills & (m["step_fraction"] == high), "value"] = small + extra
+    return next(c for c in re_.checks(m, config) if c.name.startswith("large steps kill units"))
+
+
+def test_large_step_check_is_a_one_sided_wilcoxon_test_over_seeds():
+    config = re_.EXPERIMENT.make_config(**SMALL)
+    metrics = re_.measure(config, Context(torch.device("cpu")))
+    assert len(metrics.query("name == 'kill_dead'")) == 2 * (config.kill_seeds - 1)
+    passed = _kill_verdict(metrics, config, [5, 3, 2, 4, 1])
+    assert passed.passed and passed.measured == pytest.approx(1 / 32)  # every seed: exact p = 2^-5
+    assert not _kill_verdict(metrics, config, [0, 0, 0, 0, 0]).passed  # the step does not matter
+    assert not _kill_verdict(metrics, config, [5, 3, -2, 4, 1]).passed  # one seed the other way: p = 3/32
+    assert not _kill_verdict(metrics, config, [-5, -3, -2, -4, -1]).passed  # small steps kill more
 
 
 def test_config_rejects_bad_values():
@@ -143,6 +173,10 @@ def test_config_rejects_bad_values():
         re_.ReluElbowsConfig(elbow_units=10)
     with pytest.raises(ValidationError, match="groups"):
         re_.ReluElbowsConfig(elbow_units=2**12, group_sizes=(16, 1024))
+    with pytest.raises(ValidationError, match="kill_fractions"):
+        re_.ReluElbowsConfig(kill_fractions=(0.25, 5.0))
+    with pytest.raises(ValidationError, match="kill_seeds"):
+        re_.ReluElbowsConfig(kill_seeds=3)
 
 
 # ------------------------------------------------------------------------------------------------ experiment

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -85,3 +86,36 @@ def test_quick_run_passes_its_checks():
     assert len(escapes) == config.escapes
     assert set(result.figures) == {"index_vs_loss", "escape"}
     assert all(isinstance(f, Figure) for f in result.figures.values())
+
+
+def _points(losses, indices):
+    """Metrics of converged searches at the given (loss, data-loss index), one trajectory, steps 0, 1, ..."""
+    records = [
+        {"trajectory": 0, "step": k, "name": n, "value": v}
+        for k, (loss, index) in enumerate(zip(losses, indices, strict=True))
+        for n, v in (("loss", loss), ("index", index), ("converged", 1.0), ("gradient_norm", 1e-12))
+    ]
+    return pd.DataFrame(records, columns=["trajectory", "saddle", "step", "index", "name", "value"])
+
+
+def test_index_check_is_a_one_sided_test_at_alpha_0_05_on_the_data_loss_index():
+    config = sp.EXPERIMENT.make_config(escapes=0)
+    losses, indices = [0.5, 0.3, 0.2, 0.1, 0.08, 0.05, 0.04], [0.4, 0.3, 0.25, 0.2, 0.1, 0.05, 0.0]
+    (grows,) = sp.checks(_points(losses, indices), config)
+    assert grows.passed and grows.measured < sp.ALPHA
+    (reversed_,) = sp.checks(_points(losses, indices[::-1]), config)  # index falls with loss: rho = -1
+    assert not reversed_.passed and reversed_.measured > 0.99
+    (weak,) = sp.checks(_points(losses[:4], [0.2, 0.3, 0.1, 0.0]), config)  # rho = 0.8 over 4 points: p = 0.17
+    assert not weak.passed
+    (flat,) = sp.checks(_points(losses, [0.0] * 7), config)  # all minima: nothing to correlate
+    assert not flat.passed
+
+
+def test_data_loss_index_counts_the_penalised_eigenvalues_below_weight_decay(tmp_path):
+    """The stored index is that of H - wd I: never below the penalised one, and a shallow saddle of the data loss
+    (curvature in (-wd, 0)) that the penalty makes a minimum counts as a saddle."""
+    config = sp.EXPERIMENT.make_config(trajectories=1, snapshots=(0, 30), max_iter=30, escapes=0)
+    found = sp._searches(sp.measure(config, Context(torch.device("cpu"))))
+    assert (found["index"] >= found["penalised_index"]).all()
+    shallow = found[(found["lambda_min"] > 0) & (found["lambda_min"] < config.weight_decay)]
+    assert (shallow["index"] > 0).all()

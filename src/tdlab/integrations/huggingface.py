@@ -40,9 +40,8 @@ from torch.utils.data import DataLoader
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.utils import find_labels
 
-from tdlab.integrations.recorder import ProbeRecorder, forked_rng, optimizer_config
-from tdlab.probes import Probe, ProbeSet
-from tdlab.store import Run
+from tdlab.integrations.recorder import ProbeRecorder, Recording, forked_rng, optimizer_config
+from tdlab.probes import Probe
 
 
 def model_loss(outputs: Any, targets: Tensor) -> Tensor:
@@ -85,7 +84,7 @@ def collated_batches(dataset: object, collate_fn: Callable | None, batch_size: i
     return batches
 
 
-class ProbeCallback(TrainerCallback):
+class ProbeCallback(TrainerCallback, Recording):
     """Measure tdlab probes during `Trainer.train` and write them into a tdlab run directory.
 
     Args:
@@ -129,14 +128,6 @@ class ProbeCallback(TrainerCallback):
         self.batch_size = batch_size
         self.loss_fn = loss_fn
         self.eval_mode = eval_mode
-
-    @property
-    def run(self) -> Run | None:
-        return self.recorder.run
-
-    @property
-    def probe_set(self) -> ProbeSet | None:
-        return self.recorder.probe_set
 
     def on_train_begin(
         self,

@@ -31,10 +31,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
-from tdlab.integrations.recorder import ProbeRecorder, describe, forked_rng, optimizer_config, scalars
-from tdlab.probes import Probe, ProbeSet
+from tdlab.integrations.recorder import ProbeRecorder, Recording, describe, forked_rng, optimizer_config, scalars
+from tdlab.probes import Probe
 from tdlab.probes.base import Task
-from tdlab.store import Run
 
 
 def fixed_order(loader: object) -> object:
@@ -77,7 +76,7 @@ def _pair(batch: object) -> object | None:
     return None
 
 
-class ProbeCallback(pl.Callback):
+class ProbeCallback(pl.Callback, Recording):
     """Measure tdlab probes during `Trainer.fit` and write them into a tdlab run directory.
 
     Args:
@@ -122,14 +121,6 @@ class ProbeCallback(pl.Callback):
         self.batch_size = batch_size
         self._batch: object | None = None
         self._diverged_at: int | None = None
-
-    @property
-    def run(self) -> Run | None:
-        return self.recorder.run
-
-    @property
-    def probe_set(self) -> ProbeSet | None:
-        return self.recorder.probe_set
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:

@@ -128,6 +128,21 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+class Recording:
+    """What both callbacks show of their `recorder`: the run and the probe set (None before training starts and on
+    processes other than the main one)."""
+
+    recorder: ProbeRecorder
+
+    @property
+    def run(self) -> Run | None:
+        return self.recorder.run
+
+    @property
+    def probe_set(self) -> ProbeSet | None:
+        return self.recorder.probe_set
+
+
 class ProbeRecorder:
     """Probes measured during someone else's training loop, written into a tdlab run directory.
 

@@ -210,7 +210,75 @@ def checks(metrics: pd.DataFrame, config: CollapseRemediesConfig) -> list[Check]
                 + " (MLP's post-activation branch, drawn, not checked)",
             )
         )
+    out += _collapse_checks(metrics, config)
     return out
+
+
+COLLAPSED = 0.99  # a mean cosine above this counts as collapsed
+VANISHING_BOUND = 0.25  # vanilla: |dL/dW_2| / |dL/dW_L| at most this (gradients vanish towards the input)
+EXPLODING_BOUND = 100.0  # BatchNorm: |dL/dW_2| / |dL/dW_L| at least this (gradients explode towards the input)
+HESSIAN_RATE = 0.5  # resnet: log2 lambda_max grows at least half the theory's 1 per block
+
+
+def _collapse_checks(metrics: pd.DataFrame, config: CollapseRemediesConfig) -> list[Check]:
+    """Checks that a network that does not collapse fails: the post-activation residual net collapses before
+    vanilla; vanilla's gradients vanish and BatchNorm's explode towards the input; the unscaled resnet's top
+    Hessian eigenvalue grows exponentially with depth."""
+    cosines, out = _mean_by_layer(metrics, "cosine"), []
+    if "mlp-residual" in cosines:
+        first = {v: _first_layer(cosines[v], COLLAPSED) for v in ("mlp-residual", "vanilla")}
+        out.append(
+            Check.at_most(
+                f"mlp-residual collapses first: first layer with mean cosine >= {COLLAPSED}",
+                first["mlp-residual"],
+                first["vanilla"] - 1,
+                detail=f"the post-activation branch adds a non-negative vector; vanilla reaches {COLLAPSED} at layer "
+                f"{first['vanilla']:g} (bound: that layer - 1); a net that never collapses gives inf and fails",
+            )
+        )
+    grads = _mean_by_layer(metrics, "grad_norm", geometric=True)
+    if not {"vanilla", "batchnorm"} <= set(grads):  # measure records both; hand-made metrics may not
+        return out
+    ratios = {v: float(grads[v][1] / grads[v][-1]) for v in ("vanilla", "batchnorm", "resnet-scaled") if v in grads}
+    out.append(
+        Check.at_most(
+            f"vanilla: gradients vanish towards the input, |dL/dW_2| / |dL/dW_{config.depth}|",
+            ratios["vanilla"],
+            VANISHING_BOUND,
+            detail=f"geometric mean over {config.seeds} seeds; a net whose gradient is preserved (ratio about 1, "
+            f"resnet-scaled: {ratios.get('resnet-scaled', math.nan):.3g}) fails",
+        )
+    )
+    out.append(
+        Check.at_least(
+            f"BatchNorm: gradients explode towards the input, |dL/dW_2| / |dL/dW_{config.depth}|",
+            ratios["batchnorm"],
+            EXPLODING_BOUND,
+            detail=f"geometric mean over {config.seeds} seeds (Yang et al. 2019); a net without the explosion "
+            "(ratio about 1) fails",
+        )
+    )
+    hessian = metrics[(metrics["name"] == "hessian_top") & (metrics["variant"] == "resnet")].sort_values("depth")
+    if len(hessian) >= 2:
+        d, lam = hessian["depth"].to_numpy(), hessian["value"].to_numpy()
+        rate = float(np.log2(lam[-1] / lam[0]) / (d[-1] - d[0]))
+        out.append(
+            Check.at_least(
+                "resnet: the top Hessian eigenvalue explodes with depth, log2 growth per block",
+                rate,
+                HESSIAN_RATE,
+                detail=f"lambda_max {lam[0]:.3g} at depth {d[0]:g}, {lam[-1]:.3g} at depth {d[-1]:g}; theory 1 (the "
+                f"output's variance doubles per unscaled block, lambda_max ~ 2^L); bound half of it; a net whose "
+                "curvature does not grow exponentially fails",
+            )
+        )
+    return out
+
+
+def _first_layer(cosine: np.ndarray, level: float) -> float:
+    """The first layer (1-based) whose mean cosine reaches `level` (inf: none)."""
+    reached = np.flatnonzero(cosine >= level)
+    return float(reached[0] + 1) if len(reached) else math.inf
 
 
 def figures(metrics: pd.DataFrame, config: CollapseRemediesConfig) -> dict[str, Figure]:

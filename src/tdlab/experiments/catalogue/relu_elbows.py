@@ -11,10 +11,18 @@ experiment follows the elbows of `tdlab.models.MLP(1, 1, width, depth=1)`:
 - in training (full-batch gradient descent on the mean squared error to a piecewise-linear target on [-2, 2],
   the readout re-initialised by He, Var a_j = 2/width) the elbows move to where the target bends, and units
   whose elbow leaves the data on their flat side (relu(w x + b) = 0 for every training x) are dead: their
-  parameters get exactly zero gradient and never move again. The steps are fractions of the stability bound
-  2/lambda_max of the loss at initialisation (the `sharpness` probe); large steps (and long training) kill
-  units. Each step size trains its own copy through `tdlab.train.fit` (`torch.optim.SGD`, full batch), with the
-  `loss` and `activations` probes (its "dead" statistic counts the dead units) every `record_every` steps;
+  parameters get exactly zero gradient and never move again (a property of the gradient, tested in tests/, not
+  a claim checked here). The steps are fractions of the stability bound 2/lambda_max of the loss at
+  initialisation (the `sharpness` probe). Each step size trains its own copy through `tdlab.train.fit`
+  (`torch.optim.SGD`, full batch), with the `loss` and `activations` probes (its "dead" statistic counts the dead
+  units) every `record_every` steps;
+- large steps kill units: `kill_seeds` initialisations (the one above and `kill_seeds - 1` more, trained at once
+  as `tdlab.ensemble.Members`) train at the smallest and the largest step fraction; check: a one-sided Wilcoxon
+  signed-rank test over the seeds of (dead units after training at the largest step) - (at the smallest) rejects
+  "no difference" at alpha = 0.05 (with 5 seeds only if every seed has more dead units at the large step: the
+  exact p is then 1/32). It fails if the step size does not change which units die (all differences zero or
+  of either sign), e.g. when the dead units are counted at initialisation or the step is not applied; a large
+  step that diverges fails it too (no count);
 - one hidden layer of elbows represents the piecewise-linear interpolant of any function exactly
   (`tdlab.theory.piecewise_linear`): the MLP loaded with those weights is exact at its knots, and its error on
   a smooth function stays below h^2 max|g''| / 8 (closed forms, no training).
@@ -35,6 +43,7 @@ from pydantic import Field, field_validator, model_validator
 from scipy import stats
 from torch import Tensor, nn
 
+from tdlab.ensemble import Members, StackedModels, member_losses
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.experiments.tidy import select, series, value
 from tdlab.models import MLP, initialise
@@ -49,6 +58,7 @@ from tdlab.theory.piecewise_linear import (
 from tdlab.train.trainer import fit
 
 KS_LEVEL = 0.01  # the issue's significance level
+KILL_LEVEL = 0.05  # significance level of the one-sided Wilcoxon test that large steps kill more units
 STANDARD_ERRORS = 3.0  # sampling-error tolerance of the fractions and of the median |mean|
 INTERVALS = (3.0, 10.0)  # the issue's intervals [-a, a]
 TARGET_KNOTS = (-2.0, -1.0, 0.5, 1.2, 2.0)  # the training target: piecewise linear, bends at -1, 0.5, 1.2
@@ -77,6 +87,12 @@ class ReluElbowsConfig(ExperimentConfig):
     )
     shown_fraction: float = Field(0.9, gt=0, description="the step fraction of the trained net that is drawn")
     record_every: int = Field(25, ge=1, description="steps between dead-unit counts")
+    kill_fractions: tuple[float, float] = Field(
+        (0.25, 2.0), description="the small and the large step fraction of the large-step test (in step_fractions)"
+    )
+    kill_seeds: int = Field(
+        5, ge=5, description="initialisations of the large-step test (5: the least that can reach p < 0.05)"
+    )
     knots: tuple[int, ...] = Field((4, 8, 16, 32, 64), min_length=1, description="pieces of the interpolants")
 
     @field_validator("group_sizes", "knots")
@@ -85,6 +101,16 @@ class ReluElbowsConfig(ExperimentConfig):
         if any(v < 1 for v in value):
             raise ValueError(f"expected positive integers, got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _kill_fractions_trained(self) -> ReluElbowsConfig:
+        low, high = self.kill_fractions
+        if not low < high or not {low, high} <= set(self.step_fractions):
+            raise ValueError(
+                f"kill_fractions: expected a small and a larger fraction among step_fractions {self.step_fractions}, "
+                f"got {self.kill_fractions}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _enough_groups(self) -> ReluElbowsConfig:
@@ -126,7 +152,12 @@ def measure(config: ReluElbowsConfig, context: Context) -> pd.DataFrame:
     """The law of the elbows at initialisation, training at every step size, and the exact interpolants."""
     generator = torch.Generator().manual_seed(config.seed)
     return pd.concat(
-        [_elbow_law(config, generator), _training(config, context, generator), _interpolants(config, context)],
+        [
+            _elbow_law(config, generator),
+            _training(config, context, generator),
+            _kills(config, context),
+            _interpolants(config, context),
+        ],
         ignore_index=True,
     )
 
@@ -188,9 +219,7 @@ def _training(config: ReluElbowsConfig, context: Context, generator: torch.Gener
     ("dead_at_init_change"); "sharpness" and "dead_at_init" at init; for the drawn fraction the units'
     parameters at init and at the end (`UNIT`, "readout_bias") and the share of slope change near a bend
     ("near_bend_weight")."""
-    model = MLP(1, 1, width=config.width, depth=1, init="normal", bias_init_std=1.0, seed=generator)
-    initialise(model.readout, "he", generator=generator)
-    model = model.to(dtype=torch.float64)
+    model = _initial_network(config, generator)
     x, y = _target(config)
     loss_fn = nn.MSELoss()
     sharpness = ProbeSet([Sharpness(tol=1e-8, max_iter=200)], model, loss_fn, (x, y)).measure(0)["sharpness"]
@@ -226,6 +255,50 @@ def _training(config: ReluElbowsConfig, context: Context, generator: torch.Gener
                 weight = _near_knot_weight(*_units(m), x[:, 0])
                 rows.append({"name": "near_bend_weight", "value": weight, "step": step, "step_fraction": fraction})
     return pd.DataFrame(rows)
+
+
+def _initial_network(config: ReluElbowsConfig, generator: torch.Generator) -> MLP:
+    """The trained network at initialisation: N(0, 1) weights and biases, He readout, float64."""
+    model = MLP(1, 1, width=config.width, depth=1, init="normal", bias_init_std=1.0, seed=generator)
+    initialise(model.readout, "he", generator=generator)
+    return model.to(dtype=torch.float64)
+
+
+def _kills(config: ReluElbowsConfig, context: Context) -> pd.DataFrame:
+    """Dead units after `steps` GD steps at the two `kill_fractions`, for the initialisations
+    of seeds seed + 1 .. seed + kill_seeds - 1 (seed itself is the net of `_training`). All 2 (kill_seeds - 1)
+    runs train at once as `Members`; member m's loss is weighted by eta_m / eta_0, so SGD with step eta_0 takes
+    its own step eta_m = fraction x 2 / lambda_max(m). Rows "kill_dead" (columns seed, step_fraction) and
+    "kill_diverged"."""
+    x, y = _target(config)
+    loss_fn = nn.MSELoss()
+    low, high = config.kill_fractions
+    models, etas, keys = [], [], []
+    for k in range(1, config.kill_seeds):
+        model = _initial_network(config, torch.Generator().manual_seed(config.seed + k))
+        sharpness = ProbeSet([Sharpness(tol=1e-8, max_iter=200)], model, loss_fn, (x, y)).measure(0)["sharpness"]
+        for fraction in (low, high):
+            models.append(copy.deepcopy(model))
+            etas.append(fraction * 2.0 / sharpness)
+            keys.append((k, fraction))
+    members = Members(StackedModels.of(models)).to(context.device)
+    weights = torch.tensor(etas, dtype=torch.float64, device=context.device) / etas[0]
+    each = member_losses(loss_fn)
+    targets = y[:, None, :].expand(-1, len(models), -1).to(context.device)
+    trained = fit(
+        members,
+        lambda outputs, t: (weights * each(outputs, t.movedim(1, 0))).sum(),
+        (x.to(context.device), targets),
+        torch.optim.SGD(members.parameters(), lr=etas[0]),
+        config.steps,
+    )
+    weight, bias = (p.detach().cpu().reshape(len(models), config.width) for p in list(members.parameters())[:2])
+    dead = dead_units(weight, bias, x[:, 0]).sum(dim=-1)
+    rows = [
+        {"name": "kill_dead", "value": float(d), "seed": k, "step_fraction": f}
+        for (k, f), d in zip(keys, dead.tolist(), strict=True)
+    ]
+    return pd.DataFrame(rows + [{"name": "kill_diverged", "value": float(trained.diverged)}])
 
 
 def _interpolants(config: ReluElbowsConfig, context: Context) -> pd.DataFrame:
@@ -291,18 +364,7 @@ def checks(metrics: pd.DataFrame, config: ReluElbowsConfig) -> list[Check]:
             + ", ".join(f"n={int(n)}: {v:.3f}" for n, v in zip(sizes, medians, strict=True)),
         )
     )
-    diverged = series(metrics, "diverged", "step_fraction")[1]
-    moved = series(metrics, "dead_at_init_change", "step_fraction")[1][diverged == 0]
-    out.append(
-        Check.at_most(
-            "largest parameter change of the units dead at initialisation",
-            float(moved.max()) if len(moved) else math.nan,
-            0.0,
-            detail=f"{int(value(metrics, 'dead_at_init'))} of {config.width} units have relu(w x + b) = 0 on "
-            f"every training input at init: zero gradient, so exactly no change in any of the {len(moved)} runs that "
-            "did not diverge",
-        )
-    )
+    out.append(_kill_check(metrics, config))
     near = series(metrics, "near_bend_weight")[1]
     before, after = float(near[0]), float(near[-1])
     out.append(
@@ -484,6 +546,34 @@ def _training_figure(metrics: pd.DataFrame, config: ReluElbowsConfig) -> Figure:
     d.legend(fontsize=8)
     fig.suptitle(f"Training a one-input ReLU net of {config.width} units (full-batch GD, mean squared error)")
     return fig
+
+
+def _kill_check(metrics: pd.DataFrame, config: ReluElbowsConfig) -> Check:
+    """Large steps kill units: the one-sided Wilcoxon signed-rank test over seeds (module docstring)."""
+    low, high = config.kill_fractions
+    final = select(metrics, "dead_units").sort_values("step").groupby("step_fraction")["value"].last()
+    small, large = [final[low]], [final[high]]
+    kills = select(metrics, "kill_dead")
+    for _, seed in kills.groupby("seed"):
+        by = seed.set_index("step_fraction")["value"]
+        small.append(by[low])
+        large.append(by[high])
+    difference = np.array(large) - np.array(small)
+    diverged = value(metrics, "kill_diverged") or value(metrics, "diverged", step_fraction=high)
+    if diverged or not difference.any():
+        p_value = 1.0
+    else:
+        p_value = float(stats.wilcoxon(difference, alternative="greater", method="exact").pvalue)
+    return Check.at_most(
+        f"large steps kill units: one-sided Wilcoxon signed-rank p-value (alpha = {KILL_LEVEL:g})",
+        p_value,
+        KILL_LEVEL,
+        detail=f"dead units of {config.width} after {config.steps} GD steps at eta = {high:g} x 2/lambda_max minus at "
+        f"{low:g} x 2/lambda_max, {len(difference)} initialisations: "
+        + ", ".join(f"{int(a)}-{int(b)}" for a, b in zip(large, small, strict=True))
+        + f"; H1: more die at the large step; passes when p < {KILL_LEVEL:g}"
+        + ("; the large step diverged" if diverged else ""),
+    )
 
 
 def _interpolant_figure(metrics: pd.DataFrame, config: ReluElbowsConfig) -> Figure:
