@@ -143,9 +143,13 @@ def test_bad_lr_seed_and_checkpoint_are_clean_errors(tmp_path):
     run = Run.create(tmp_path, {}, kind="train", run_id="r")
     run.log(1, {"loss": 1.0})
     run.flush()
-    for content in (b"", b"not a checkpoint", b"PK\x03\x04truncated"):
+    for content, message in (
+        (b"", "is empty \\(0 bytes\\)"),
+        (b"not a checkpoint", "is not a readable tdlab checkpoint"),
+        (b"PK\x03\x04truncated", "is not a readable tdlab checkpoint"),
+    ):
         (run.path / "checkpoints").mkdir(exist_ok=True)
         (run.path / "checkpoints" / "last.pt").write_bytes(content)
-        with pytest.raises(ValueError, match="checkpoint: .*last.pt is not a readable tdlab checkpoint"):
+        with pytest.raises(ValueError, match=f"checkpoint: .*last.pt {message}"):
             Run.open(run.path).load_checkpoint()
         assert Run.open(run.path).metrics()["step"].tolist() == [1]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
-import yaml
+from tdlab.config.yamltext import parse_yaml
+
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -21,18 +24,15 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         raise ValueError(f"--set: expected key=value, got {item!r}")
     key, text = item.split("=", 1)
     parts = key.strip().split(".")
-    if not all(parts):
-        raise ValueError(f"--set: malformed key {key!r}")
+    if not all(_FIELD.fullmatch(part) for part in parts):
+        raise ValueError(f"--set: malformed key {key!r} (expected dotted field names such as optimizer.lr)")
     node = raw
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             raise ValueError(f"--set: {key!r}: {part!r} is not a group of fields")
         node = child
-    try:
-        node[parts[-1]] = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ValueError(f"--set: {key!r}: the value {text!r} is not valid YAML ({error.__class__.__name__})") from None
+    node[parts[-1]] = parse_yaml(text, f"--set {key.strip()}")
 
 
 def apply_overrides(raw: dict[str, Any], items: Iterable[str]) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def _units(params: Mapping[str, Tensor], chain: Chain, layer: int) -> int:
 
 
 def permute_units(params: Mapping[str, Tensor], chain: Chain, perms: Sequence[Tensor | None]) -> Params:
-    """Permute the units of every hidden layer: unit i of layer l in the result is unit perms[l][i] of
+    """Permute the units of every hidden layer: unit i of layer l in the result is unit `perms[l][i]` of
     `params` (None leaves a layer as it is). The network's function is unchanged. Returns a new dict.
 
     Example:

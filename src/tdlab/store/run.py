@@ -151,6 +151,30 @@ def read_json_file(path: str | os.PathLike[str], kind: type = object) -> Any:
     return value
 
 
+def read_status(path: str | os.PathLike[str]) -> str:
+    """The status word in the file `path`; DamagedFileError if it is missing, not text or not a status word.
+
+    A run directory is renamed into place with its status file, so a run without one lost it afterwards;
+    `tdlab doctor --fix` writes `failed` into it, which `tdlab train --resume` continues.
+
+    Example:
+        >>> import tempfile
+        >>> read_status(Path(tempfile.mkdtemp()) / "status")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tdlab.store.run.DamagedFileError: damaged: .../status (missing); `tdlab doctor --fix` moves it aside
+    """
+    try:
+        word = Path(path).read_bytes().decode().strip()
+    except FileNotFoundError:
+        raise DamagedFileError(path, "missing") from None
+    except UnicodeDecodeError:
+        raise DamagedFileError(path, "not text") from None
+    if word not in STATUSES:
+        raise DamagedFileError(path, f"{word[:40]!r} is not a status word ({', '.join(STATUSES)})")
+    return word
+
+
 def check_parquet(path: str | os.PathLike[str], columns: Sequence[str]) -> None:
     """DamagedFileError unless `path` is a Parquet file (a readable footer) with these columns.
 
@@ -397,8 +421,8 @@ class Run:
 
     @property
     def status(self) -> str:
-        """The current status word, read from the `status` file."""
-        return (self.path / "status").read_text().strip()
+        """The current status word, read from the `status` file (DamagedFileError if it is missing or garbled)."""
+        return read_status(self.path / "status")
 
     def set_status(self, status: str, **meta_updates: Any) -> None:
         """Set the status word and update meta.json (meta first, so a final status always has complete meta).
@@ -476,7 +500,7 @@ class Run:
         self._buffer([_check_step(step)], columns)
 
     def log_steps(self, steps: Sequence[int], metrics: Mapping[str, Sequence[float]]) -> None:
-        """`log` for many steps at once: buffer the rows (steps[k], name, metrics[name][k]) of every name.
+        """`log` for many steps at once: buffer the rows `(steps[k], name, metrics[name][k])` of every name.
 
         Example:
             >>> import tempfile
@@ -694,6 +718,8 @@ class Run:
         """
         self.own()
         target = self.path / "checkpoints" / "last.pt"
+        if target.is_file() and target.stat().st_size == 0:
+            raise ValueError(f"checkpoint: {target} is empty (0 bytes); move it aside to restart the run from scratch")
         if target.is_file():
             try:
                 checkpoint = torch.load(target, map_location=map_location, weights_only=weights_only)

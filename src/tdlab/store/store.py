@@ -28,9 +28,9 @@ whose meta.json was moved aside), a directory whose name starts with ".", or a s
 that is not a run.
 
 Damaged files. A run file that cannot be read (an empty or truncated metric chunk or results.parquet, a
-garbled meta.json, config.json or status) does not break the store: the run that holds it is left out of all
-three tables (`runs`, `metrics`, `results`), so no table mixes complete runs with partial ones, and every
-other run is listed and queried as usual. Each call that reads the store lists the damaged files in
+garbled meta.json, config.json or status, a missing status) does not break the store: the run that holds it is
+left out of all three tables (`runs`, `metrics`, `results`), so no table mixes complete runs with partial ones,
+and every other run is listed and queried as usual. Each call that reads the store lists the damaged files in
 `Store.damaged` and issues one `DamagedFileWarning` per file; `Store.check()` lists them without reading the
 tables, and `Store.repair()` (`tdlab doctor --fix`) moves each one into `<run>/damaged/` (never deletes it),
 after which the run is read again without that file (a run whose meta.json was moved aside is no longer a
@@ -52,7 +52,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from tdlab.store.atomic import fsync_directory
+from tdlab.store.atomic import atomic_write_bytes, fsync_directory
 from tdlab.store.run import (
     METRIC_SCHEMA,
     Damage,
@@ -61,6 +61,7 @@ from tdlab.store.run import (
     check_parquet,
     metric_chunks,
     read_json_file,
+    read_status,
 )
 
 RUN_COLUMNS = ("id", "kind", "status", "created", "duration_s", "path")
@@ -130,12 +131,7 @@ def _inspect(directory: Path) -> tuple[_RunFiles | None, list[Damage]]:
     meta = attempt(read_json_file, directory / "meta.json", dict)
     config_file = directory / "config.json"
     config = attempt(read_json_file, config_file, dict) if config_file.is_file() else {}
-    status_file, status = directory / "status", None
-    if status_file.is_file():
-        try:
-            status = status_file.read_text().strip()
-        except UnicodeDecodeError:
-            damage.append(Damage(status_file, "not text"))
+    status = attempt(read_status, directory / "status")
     chunks = metric_chunks(directory)
     for chunk in chunks:
         attempt(check_parquet, chunk, METRIC_SCHEMA.names)
@@ -368,8 +364,9 @@ class Store:
     def repair(self) -> list[tuple[Damage, Path]]:
         """Move every damaged file into `<run>/damaged/` (same name; `.1`, `.2`, ... appended if taken).
 
-        Nothing is deleted. Returns (damage, new path) per file moved; afterwards `check()` is [] unless a file
-        was damaged meanwhile.
+        Nothing is deleted. A missing `status` file is written as `failed` instead (the run can then be resumed;
+        its path is returned as the new path). Returns (damage, new path) per file moved; afterwards `check()` is
+        [] unless a file was damaged meanwhile.
 
         Example:
             >>> import tempfile
@@ -385,7 +382,11 @@ class Store:
         moved = []
         for run_dir in self._run_dirs().values():
             for item in _inspect(run_dir)[1]:
-                moved.append((item, self._move_aside(item, run_dir / "damaged")))
+                if item.path.name == "status" and not item.path.exists():  # nothing to move: the run is `failed`
+                    atomic_write_bytes(item.path, b"failed\n")
+                    moved.append((item, item.path))
+                else:
+                    moved.append((item, self._move_aside(item, run_dir / "damaged")))
         self.damaged = []
         return moved
 

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tdlab.config import apply_override
+from tdlab.config import apply_override, read_yaml
 
 
 class SweepSpec(BaseModel):
@@ -78,15 +77,15 @@ class SweepPoint:
 def load_spec(path: str | Path) -> tuple[SweepSpec, dict[str, Any]]:
     """Read a spec and its base config (the base file's content updated by the inline `config`)."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"spec: no such file {str(path)!r}")
-    spec = SweepSpec.model_validate(yaml.safe_load(path.read_text()) or {})
+    raw = read_yaml(path, "spec") or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"spec: {path} must hold a mapping of fields, got {type(raw).__name__}")
+    spec = SweepSpec.model_validate(raw)
     base: dict[str, Any] = {}
     if spec.base is not None:
-        base_path = (path.parent / spec.base).resolve()
-        if not base_path.is_file():
-            raise ValueError(f"base: no such file {str(base_path)!r}")
-        base = yaml.safe_load(base_path.read_text()) or {}
+        base = read_yaml((path.parent / spec.base).resolve(), "base") or {}
+        if not isinstance(base, dict):
+            raise ValueError(f"base: {spec.base} must hold a mapping of fields, got {type(base).__name__}")
     return spec, _merge(base, spec.config)
 
 

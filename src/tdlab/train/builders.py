@@ -21,6 +21,7 @@ from tdlab.optim.schedules import (
     Schedule,
 )
 from tdlab.train.config import DataConfig, ModelConfig, OptimizerConfig, ScheduleConfig
+from tdlab.train.memory import check_fits
 
 
 @contextmanager
@@ -29,6 +30,11 @@ def config_section(path: str, registry: str) -> Iterator[None]:
     the registry's unknown-name error ("model: expected one of ...") is about the section's `name`."""
     try:
         yield
+    except TypeError as error:  # a field the builder's signature does not take
+        unknown = re.search(r"unexpected keyword argument '([^']*)'", str(error))
+        if unknown is None:
+            raise
+        raise ValueError(f"{path}.{unknown.group(1)}: unknown field") from error
     except ValueError as error:
         message = str(error)
         field = re.match(r"([A-Za-z_][\w.\[\]]*):", message)
@@ -50,10 +56,15 @@ def build_data(config: DataConfig, device: torch.device | str = "cpu", dtype: to
 
 
 def build_network(config: ModelConfig, dataset: Dataset) -> torch.nn.Module:
-    """The model of a `model` section, sized for `dataset` (inputs, outputs) and on its device and dtype."""
-    with config_section("model", "model"):
-        model = build_model(config.name, dataset.in_features, dataset.out_features, **config.kwargs())
-    return model.to(dataset.X_train.device, dataset.X_train.dtype)
+    """The model of a `model` section, sized for `dataset` (inputs, outputs) and on its device and dtype; a model
+    too large for the device's free memory is refused before it is allocated (`tdlab.train.memory`)."""
+
+    def build() -> torch.nn.Module:
+        with config_section("model", "model"):
+            return build_model(config.name, dataset.in_features, dataset.out_features, **config.kwargs())
+
+    check_fits(build, dataset.X_train.device, dataset.X_train.dtype, config.kwargs())
+    return build().to(dataset.X_train.device, dataset.X_train.dtype)
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], config: OptimizerConfig) -> torch.optim.Optimizer:

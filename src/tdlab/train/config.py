@@ -23,10 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tdlab.config import apply_overrides
+from tdlab.config import apply_overrides, read_yaml
 from tdlab.optim.registry import canonical_name
 from tdlab.train.batches import BatchOrder
 
@@ -120,14 +119,7 @@ class TrainConfig(_Strict):
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML config and apply `key=value` overrides (dotted keys, YAML values: `optimizer.lr=0.1`)."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"config: no such file {str(path)!r}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        where = getattr(error, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
-        raise ValueError(f"config: {path} is not valid YAML{at} ({getattr(error, 'problem', None) or error})") from None
+    raw = read_yaml(path, "config") or {}
     if not isinstance(raw, dict):
         raise ValueError(f"config: {path} must hold a mapping of fields, got {type(raw).__name__}")
     apply_overrides(raw, overrides or [])

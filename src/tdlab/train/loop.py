@@ -4,18 +4,23 @@ Mini-batches are a pure function of (seed, step) (`tdlab.train.batches`), so a r
 batches the uninterrupted run would have seen. A loss that
 becomes NaN or inf ends the run with status `diverged` (the step is recorded in meta.json). Checkpoints are
 written every `checkpoint_every` steps. Ctrl-C leaves status `failed` with error "interrupted", a kill leaves
-status `running`; both are continued by `resume`, which restarts from the last checkpoint and truncates the
-metrics back to it, so that no row is lost or duplicated. A run has one writer (`tdlab.store.lock`): `resume` of
-a run that another live process is writing raises `RunBusyError` naming that process, before anything is touched.
+status `running`, a full disk status `failed` with error "no space left"; all are continued by `resume`, which
+restarts from the last checkpoint and truncates the metrics back to it, so that no row is lost or duplicated. A
+run has one writer (`tdlab.store.lock`): `resume` of a run that another live process is writing raises
+`RunBusyError` naming that process, before anything is touched.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 from torch import nn
@@ -114,6 +119,24 @@ def resume(path: str | Path | Run, progress: ProgressFactory | None = None, trac
     return _loop(setup, run, start=start, progress=progress, trackers=trackers, fresh=state is None)
 
 
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _record_disk_full(run: Run, error: OSError) -> NoReturn:
+    """Mark the run `failed` (error "no space left") and raise one ValueError line saying how to continue it.
+
+    The status is written on a best-effort basis: on a disk too full even for it the run stays `running`, which
+    `resume` continues just the same (it restarts from the last checkpoint, which a failed write never replaces).
+    """
+    with contextlib.suppress(OSError):
+        run.set_status("failed", error=f"no space left ({os.strerror(error.errno)})")
+    where = f" writing {error.filename}" if error.filename else ""
+    raise ValueError(
+        f"disk: no space left on device{where}; run {run.id} is failed, `tdlab train --resume {run.path}` "
+        "continues it from its last checkpoint once space is freed"
+    ) from None
+
+
 def _checkpoint(setup: Setup, run: Run, step: int) -> None:
     run.save_checkpoint(
         {
@@ -160,14 +183,18 @@ def _loop(
                 measure_start=fresh,
                 sink=sink,
             )
+        run.flush()
+        if result.diverged:
+            run.set_status("diverged", diverged_step=result.diverged_at, duration_s=time.perf_counter() - began)
+        else:
+            run.set_status("done", duration_s=time.perf_counter() - began)
     except KeyboardInterrupt:
         run.set_status("failed", error="interrupted")
         raise
+    except OSError as error:
+        if error.errno not in _DISK_FULL:
+            raise
+        _record_disk_full(run, error)
     finally:
         sink.close()
-    run.flush()
-    if result.diverged:
-        run.set_status("diverged", diverged_step=result.diverged_at, duration_s=time.perf_counter() - began)
-    else:
-        run.set_status("done", duration_s=time.perf_counter() - began)
     return run
