@@ -111,7 +111,7 @@ def test_quick_run_passes_every_check():
     result = ddl.EXPERIMENT.run(ddl.EXPERIMENT.make_config(), Context(torch.device("cpu")))
     failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]
     assert not failed, failed
-    assert len(result.checks) == 4
+    assert len(result.checks) == 6
     assert isinstance(result.figures["double_descent"], Figure)
     risk = result.metrics[result.metrics["name"] == "min_norm_risk"].set_index("gamma")["value"]
     assert risk.idxmax() in (0.95, 1.05)  # the peak sits at the interpolation threshold
@@ -120,4 +120,18 @@ def test_quick_run_passes_every_check():
 def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
     config = ddl.EXPERIMENT.make_config(n=40, gammas=(0.3, 0.6, 1.5, 2.0), designs=3, replicates=4)
     result = assert_rechecks(ddl.EXPERIMENT, config, tmp_path)
-    assert len(result.checks) == 4 and set(result.figures) == {"double_descent"}
+    assert len(result.checks) == 6 and set(result.figures) == {"double_descent"}
+
+
+def test_the_spectral_checks_fail_on_counted_zero_eigenvalues_or_a_displaced_peak():
+    config = ddl.EXPERIMENT.make_config(n=60, gammas=(0.2, 0.5, 0.9, 1.1, 1.5, 2.5), designs=3, replicates=4)
+    metrics = ddl.EXPERIMENT.measure(config, Context(torch.device("cpu")))
+    spectral = lambda frame: ddl.EXPERIMENT.checks(frame, config)[-2:]  # noqa: E731
+    honest = spectral(metrics)
+    assert honest[0].measured < 0.3 and honest[1].passed  # n = 60, 3 designs: within 30% of the finite-n edge
+    zeros = metrics.copy()  # the smallest eigenvalue of X^T X (p x p) is 0 for p > n: the wrong one to take
+    zeros.loc[(zeros["name"] == "lambda_min") & (zeros["gamma"] > 1), "value"] = 0.0
+    assert [c.passed for c in spectral(zeros)] == [False, False] and spectral(zeros)[0].measured == 1.0
+    moved = metrics.copy()  # a risk peak away from the threshold
+    moved.loc[(moved["name"] == "min_norm_risk") & (moved["gamma"] == 2.5), "value"] = 1e3
+    assert [c.measured for c in spectral(moved)][0] == honest[0].measured and not spectral(moved)[1].passed

@@ -117,7 +117,15 @@ def test_summarise_reads_sharpening_edge_and_loss():
     assert s["spearman_p"] < 1e-6
     assert s["loss_ratio"] == pytest.approx(loss[-1] / loss[50])
     assert s["loss_increase_fraction"] == pytest.approx(0.5)
+    assert s["loss_rise"] == pytest.approx(loss[99] / loss[98])  # the last odd step: the largest relative rise
+    assert s["loss_rise_before"] > 1.0
     assert all(c.passed for c in checks(frame, config))
+    # the same run with a monotone loss: the long-run decrease passes, the non-monotone check fails (ratio 1)
+    monotone = _frame(0.2, range(101), steps, sharp, np.linspace(1.0, 0.5, 101))
+    verdicts = {c.name: c for c in checks(monotone, config)}
+    assert verdicts["final loss / loss at the first crossing, eta=0.2"].passed
+    rise = next(c for name, c in verdicts.items() if name.startswith("loss non-monotone"))
+    assert rise.measured == 1.0 and not rise.passed
 
 
 def test_summarise_without_a_crossing_or_after_divergence():
@@ -159,7 +167,7 @@ def test_quick_run_passes_its_checks():
     result = experiment.run(config, CPU)
     failed = [(c.name, c.measured, c.theory, c.detail) for c in result.checks if not c.passed]
     assert not failed, failed
-    assert len(result.checks) == 3 * len(config.etas)
+    assert len(result.checks) == 4 * len(config.etas)
     assert set(result.figures) == {"edge_of_stability", "normalised_sharpness"}
     assert all(isinstance(f, Figure) for f in result.figures.values())
     sharp = result.metrics.query("name == 'sharpness'")
@@ -176,5 +184,5 @@ def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
         n_train=50, width=8, steps=40, sharpness_every=2, etas=(0.4, 80.0), dtype="float32", lanczos_tol=1e-3
     )
     result = assert_rechecks(EXPERIMENT, config, tmp_path)
-    assert len(result.checks) == 6 and set(result.figures) == {"edge_of_stability", "normalised_sharpness"}
+    assert len(result.checks) == 8 and set(result.figures) == {"edge_of_stability", "normalised_sharpness"}
     assert not np.isfinite(result.metrics.query("eta == 80 and name == 'train/loss'")["value"].iloc[-1])  # diverged

@@ -146,8 +146,27 @@ SMALL = {"n": 30, "d": 10, "replicates": 4, "steps": 60, "risk_points": 6, "n_un
 def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
     config = lsgd.EXPERIMENT.make_config(**SMALL, under_steps=300, sgd_batch=5, sgd_steps=300)
     result = assert_rechecks(lsgd.EXPERIMENT, config, tmp_path)
-    assert len(result.checks) == 7
+    assert len(result.checks) == 8
     assert result.metrics.query("name == 'gd/steps_to_fit'")["value"].isin([np.inf]).any()  # inf survives Parquet
+
+
+def test_the_path_bound_fails_on_a_gd_risk_too_high_at_one_step():
+    """The bound of Ali et al. is checked at every step: raising the GD risk at a single step of the path above 1.69
+    times ridge's must flip its verdict."""
+    config = lsgd.EXPERIMENT.make_config(**SMALL, under_steps=300, sgd_batch=5, sgd_steps=300)
+    metrics = lsgd.EXPERIMENT.measure(config, Context(torch.device("cpu")))
+    name = "risk of GD at t / risk of ridge at lambda = 1/(eta t), max over every step t of the path (Ali et al.)"
+
+    def verdict(frame):
+        return next(c for c in lsgd.EXPERIMENT.checks(frame, config) if c.name == name)
+
+    honest = verdict(metrics)
+    assert honest.passed and 0.5 < honest.measured <= 1.69
+    raised = metrics.copy()
+    at = (raised["name"] == "gd/risk") & (raised["step"] == 30)
+    ridge_30 = raised.loc[(raised["name"] == "ridge_risk_path") & (raised["step"] == 30), "value"].item()
+    raised.loc[at, "value"] = 1.8 * ridge_30  # one step of the path only
+    assert not verdict(raised).passed
 
 
 def test_quick_run_passes_every_check():
@@ -155,7 +174,7 @@ def test_quick_run_passes_every_check():
     result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
     failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]
     assert not failed, failed
-    assert len(result.checks) == 7
+    assert len(result.checks) == 8
     assert set(result.figures) == {"directions", "risk_curves", "min_norm"}
     assert all(isinstance(f, Figure) for f in result.figures.values())
     assert {"name", "value"} <= set(result.metrics.columns)

@@ -57,11 +57,16 @@ def test_quick_run_passes_every_check():
     result = pd_.EXPERIMENT.run(pd_.EXPERIMENT.make_config(), Context(torch.device("cpu")))
     failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]
     assert not failed, failed
-    assert len(result.checks) == 4
+    assert len(result.checks) == 5
     assert set(result.figures) == {"fits", "errors"}
     assert all(isinstance(f, Figure) for f in result.figures.values())
     train = result.metrics[result.metrics["name"] == "train_error"].set_index("degree")["value"]
     assert train.loc[29] < 1e-12  # p = n: interpolation (up to rounding)
+    # a best degree of 4 (its test errors halved, as if the truth were a quartic) fails both pinning checks
+    wrong = result.metrics.copy()
+    wrong.loc[wrong["name"].isin(["test_error", "test_error_set"]) & (wrong["degree"] == 4), "value"] *= 0.5
+    verdicts = {c.name: c.passed for c in pd_.EXPERIMENT.checks(wrong, pd_.EXPERIMENT.make_config())}
+    assert [passed for name, passed in verdicts.items() if "degree 3" in name] == [False, False]
 
 
 def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):

@@ -13,6 +13,19 @@ smooth in gamma, as in a feature-selection sweep.
 Theory (`tdlab.theory.random_matrix`): the asymptotic risks of Hastie et al. (Thm. 1) and of optimally tuned ridge
 (Dobriban & Wager 2018), and the exact finite-n risk of the minimum-norm solution (inverse-Wishart mean) drawn for
 comparison near the threshold, where the asymptotic formula is not checked (|gamma - 1| <= 0.15).
+
+The lectures' explanation of the peak: the variance part of the risk is sigma^2 tr((X^T X)^+) = (sigma^2 / n) sum of
+1/lambda_i over the non-zero eigenvalues lambda_i of the sample covariance X^T X / n (its non-zero eigenvalues are
+those of X X^T / n), and the smallest of them goes to 0 at p = n. Measured: that smallest non-zero eigenvalue
+lambda_min, from the smaller Gram matrix of the first p columns of the first `spectrum_designs` designs. Theory: the
+Marchenko-Pastur lower edge (1 - sqrt(gamma))^2 (on both sides of gamma = 1), which n = 200 overshoots by the
+Tracy-Widom fluctuation of the edge, O(n^(-2/3)): 5-20% outside the band. The check therefore uses the finite-n
+centring of that edge (Ma 2012, Feldheim & Sodin 2010): with a = max(n, p) - 1/2, b = min(n, p) - 1/2,
+(mu - n lambda_min) / sigma_TW -> TW1, mu = (sqrt(a) - sqrt(b))^2, sigma_TW = (sqrt(a) - sqrt(b))
+(1/sqrt(b) - 1/sqrt(a))^(1/3), so E lambda_min ~ (mu + 1.2065 sigma_TW) / n (-1.2065: the mean of TW1). How the
+checks fail: counting the zero eigenvalues of X^T X for p > n, or not dividing by n, misses by 100% or a factor n;
+the plain Marchenko-Pastur edge misses by up to 19% at n = 200 (seed 0); a risk peak away from the gamma of the
+smallest lambda_min (a solver with an implicit ridge, or a peak claimed elsewhere) fails the coincidence check.
 """
 
 from __future__ import annotations
@@ -28,6 +41,8 @@ from pydantic import Field, model_validator
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.theory import random_matrix as theory
 from tdlab.theory.least_squares import min_norm_least_squares, ridge_dual, ridge_primal
+
+TW1_MEAN = 1.2065  # minus the mean of the Tracy-Widom GOE law: E lambda_min lies this many sigma_TW above mu
 
 
 class DoubleDescentLinearConfig(ExperimentConfig):
@@ -47,6 +62,9 @@ class DoubleDescentLinearConfig(ExperimentConfig):
         (0.85, 1.15), description="gammas inside this interval are drawn but not checked (the peak: finite-n effects)"
     )
     tolerance: float = Field(0.10, gt=0.0, description="relative tolerance of measured vs asymptotic risk")
+    spectrum_designs: int = Field(
+        8, ge=1, description="designs (the first ones) whose smallest non-zero eigenvalue of X^T X / n is measured"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> DoubleDescentLinearConfig:
@@ -60,18 +78,25 @@ class DoubleDescentLinearConfig(ExperimentConfig):
 
 def measure(config: DoubleDescentLinearConfig, context: Context) -> pd.DataFrame:
     """Excess risks ||w - beta||^2 of minimum-norm least squares and of ridge at lambda*, for every gamma: means over
-    designs of the mean over (beta, noise) draws, and their standard errors over designs."""
+    designs of the mean over (beta, noise) draws, and their standard errors over designs; "lambda_min", the mean
+    over the first `spectrum_designs` designs of the smallest non-zero eigenvalue of X^T X / n, with its theories
+    "lambda_min_mp" (Marchenko-Pastur edge) and "lambda_min_finite_n" (with the Tracy-Widom mean, docstring)."""
     generator = torch.Generator().manual_seed(config.seed)
     n, R, D = config.n, config.replicates, config.designs
     ps = np.array([round(g * n) for g in sorted(config.gammas)])
     r2, s2 = config.signal**2, config.noise**2
     risks = np.zeros((2, D, len(ps)))  # minimum norm, ridge
+    spectra = min(config.spectrum_designs, D)
+    smallest = np.zeros((spectra, len(ps)))
     for design in context.track(range(D), "designs"):
         X, G, E = (
             torch.randn(*shape, generator=generator, dtype=torch.float64).numpy()
             for shape in ((n, ps.max()), (ps.max(), R), (n, R))
         )
         for k, p in enumerate(ps.tolist()):
+            if design < spectra:  # the smallest of the min(n, p) non-zero eigenvalues of X^T X / n (or X X^T / n)
+                Xp = X[:, :p]
+                smallest[design, k] = np.linalg.eigvalsh(Xp.T @ Xp if p < n else Xp @ Xp.T)[0] / n
             beta = config.signal * G[:p] / np.linalg.norm(G[:p], axis=0, keepdims=True)
             Y = X[:, :p] @ beta + config.noise * E
             ridge = ridge_primal if p <= n else ridge_dual  # (X^T X / n + lambda I)^-1 X^T Y / n, the cheaper form
@@ -80,6 +105,8 @@ def measure(config: DoubleDescentLinearConfig, context: Context) -> pd.DataFrame
                 risks[i, design, k] = np.square(w - beta).sum(axis=0).mean()
     mean, se = risks.mean(axis=1), risks.std(axis=1, ddof=1) / np.sqrt(D)
     gamma = ps / n
+    a, b = np.maximum(n, ps) - 0.5, np.minimum(n, ps) - 0.5
+    mu, scale = (np.sqrt(a) - np.sqrt(b)) ** 2, (np.sqrt(a) - np.sqrt(b)) * (1 / np.sqrt(b) - 1 / np.sqrt(a)) ** (1 / 3)
     values = {
         "min_norm_risk": mean[0],
         "min_norm_risk_se": se[0],
@@ -88,6 +115,9 @@ def measure(config: DoubleDescentLinearConfig, context: Context) -> pd.DataFrame
         "ridge_risk": mean[1],
         "ridge_risk_se": se[1],
         "ridge_risk_theory": theory.optimal_ridge_risk(gamma, r2, s2),
+        "lambda_min": smallest.mean(axis=0),
+        "lambda_min_mp": (1.0 - np.sqrt(gamma)) ** 2,
+        "lambda_min_finite_n": (mu + TW1_MEAN * scale) / n,
     }
     return pd.DataFrame({"gamma": gamma, "p": ps, **values}).melt(id_vars=["gamma", "p"], var_name="name")
 
@@ -136,6 +166,36 @@ def checks(metrics: pd.DataFrame, config: DoubleDescentLinearConfig) -> list[Che
             config.tolerance,
             detail=f"all {len(gamma_p)} gammas (ridge has no peak); worst at gamma = "
             f"{gamma_p[np.argmax(ridge_error)]:.3g}; {draws}; tolerance 10% as for the minimum-norm risk",
+        )
+    )
+    lam, lam_theory = table["lambda_min"].to_numpy(), table["lambda_min_finite_n"].to_numpy()
+    lam_error, edge = np.abs(lam / lam_theory - 1.0), table["lambda_min_mp"].to_numpy()
+    worst = int(np.flatnonzero(outside)[np.argmax(lam_error[outside])])
+    spectra = f"mean over {min(config.spectrum_designs, config.designs)} designs, n = {config.n}"
+    out.append(
+        Check.at_most(
+            f"smallest non-zero eigenvalue of X^T X / n vs the Marchenko-Pastur edge (1 - sqrt(gamma))^2 with its "
+            f"Tracy-Widom finite-n mean, outside {list(config.band)}, worst relative error",
+            float(lam_error[outside].max()),
+            config.tolerance,
+            detail=f"{outside.sum()} values of gamma; worst at gamma = {gamma_p[worst]:.3g}: measured "
+            f"{lam[worst]:.4g}, theory {lam_theory[worst]:.4g} (asymptotic edge {edge[worst]:.4g}; the plain edge "
+            f"misses by up to {np.abs(lam / edge - 1)[outside].max():.0%}); "
+            f"{spectra}; tolerance 10% as for the risks; fails if zero eigenvalues are counted (p > n) or n is "
+            "dropped",
+        )
+    )
+    below, above = gamma_p[gamma_p < 1].max(), gamma_p[gamma_p > 1].min()
+    dip, peak = gamma_p[np.argmin(lam)], gamma_p[np.argmax(table["min_norm_risk"].to_numpy())]
+    out.append(
+        Check.holds(
+            "the smallest non-zero eigenvalue is smallest, and the minimum-norm risk peaks, at the same gamma, "
+            "adjacent to the threshold gamma = 1",
+            dip == peak and dip in (below, above),
+            detail=f"lambda_min smallest at gamma = {dip:.3g} ({lam.min():.3g}; at the ends {lam[0]:.3g}, "
+            f"{lam[-1]:.3g}), risk largest at gamma = {peak:.3g}; the swept gammas next to 1 are {below:.3g} and "
+            f"{above:.3g}; fails if the peak and the spectral dip part, or lie away from the threshold; {spectra}",
+            measured=float(peak),
         )
     )
     return out
@@ -198,6 +258,7 @@ EXPERIMENT = Experiment(
             "n": 1000,
             "designs": 20,
             "replicates": 64,
+            "spectrum_designs": 4,
             "gammas": tuple(
                 float(g) for g in np.round(np.concatenate([np.linspace(0.05, 0.95, 19), np.linspace(1.05, 4.0, 30)]), 3)
             ),

@@ -15,7 +15,12 @@ warm-started from the previous top eigenvector). Checks, for each eta:
 - edge of stability: the median of S / (2/eta) over the second half of training lies in [0.85, 1.15];
 - progressive sharpening: before S first reaches 2/eta it increases with the step, a positive Spearman rank
   correlation significant at the 1% level (one-sided);
-- the loss keeps falling at the edge: its final value is below its value when S first reached 2/eta.
+- the loss keeps falling at the edge: its final value is below its value when S first reached 2/eta;
+- yet not monotonically: after that first crossing the loss climbs at least 5% above its running minimum (the
+  largest ratio loss_t / min_{s <= t} loss_s over the steps after the crossing is >= 1.05). A monotone run has
+  ratio exactly 1 and fails (float rounding in a converging monotone run is ~1e-6, far below 5%); together with the
+  previous check this is Cohen et al.'s "non-monotone over short times, decreasing over long times". The detail
+  reports the same ratio before the crossing (1 for plain GD in the quick run: the rises start with S >= 2/eta).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from tdlab.train.trainer import fit
 
 EDGE_INTERVAL = (0.85, 1.15)  # the issue's band for the median of S / S_max over the second half
 TREND_LEVEL = 0.01  # significance level of the one-sided Spearman test for progressive sharpening
+RISE_LEVEL = 1.05  # the loss must climb 5% above its running minimum after the crossing (monotone: exactly 1)
 
 
 class EdgeOfStabilityConfig(ExperimentConfig):
@@ -103,10 +109,12 @@ def summarise(metrics: pd.DataFrame, eta: float, config: EdgeOfStabilityConfig) 
             result = spearmanr(steps[:crossing], sharp[:crossing], alternative="greater")
             rho, p_value = float(result.statistic), float(result.pvalue)
     crossing_step = int(steps[crossing]) if crossing is not None else None
-    loss_ratio = increases = math.nan
+    loss_ratio = increases = rise = rise_before = math.nan
     if crossing_step is not None and diverged_at is None and crossing_step < loss_steps[-1]:
-        after = loss[loss_steps >= crossing_step]
+        after, before = loss[loss_steps >= crossing_step], loss[loss_steps <= crossing_step]
         loss_ratio, increases = float(after[-1] / after[0]), float(np.mean(np.diff(after) > 0))
+        rise = float(np.max(after / np.minimum.accumulate(after)))
+        rise_before = float(np.max(before / np.minimum.accumulate(before)))
     return {
         "bound": bound,
         "steps": steps,
@@ -122,12 +130,14 @@ def summarise(metrics: pd.DataFrame, eta: float, config: EdgeOfStabilityConfig) 
         "spearman_p": p_value,
         "loss_ratio": loss_ratio,
         "loss_increase_fraction": increases,
+        "loss_rise": rise,
+        "loss_rise_before": rise_before,
         "initial_sharpness": float(sharp[0]) if sharp.size else math.nan,
     }
 
 
 def checks(metrics: pd.DataFrame, config: EdgeOfStabilityConfig) -> list[Check]:
-    """Three checks per step size (module docstring)."""
+    """Four checks per step size (module docstring)."""
     bound_name = "2/eta" if config.momentum == 0 else "2(1+beta)/eta"
     low, high = EDGE_INTERVAL
     out = []
@@ -172,6 +182,18 @@ def checks(metrics: pd.DataFrame, config: EdgeOfStabilityConfig) -> list[Check]:
                     f"the loss keeps falling at the edge of stability; {100 * s['loss_increase_fraction']:.0f}% of "
                     f"the steps after the crossing raised it (non-monotone) ({status})"
                     if math.isfinite(s["loss_ratio"])
+                    else f"no edge-of-stability phase to judge: {trend_detail}"
+                ),
+            ),
+            Check.at_least(
+                f"loss non-monotone at the edge: largest loss / running minimum after the first crossing, eta={eta:g}",
+                s["loss_rise"],
+                RISE_LEVEL,
+                detail=(
+                    f"{100 * s['loss_increase_fraction']:.0f}% of the steps after step {s['crossing_step']} raised the "
+                    f"loss; the same ratio before the crossing: {s['loss_rise_before']:.4g}; a monotone run gives "
+                    f"exactly 1 and fails ({status})"
+                    if math.isfinite(s["loss_rise"])
                     else f"no edge-of-stability phase to judge: {trend_detail}"
                 ),
             ),

@@ -622,7 +622,8 @@ EXPERIMENT = Experiment(
             "width": 256,
             "n_train": 256,
             "steps": 20000,
-            "step_fractions": (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0, 1.2),
+            "step_fractions": (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0, 1.2, 2.0),
+            "kill_fractions": (0.2, 2.0),
             "record_every": 100,
             "knots": (2, 4, 8, 16, 32, 64, 128, 256),
         }
