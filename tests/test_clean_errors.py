@@ -141,6 +141,14 @@ def test_a_model_too_large_for_memory_is_refused_before_allocating(tiny, tmp_pat
         assert "36,000,120,000,010 parameters" in line
 
 
+def test_a_huge_depth_is_refused_at_once(tiny, tmp_path):
+    """10^6 layers would take minutes to create before any memory estimate: the depth has a bound."""
+    tiny.write_text(TINY.replace("{name: mlp, width: 8, depth: 1}", "{name: mlp, width: 8, depth: 1000000}"))
+    result = runner.invoke(app, ["train", str(tiny), "--out", str(tmp_path / "runs")])
+    _one_line_exit_2(result, "model.depth:", "[0, 10000]", "1000000")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_the_estimate_is_exact_and_leaves_the_random_state_alone():
     import torch
 

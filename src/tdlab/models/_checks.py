@@ -12,7 +12,9 @@ def check_choice(field: str, value: object, allowed: Iterable[object]) -> None:
         raise ValueError(f"{field}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
 
 
-def check_int(field: str, value: object, minimum: int) -> None:
-    """Raise ValueError unless `value` is an int >= `minimum` (bool excluded)."""
+def check_int(field: str, value: object, minimum: int, maximum: int | None = None) -> None:
+    """Raise ValueError unless `value` is an int in [minimum, maximum] (bool excluded)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{field}: expected an integer >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{field}: expected an integer in [{minimum}, {maximum}], got {value!r}")

@@ -43,6 +43,11 @@ def _norm(name: str | None, width: int) -> nn.Module:
     return nn.Identity()
 
 
+MAX_DEPTH = 10_000
+"""The deepest MLP built: ten times the deepest network of the signal-propagation lectures, and a bound that refuses
+a mistyped depth (10^6 layers) at once instead of spending minutes creating modules before any memory check."""
+
+
 class HiddenLayer(nn.Module):
     """One hidden layer, h -> phi(norm(W h + b)), or h -> h + alpha * phi(norm(W h + b)) when `alpha` is set;
     with `preact`, h -> h + alpha * (W phi(norm(h)) + b) (alpha must be set).
@@ -137,7 +142,7 @@ class MLP(nn.Module):
         check_int("in_features", in_features, 1)
         check_int("out_features", out_features, 1)
         check_int("width", width, 1)
-        check_int("depth", depth, 0)
+        check_int("depth", depth, 0, MAX_DEPTH)
         check_choice("activation", activation, ACTIVATIONS)
         check_choice("norm", norm, NORMS)
         check_choice("residual", residual, RESIDUALS)
