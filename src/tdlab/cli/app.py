@@ -227,7 +227,7 @@ def show(
         if damage:
             named = "; ".join(str(d) for d in damage)
             them = "it" if len(damage) == 1 else "them"
-            raise ValueError(f"damaged: {named}; `tdlab doctor --fix` moves {them} aside")
+            raise ValueError(f"damaged: {named}; `tdlab doctor --fix` repairs {them}")
         status = record.status
         catalogue = record.meta.get("kind") != "train"
         metrics = record.results() if catalogue else record.metrics()
@@ -560,7 +560,7 @@ def doctor(
                 console.print(f"moved aside: {escape(str(target))}", highlight=False, soft_wrap=True)
             damage = store.check()
     if damage:
-        hint = "" if fix else "; `tdlab doctor --fix` moves them aside"
+        hint = "" if fix else "; `tdlab doctor --fix` repairs them"
         console.print(f"{len(damage)} damaged file(s) in {escape(str(out))}{hint}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     console.print(f"{escape(str(out))}: {len(store)} runs, no damaged files", highlight=False, soft_wrap=True)

@@ -124,7 +124,7 @@ class DamagedFileError(ValueError):
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
         self.damage = Damage(Path(path), reason)
-        super().__init__(f"damaged: {self.damage}; `tdlab doctor --fix` moves it aside")
+        super().__init__(f"damaged: {self.damage}; `tdlab doctor --fix` repairs it")
 
 
 def read_json_file(path: str | os.PathLike[str], kind: type = object) -> Any:
@@ -162,7 +162,7 @@ def read_status(path: str | os.PathLike[str]) -> str:
         >>> read_status(Path(tempfile.mkdtemp()) / "status")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        tdlab.store.run.DamagedFileError: damaged: .../status (missing); `tdlab doctor --fix` moves it aside
+        tdlab.store.run.DamagedFileError: damaged: .../status (missing); `tdlab doctor --fix` repairs it
     """
     try:
         word = Path(path).read_bytes().decode().strip()
