@@ -57,6 +57,12 @@ def statuses(folder) -> dict[str, str]:
     return found
 
 
+def _terminal_sigint() -> None:
+    """The child's SIGINT as a terminal's foreground job has it (default), whatever this test process inherited:
+    a pytest-xdist worker may run with SIGINT ignored, and an ignored SIGINT is inherited across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def first_done_and_another_checkpointed(folder) -> bool:
     """A point is done and a later one is mid-training (it has a checkpoint): its worker is inside a job."""
     found = statuses(folder)
@@ -82,6 +88,7 @@ def test_ctrl_c_stops_a_sweep_within_seconds_and_a_rerun_completes_it(tmp_path, 
         text=True,
         env={**os.environ, "COLUMNS": "250"},
         start_new_session=True,  # its own process group, as a shell gives a foreground job
+        preexec_fn=_terminal_sigint,
     )
     deadline = time.time() + 300
     while not first_done_and_another_checkpointed(out / "cut"):
@@ -137,6 +144,7 @@ def test_ctrl_c_in_a_one_process_ensemble_sweep_records_every_member(tmp_path, s
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=_terminal_sigint,
     )
     deadline = time.time() + 300
     while len(list(out.glob("cut/*/checkpoints/last.pt"))) < len(points):
