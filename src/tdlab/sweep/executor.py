@@ -16,27 +16,27 @@ Two sweeps of one spec may run at once: a run has one writer (`tdlab.store.lock`
 live process owns is left to it and counted "busy" (`SweepSummary.busy` names the owners), never resumed under it.
 
 Ctrl-C (SIGINT, to the sweep's process or to its whole process group as a terminal sends it) stops the sweep
-within seconds: no further point is started, the points in flight are interrupted (a training run records
-`failed: interrupted` after its last checkpoint; a worker that does not end within `STOP_GRACE_S` is killed,
-leaving `running`), and `run_sweep` raises `SweepInterrupted`. Finished runs stay done; a rerun of the spec
+within seconds: no further point is started, the points in flight are interrupted (in local workers a training
+run records `failed: interrupted` after its last checkpoint; a worker that does not end within `STOP_GRACE_S` is
+killed, and Ray tasks are killed with the Ray instance, leaving `running`), and `run_sweep` raises
+`SweepInterrupted`. Finished runs stay done; a rerun of the spec
 resumes the partial ones and starts the rest, losing and duplicating no row.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import shutil
 import signal
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import active_children, get_context
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Literal
 
@@ -265,63 +265,69 @@ def _run_local(jobs: list[tuple], workers: int, counts: Counter, tally: Tally, n
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 ids = pending.pop(future)
-                tally(ids, future.result() if future.exception() is None else ["failed"] * len(ids))
+                _tally_result(tally, ids, future)
         notify(counts, 0)
     except KeyboardInterrupt:
         with _sigint_ignored():  # a second Ctrl-C must not cut the stopping short
             pool.shutdown(wait=False, cancel_futures=True)
-            _stop([child for child in active_children() if child.pid not in before])
-            for future, ids in pending.items():  # jobs that ended while this process was being interrupted
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    tally(ids, future.result())
+            workers_started = [child for child in active_children() if child.pid not in before]
+            for worker in workers_started:  # they may not have seen the Ctrl-C: it can reach this process alone
+                with contextlib.suppress(ProcessLookupError, TypeError):  # gone already, or not started (pid None)
+                    os.kill(worker.pid, signal.SIGINT)
+            ended, _ = wait(pending, timeout=STOP_GRACE_S)
+            for future in ended:  # jobs that ended before the interruption
+                _tally_result(tally, pending[future], future)
+            for worker in workers_started:  # still training after the grace period: their runs stay `running`
+                if worker.is_alive():
+                    worker.kill()
         raise
     finally:
         pool.shutdown(wait=True)
 
 
+def _tally_result(tally: Tally, ids: list[str], future: Future) -> None:
+    """Count a finished job's statuses; a job cut short by Ctrl-C (None, or cancelled) counts as nothing."""
+    if future.cancelled():
+        return
+    if future.exception() is not None:
+        tally(ids, ["failed"] * len(ids))
+    elif future.result() is not None:
+        tally(ids, future.result())
+
+
 _in_job = False  # in a worker process: whether a job is running there (see `_interrupted`)
+_stopping = False  # in a worker process: Ctrl-C was seen, no further job is started
 
 
 def _start_worker() -> None:
-    """A local worker's initializer: Ctrl-C interrupts its job once, then the worker exits (`_interrupted`)."""
+    """A local worker's initializer: Ctrl-C interrupts its job once and starts no other (`_interrupted`)."""
     signal.signal(signal.SIGINT, _interrupted)
 
 
 def _interrupted(signum: int, frame: object) -> None:
-    """A worker's SIGINT handler: interrupt the job in flight, which records the interruption in its runs (a second
-    SIGINT, e.g. the one the sweep forwards after the terminal's, is ignored so that it cannot cut that short); an
-    idle worker exits at once."""
+    """A worker's SIGINT handler: interrupt the job in flight, which records the interruption in its runs, and
+    start no further job; a second SIGINT (e.g. the one the sweep forwards after the terminal's) is ignored so that
+    it cannot cut the recording short.
+
+    The worker stays alive: a process that left the pool would break it, and the pool then terminates every other
+    worker, possibly in the middle of recording its interruption."""
+    global _stopping
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if not _in_job:
-        os._exit(130)
-    raise KeyboardInterrupt
+    _stopping = True
+    if _in_job:
+        raise KeyboardInterrupt
 
 
-def _work(*job: Any) -> list[str]:
-    """`run_group` in a local worker; after Ctrl-C the worker exits instead of taking the next job."""
+def _work(*job: Any) -> list[str] | None:
+    """`run_group` in a local worker; None if Ctrl-C interrupted the job or came before it started."""
     global _in_job
-    _in_job = True
+    _in_job = True  # before the check: a Ctrl-C from here on interrupts the job, one before it is seen by the check
     try:
-        return run_group(*job)
+        return None if _stopping else run_group(*job)
     except KeyboardInterrupt:
-        os._exit(130)  # the runs are recorded; the pool sees the worker gone and starts nothing more
+        return None  # the runs recorded it
     finally:
         _in_job = False
-
-
-def _stop(workers: list[BaseProcess]) -> None:
-    """Interrupt the workers (they may not have seen the Ctrl-C: it can reach this process alone); those still alive
-    after `STOP_GRACE_S` are killed (their runs stay `running`, which a rerun resumes as well)."""
-    for worker in workers:
-        with contextlib.suppress(ProcessLookupError, TypeError):  # gone already, or not started (pid None)
-            os.kill(worker.pid, signal.SIGINT)
-    deadline = time.monotonic() + STOP_GRACE_S
-    for worker in workers:
-        worker.join(max(0.0, deadline - time.monotonic()))
-    for worker in workers:
-        if worker.is_alive():
-            worker.kill()
-            worker.join()
 
 
 @contextlib.contextmanager
@@ -345,6 +351,13 @@ def _running(sizes: list[int], workers: int) -> int:
 def _run_ray(
     jobs: list[tuple], workers: int, address: str | None, counts: Counter, tally: Tally, notify: Report
 ) -> None:
+    """The jobs as Ray tasks, at most `workers` in flight (none waits in Ray's queue, so Ctrl-C has none to cancel).
+
+    Ctrl-C: a Ray instance started here is shut down, which kills the tasks in flight (their runs stay `running`, a
+    rerun resumes them). Ray workers do not see the terminal's SIGINT, and `ray.cancel` can crash the driver when
+    it races with a task's completion (Ray 2.60, `task_manager.cc` "Tried to complete task that was not pending"),
+    so tasks on a cluster this sweep joined are cancelled only then, with that risk.
+    """
     try:
         import ray
     except ImportError:
@@ -355,13 +368,14 @@ def _run_ray(
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
+    remote = ray.remote(num_cpus=1)(run_group)
+    waiting = iter(jobs)
     pending: dict[Any, list[str]] = {}
     try:
-        remote = ray.remote(num_cpus=1)(run_group)
-        for job in jobs:
+        for job in itertools.islice(waiting, workers):
             pending[remote.remote(*job[:-1], 1)] = job[1]
         while pending:
-            notify(counts, _running([len(ids) for ids in pending.values()], workers))
+            notify(counts, sum(len(ids) for ids in pending.values()))
             finished, _ = ray.wait(list(pending), num_returns=1)
             for ref in finished:
                 ids = pending.pop(ref)
@@ -369,15 +383,18 @@ def _run_ray(
                     tally(ids, ray.get(ref))
                 except ray.exceptions.RayError:
                     tally(ids, ["failed"] * len(ids))
+                for job in itertools.islice(waiting, 1):
+                    pending[remote.remote(*job[:-1], 1)] = job[1]
         notify(counts, 0)
     except KeyboardInterrupt:
         with _sigint_ignored():
-            for ref in pending:  # queued tasks are dropped, running ones get a KeyboardInterrupt and record it
-                ray.cancel(ref)
-            ended, _ = ray.wait(list(pending), num_returns=len(pending), timeout=STOP_GRACE_S) if pending else ([], [])
-            for ref in ended:  # among them, jobs that ended before the interruption
+            ended, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0) if pending else ([], [])
+            for ref in ended:  # jobs that ended before the interruption
                 with contextlib.suppress(ray.exceptions.RayError):
                     tally(pending[ref], ray.get(ref))
+            if not started_here:
+                for ref in pending:
+                    ray.cancel(ref)
         raise
     finally:
         if started_here:
