@@ -134,6 +134,7 @@ def train(
     wandb: Annotated[
         bool, typer.Option(help="Log the run's metrics to Weights & Biases (WANDB_MODE=offline: to disk only).")
     ] = False,
+    figure: Annotated[bool, typer.Option(help="Draw the run's dashboard to RUN/figures/metrics.png.")] = True,
 ) -> None:
     """Train a model with probes and record the run.
 
@@ -160,22 +161,18 @@ def train(
                 raise ValueError("config: give a YAML config, or --resume RUN")
             cfg = training.load_config(config, set_)
             run = training.train(cfg, out=out, run_id=run_id, progress=_train_progress(cfg.name), trackers=trackers)
-    figure = _draw_run(run)
     console.print(f"run: [bold]{run.path}[/bold]  status: {run.status}")
-    console.print(f"figure: {figure}")
+    if figure:
+        console.print(f"figure: {_draw_run(run)}")
     if run.status == "diverged":
         console.print(f"[yellow]diverged at step {run.meta.get('diverged_step')}[/yellow]")
 
 
 def _draw_run(run) -> Path:
-    import matplotlib.pyplot as plt
+    from tdlab.report.dashboard import plot_run
 
-    from tdlab.report import plot_metrics
-
-    figure = plot_metrics(run.metrics_wide(), title=f"{run.id} ({run.status})")
     path = run.figure_path("metrics", "png")
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    plot_run(run).savefig(path, dpi=110, bbox_inches="tight")
     return path
 
 

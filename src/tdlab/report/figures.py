@@ -1,4 +1,5 @@
-"""Figures of a run's metrics: one small panel per metric, against the training step."""
+"""Figures of a run's metrics: one small panel per metric against the training step, and the line-drawing rules
+(a diverged tail cut and marked, a log axis for a wide positive range) that every panel of the reports follows."""
 
 from __future__ import annotations
 
@@ -6,9 +7,28 @@ import math
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 LOG_SPAN = 100.0  # a positive series spanning more than this factor is drawn on a log axis
+
+
+def draw_series(ax: Axes, series: pd.Series, label: str | None = None, **style) -> None:
+    """Draw `series` (index: step) as a line of its finite values; a red dotted line marks the first
+    non-finite one (where a run diverged). `style` goes to `Axes.plot`."""
+    values = series.to_numpy(dtype=float)
+    finite = np.isfinite(values)
+    ax.plot(series.index[finite], values[finite], label=label, **{"lw": 1.2, **style})
+    if not finite.all():
+        ax.axvline(series.index[~finite][0], color="red", ls=":", lw=1)
+
+
+def log_if_wide(ax: Axes, values: np.ndarray) -> None:
+    """Put `ax` on a log y axis when the finite `values` are positive and span more than `LOG_SPAN`."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size and values.min() > 0 and values.max() / values.min() > LOG_SPAN:
+        ax.set_yscale("log")
 
 
 def plot_metrics(wide: pd.DataFrame, title: str = "", columns: int = 3) -> Figure:
@@ -16,7 +36,8 @@ def plot_metrics(wide: pd.DataFrame, title: str = "", columns: int = 3) -> Figur
 
     Metrics sharing a name after their split prefix (`train/loss` and `test/loss`) share a panel; a positive
     series spanning more than two decades gets a log axis. Non-finite values (a diverged run) are left out of the
-    lines and the step of the first one is marked.
+    lines and the step of the first one is marked. `tdlab.report.dashboard` draws the designed view of a
+    training run; this is the plain one for any set of metrics.
 
     Example:
         >>> frame = pd.DataFrame({"train/loss": [1.0, 0.5], "test/loss": [1.1, 0.7]}, index=[0, 1])
@@ -33,15 +54,8 @@ def plot_metrics(wide: pd.DataFrame, title: str = "", columns: int = 3) -> Figur
     axes = figure.subplots(rows, min(columns, max(1, len(panels))), squeeze=False).ravel()
     for ax, (panel, names) in zip(axes, panels.items(), strict=False):
         for name in names:
-            series = wide[name].dropna()
-            finite = series[np.isfinite(series.to_numpy(dtype=float))]
-            ax.plot(finite.index, finite.to_numpy(), label=str(name), lw=1.2)
-            if len(finite) < len(series):
-                ax.axvline(series.index[~np.isfinite(series.to_numpy(dtype=float))][0], color="red", ls=":", lw=1)
-        values = wide[names].to_numpy(dtype=float)
-        values = values[np.isfinite(values)]
-        if values.size and values.min() > 0 and values.max() / values.min() > LOG_SPAN:
-            ax.set_yscale("log")
+            draw_series(ax, wide[name].dropna(), label=str(name))
+        log_if_wide(ax, wide[names].to_numpy(dtype=float))
         ax.set_title(panel)
         ax.set_xlabel("step")
         if len(names) > 1:
