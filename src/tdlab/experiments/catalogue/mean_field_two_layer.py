@@ -8,21 +8,39 @@ network as an average over m particles theta_j = (a_j, w_j),
 and train it by gradient descent with the step scaled by m, theta_j <- theta_j - eta m grad_{theta_j} L, so that
 every particle moves by O(1) whatever m. As m -> infinity the empirical measure of the particles follows a
 Wasserstein gradient flow (the particle limit), and a finite network stays within O(1/sqrt(m)) of it, up to
-logarithms (Mei et al. 2018, Thm. 3): the loss curves of wide networks coincide. The experiment trains
-independently initialised networks (a_j ~ N(0, 1), w_j ~ N(0, I_2)) of several widths with the logistic loss on
-a 2-D task whose labels come from a teacher of four ReLU neurons,
+logarithms (Mei et al. 2018, Thm. 3): the loss curves of wide networks coincide. As in the lecture, the loss is the
+exponential loss L = (1/n) sum_i exp(-y_i f(x_i)); the experiment trains independently initialised networks
+(a_j ~ N(0, 1), w_j ~ N(0, I_2)) of several widths on a 2-D task whose labels come from a teacher of four ReLU
+neurons,
 
     y = sign(relu(x_1) - relu(x_2) + relu(-x_1) - relu(-x_2)) = sign(|x_1| - |x_2|),
 
-and, training by full-batch GD (`tdlab.train.fit` with `torch.optim.SGD`, step eta m),
+by full-batch GD (`tdlab.train.fit` with `torch.optim.SGD`, step eta m), and checks:
 
-- checks that the loss curves of widths 1000 and 4000 (the two widest when these are not run) agree within 2%
-  at every step (the issue's tolerance; max_t |L_m(t) - L_M(t)| / L_M(t)); the gap of every width to the widest
-  is drawn against the steps, and, with three widths or more, its maximum against m;
-- draws the particles in the plane, each at radius log(1 + |a_j| |w_j|) along the direction of w_j (red a_j > 0,
-  blue a_j < 0; the log radius because the logistic loss grows them without bound), at initialisation and the end,
-  with the paths of a subsample: they gather on the teacher's directions +-e_1 (positive) and +-e_2 (negative),
-  the sparse measure of the teacher (Chizat & Bach's global convergence for homogeneous networks).
+1. the particle limit: the loss curves of widths 1000 and 4000 (the two widest when these are not run) agree within
+   2% at every step (the issue's tolerance; max_t |L_m(t) - L_M(t)| / L_M(t)). Fails when the step or the output is
+   not scaled with m as above (the curves then depend on m). It cannot tell a network that does not move (two flat
+   curves agree): checks 2 and 3 can.
+2. the particles move to the teacher: the concentration C_eps, the share of the second-layer mass
+   |a_j| ||w_j|| (a ReLU particle's weight in f, by homogeneity) held by particles within angle eps of a teacher
+   neuron's direction with the teacher's sign of a, grows during training by more than three standard deviations
+   of its value at initialisation (smallest gain over the widths). Fails for a frozen or lazy network (the NTK
+   scaling, or a step not scaled by m), whose particles stay where they started.
+3. they concentrate there: at the end C_eps >= 1/2, the majority of the mass, in every width, against 2 eps / pi
+   for particles spread uniformly (at eps = 15 degrees, 1/6: the cones of half-angle eps around the four teacher
+   directions cover 4 (2 eps) / (2 pi) of the circle, and the sign matches half the time). Fails when the mass
+   spreads or gathers elsewhere (a wrong teacher, labels not from it).
+
+The standard deviation of check 2: at initialisation directions are uniform and independent of the weights
+r_j = |a_j| ||w_j||, so C_eps is a ratio of sums with mean p = 2 eps / pi and, by the delta method, variance
+p (1 - p) E[r^2] / (m E[r]^2) = 2 p (1 - p) / m (E a^2 E||w||^2 / (E|a| E||w||)^2 = 1 * 2 / (sqrt(2/pi) sqrt(pi/2))^2
+= 2 for a ~ N(0, 1), w ~ N(0, I_2)).
+
+Figures: the loss curves and their gaps to the widest, and the particles in the plane, each at radius
+log(1 + |a_j| |w_j|) along the direction of w_j (red a_j > 0, blue a_j < 0; the log radius because the
+exponential loss grows them without bound), at initialisation and the end, with the paths of a subsample: they
+gather on the teacher's directions +-e_1 (positive) and +-e_2 (negative), the sparse measure of the teacher
+(Chizat & Bach's global convergence for homogeneous networks).
 
 The animated version: the particles' motion is written as a GIF to `gif_path`, or by default next to the run's
 figures (`particles.gif`), with matplotlib's Pillow writer, one frame every `record_every` steps. Computed in
@@ -31,6 +49,7 @@ float32 (the loss curves are compared at the 1e-2 level; float32 halves the cost
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -48,11 +67,13 @@ from tdlab.probes import LossProbe, ProbeSet
 from tdlab.train.trainer import fit
 
 PARTICLE_LIMIT_TOLERANCE = 0.02  # the issue's: loss curves at widths 1000 and 4000 agree within 2%
+MAJORITY = 0.5  # check 3: at the end, at least half of the second-layer mass lies near the teacher's directions
 TEACHER = ((1.0, 0.0, 1.0), (0.0, 1.0, -1.0), (-1.0, 0.0, 1.0), (0.0, -1.0, -1.0))  # (w_1, w_2, sign of a)
 
 
 class MeanFieldTwoLayerConfig(ExperimentConfig):
-    """Quick defaults: widths 1000 and 4000, 128 Gaussian points in the plane, 200 GD steps with eta m, eta = 1."""
+    """Quick defaults: widths 1000 and 4000, 128 Gaussian points in the plane, 200 GD steps with eta m, eta = 1;
+    concentration measured within 15 degrees of the teacher's directions."""
 
     widths: tuple[int, ...] = Field((1000, 4000), min_length=2, description="numbers of particles m to compare")
     n_train: int = Field(128, ge=4, description="training points x ~ N(0, I_2)")
@@ -61,6 +82,9 @@ class MeanFieldTwoLayerConfig(ExperimentConfig):
     record_every: int = Field(10, ge=1, description="steps between recorded particle positions (GIF frames)")
     trails: int = Field(150, ge=0, description="particles whose paths are drawn in the still")
     gif_path: str | None = Field(None, description="if set, write the particles' motion as an animated GIF there")
+    epsilon_deg: float = Field(
+        15.0, gt=0, lt=45, description="half-angle of the cones around the teacher's directions (concentration)"
+    )
 
     @field_validator("widths")
     @classmethod
@@ -89,9 +113,36 @@ class _MeanFieldNet(nn.Module):
         return torch.relu(x @ self.w.T) @ self.a / self.a.shape[0]
 
 
-def _logistic(outputs: Tensor, labels: Tensor) -> Tensor:
-    """log(1 + exp(-y f(x))), averaged over examples (labels +-1)."""
-    return nn.functional.softplus(-labels * outputs).mean()
+def _exponential(outputs: Tensor, labels: Tensor) -> Tensor:
+    """exp(-y f(x)), averaged over examples (labels +-1): the lecture's loss."""
+    return torch.exp(-labels * outputs).mean()
+
+
+def concentration(a: Tensor, w: Tensor, epsilon: float) -> float:
+    """The share of the second-layer mass |a_j| ||w_j|| held by particles whose w_j lies within angle `epsilon`
+    (radians) of a teacher neuron's direction and whose a_j has that neuron's sign (module docstring, check 2).
+
+    Example:
+        >>> a, w = torch.tensor([2.0, -1.0, 1.0]), torch.tensor([[1.0, 0.1], [0.0, -3.0], [1.0, 1.0]])
+        >>> round(concentration(a, w, math.radians(15)), 4)  # the first two: mass 2.01 + 3 of 6.42
+        0.7799
+    """
+    teacher = torch.tensor(TEACHER, dtype=w.dtype, device=w.device)
+    norm = w.norm(dim=1)
+    cosine = (w / norm.clamp_min(torch.finfo(w.dtype).tiny)[:, None]) @ teacher[:, :2].T  # (m, 4)
+    near = (cosine >= math.cos(epsilon)) & (torch.sign(a)[:, None] == teacher[:, 2])
+    mass = a.abs() * norm
+    return float((mass * near.any(dim=1)).sum() / mass.sum())
+
+
+def uniform_concentration(epsilon: float) -> float:
+    """C_eps of particles with uniform directions and signs independent of their mass: 2 eps / pi (eps <= pi/4).
+
+    Example:
+        >>> uniform_concentration(math.radians(15))  # 1/6
+        0.16666666666666666
+    """
+    return 2 * epsilon / math.pi
 
 
 def _teacher_data(config: MeanFieldTwoLayerConfig, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -102,8 +153,9 @@ def _teacher_data(config: MeanFieldTwoLayerConfig, device: torch.device) -> tupl
 
 def measure(config: MeanFieldTwoLayerConfig, context: Context) -> pd.DataFrame:
     """Rows (width, step, name, value): "train/loss" at steps 0..steps (`LossProbe`; a diverged run ends with its
-    non-finite loss), and for the smallest width "particle/x", "particle/y", "particle/sign" (`_particles`, one row
-    per particle `index`) every `record_every` steps. Writes the GIF (`gif_path`, else `particles.gif` among the
+    non-finite loss), "concentration" (`concentration`) at step 0 and the last, and for the smallest width
+    "particle/x", "particle/y", "particle/sign" (`_particles`, one row per particle `index`) every `record_every`
+    steps. Writes the GIF (`gif_path`, else `particles.gif` among the
     run's files)."""
     data = _teacher_data(config, context.device)
     frames = []
@@ -111,15 +163,21 @@ def measure(config: MeanFieldTwoLayerConfig, context: Context) -> pd.DataFrame:
         generator = torch.Generator().manual_seed(1_000_003 * config.seed + m)  # independent draws for each width
         model = _MeanFieldNet(m, 2, generator).to(context.device)
         recorded = [_particles(model, 0)]
+        epsilon = math.radians(config.epsilon_deg)
+        start = concentration(model.a.detach().double(), model.w.detach().double(), epsilon)
 
         def record(step: int, loss: float, model: nn.Module = model, recorded: list = recorded) -> None:
             if step % config.record_every == 0 or step == config.steps:
                 recorded.append(_particles(model, step))
 
         optimizer = torch.optim.SGD(model.parameters(), lr=config.eta * m)  # the mean-field step eta m
-        probes = ProbeSet([LossProbe(batch_size=None)], model, _logistic, data, task="regression")
-        trained = fit(model, _logistic, data, optimizer, config.steps, probes=probes, callbacks=[record])
+        probes = ProbeSet([LossProbe(batch_size=None)], model, _exponential, data, task="regression")
+        trained = fit(model, _exponential, data, optimizer, config.steps, probes=probes, callbacks=[record])
+        end = concentration(model.a.detach().double(), model.w.detach().double(), epsilon)
         frames += [select(trained.metrics, "train/loss").assign(width=m)]
+        frames += [
+            pd.DataFrame({"step": [0, trained.steps], "name": "concentration", "value": [start, end], "width": m})
+        ]
         frames += [f.assign(width=m) for f in recorded] if m == config.widths[0] else []
     metrics = pd.concat(frames, ignore_index=True).reindex(columns=["width", "step", "index", "name", "value"])
     gif = Path(config.gif_path) if config.gif_path else (context.files / "particles.gif" if context.files else None)
@@ -131,7 +189,7 @@ def measure(config: MeanFieldTwoLayerConfig, context: Context) -> pd.DataFrame:
 def _particles(model: _MeanFieldNet, step: int) -> pd.DataFrame:
     """Each particle drawn at log(1 + |a_j| |w_j|) along the direction of w_j, with the sign of a_j.
 
-    On separable data the logistic loss keeps growing the particles (|a_j| |w_j| reaches hundreds), so the radius
+    On separable data the exponential loss keeps growing the particles (|a_j| |w_j| reaches hundreds), so the radius
     is drawn on a log scale to show the initial cloud and the final configuration on one picture."""
     a, w = model.a.detach().double().cpu(), model.w.detach().double().cpu()
     norm = w.norm(dim=1).clamp_min(torch.finfo(torch.float32).tiny)
@@ -156,27 +214,61 @@ def _curves(metrics: pd.DataFrame) -> dict[int, np.ndarray]:
 
 
 def checks(metrics: pd.DataFrame, config: MeanFieldTwoLayerConfig) -> list[Check]:
-    """The loss curves of the compared pair agree within 2% at every step (module docstring)."""
+    """The loss curves of the compared pair agree within 2% at every step; the mass near the teacher's directions
+    grows beyond the noise of its initial value and ends as the majority (module docstring)."""
+    return [_limit_check(metrics, config), *_concentration_checks(metrics, config)]
+
+
+def _limit_check(metrics: pd.DataFrame, config: MeanFieldTwoLayerConfig) -> Check:
     finite = _curves(metrics)
     small, large = _compared(config.widths)
     if small not in finite or large not in finite:
-        return [
-            Check.holds(
-                f"widths {small} and {large}: training stays finite",
-                False,
-                detail=f"a loss became non-finite with eta = {config.eta:g}",
-            )
-        ]
-    gap = _gap(finite[small], finite[large])
-    return [
-        Check.at_most(
-            f"loss curves at widths {small} and {large} agree (particle limit)",
-            float(gap.max()),
-            PARTICLE_LIMIT_TOLERANCE,
-            detail=f"max over {config.steps + 1} steps of |L_{small}(t) - L_{large}(t)| / L_{large}(t) (largest "
-            f"at step {int(gap.argmax())}), independent initialisations, same data; deviations from the "
-            "mean-field limit are at most O(1/sqrt(m)) up to logarithms; tolerance 2% (the issue's)",
+        return Check.holds(
+            f"widths {small} and {large}: training stays finite",
+            False,
+            detail=f"a loss became non-finite with eta = {config.eta:g}",
         )
+    gap = _gap(finite[small], finite[large])
+    return Check.at_most(
+        f"loss curves at widths {small} and {large} agree (particle limit)",
+        float(gap.max()),
+        PARTICLE_LIMIT_TOLERANCE,
+        detail=f"max over {config.steps + 1} steps of |L_{small}(t) - L_{large}(t)| / L_{large}(t) (largest "
+        f"at step {int(gap.argmax())}), independent initialisations, same data; deviations from the "
+        "mean-field limit are at most O(1/sqrt(m)) up to logarithms; tolerance 2% (the issue's). Fails when the "
+        "dynamics depend on m; blind to a network that does not move (checks 2 and 3 are not)",
+    )
+
+
+def _concentration_checks(metrics: pd.DataFrame, config: MeanFieldTwoLayerConfig) -> list[Check]:
+    """Checks 2 and 3 of the module docstring, each on its worst width."""
+    rows = select(metrics, "concentration").sort_values("step")
+    start = rows.groupby("width")["value"].first().reindex(list(config.widths))
+    end = rows.groupby("width")["value"].last().reindex(list(config.widths))
+    baseline = uniform_concentration(math.radians(config.epsilon_deg))
+    noise = pd.Series({m: 3 * math.sqrt(2 * baseline * (1 - baseline) / m) for m in config.widths})
+    excess = (end - start) - noise  # the gain beyond three initial standard deviations
+    worst_gain, worst_end = excess.idxmin(), end.idxmin()
+    eps = f"{config.epsilon_deg:g} degrees"
+    values = ", ".join(f"m = {m}: {a:.3f} -> {b:.3f}" for m, a, b in zip(config.widths, start, end, strict=True))
+    return [
+        Check.at_least(
+            f"mass within {eps} of the teacher's directions grows (width {worst_gain}, gain at init -> end)",
+            float(end[worst_gain] - start[worst_gain]),
+            float(noise[worst_gain]),
+            detail=f"C_eps at init -> after {config.steps} steps: {values}; bound 3 sqrt(2 p (1 - p) / m) = "
+            f"{noise[worst_gain]:.4f}, three standard deviations of C_eps at a uniform initialisation "
+            f"(p = 2 eps / pi = {baseline:.4f}); fails for particles that do not move to the teacher",
+        ),
+        Check.at_least(
+            f"mass within {eps} of the teacher's directions at the end is the majority (width {worst_end}; "
+            f"uniform spread: {baseline:.3f})",
+            float(end[worst_end]),
+            MAJORITY,
+            detail=f"C_eps after {config.steps} steps: {values}; bound 1/2 = {MAJORITY / baseline:.1f} x the "
+            f"closed form 2 eps / pi = {baseline:.4f} of particles spread uniformly; fails when the mass spreads "
+            "or gathers elsewhere",
+        ),
     ]
 
 
@@ -184,7 +276,7 @@ def figures(metrics: pd.DataFrame, config: MeanFieldTwoLayerConfig) -> dict[str,
     """The loss curves and their gaps to the widest; the particles of the smallest width (module docstring)."""
     return {
         "loss_curves": _loss_figure(_curves(metrics), config),
-        "particles": _particle_figure(_frames(metrics), config),
+        "particles": _particle_figure(_frames(metrics), metrics, config),
     }
 
 
@@ -213,7 +305,7 @@ def _loss_figure(finite: dict[int, np.ndarray], config: MeanFieldTwoLayerConfig)
             axes[1].plot(t, _gap(r, finite[widest]), "-", color=f"C{k}", label=f"m = {m} against m = {widest}")
     axes[1].axhline(PARTICLE_LIMIT_TOLERANCE, color="tab:red", ls="--", label="tolerance 2%")
     axes[0].set_xlabel("gradient-descent step")
-    axes[0].set_ylabel("training loss (logistic)")
+    axes[0].set_ylabel("training loss (exponential)")
     axes[0].set_title(f"Loss curves, step eta m (eta = {config.eta:g}), n = {config.n_train}", fontsize=10)
     axes[0].legend(fontsize=8)
     axes[1].set_xlabel("gradient-descent step")
@@ -260,12 +352,14 @@ def _limit(frames: list[np.ndarray]) -> float:
     return 1.1 * max(float(np.quantile(np.abs(f[:, :2]), 0.995)) for f in frames)
 
 
-def _particle_figure(frames: list[np.ndarray], config: MeanFieldTwoLayerConfig) -> Figure:
+def _particle_figure(frames: list[np.ndarray], metrics: pd.DataFrame, config: MeanFieldTwoLayerConfig) -> Figure:
     limit = _limit(frames)
     fig, axes = plt.subplots(1, 2, figsize=(11.0, 5.4))
     m = frames[0].shape[0]
-    _draw_particles(axes[0], frames[0], f"initialisation (m = {m})", limit)
-    _draw_particles(axes[1], frames[-1], f"after {config.steps} steps", limit)
+    start, end = select(metrics, "concentration", width=m).sort_values("step")["value"].iloc[[0, -1]]
+    share = f"of the mass within {config.epsilon_deg:g} deg of a teacher neuron"
+    _draw_particles(axes[0], frames[0], f"initialisation (m = {m}): {start:.0%} {share}", limit)
+    _draw_particles(axes[1], frames[-1], f"after {config.steps} steps: {end:.0%} {share}", limit)
     if config.trails:
         chosen = np.random.default_rng(config.seed).choice(m, size=min(config.trails, m), replace=False)
         path = np.stack([f[chosen, :2] for f in frames])  # (frames, trails, 2)
@@ -273,7 +367,11 @@ def _particle_figure(frames: list[np.ndarray], config: MeanFieldTwoLayerConfig) 
             color = "tab:red" if frames[-1][chosen[j], 2] > 0 else "tab:blue"
             axes[1].plot(path[:, j, 0], path[:, j, 1], "-", color=color, lw=0.4, alpha=0.4)
     axes[1].legend(fontsize=8, loc="upper right", markerscale=3)
-    fig.suptitle("Neurons as particles (a_j, w_j): they gather on the teacher's directions (Chizat & Bach 2018)")
+    baseline = uniform_concentration(math.radians(config.epsilon_deg))
+    fig.suptitle(
+        "Neurons as particles (a_j, w_j): they gather on the teacher's directions (Chizat & Bach 2018); "
+        f"uniform spread: {baseline:.0%}"
+    )
     fig.tight_layout()
     return fig
 
