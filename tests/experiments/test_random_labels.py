@@ -1,6 +1,6 @@
 """random-labels: the chance level, the accuracy's sampling error and the wrong-label fraction against simulation,
 config validation, the recorded curves and stopping against one network trained alone, re-checking from stored
-metrics, and a quick run whose checks must all pass."""
+metrics, a quick run whose checks must all pass, and the premise and trend checks failing on corrupted metrics."""
 
 from __future__ import annotations
 
@@ -57,13 +57,22 @@ def test_config_validation():
     with pytest.raises(ValidationError, match="noise_fractions"):
         rl.RandomLabelsConfig(noise_fractions=(0.0, 0.5))
     with pytest.raises(ValidationError, match="noise_fractions"):
+        rl.RandomLabelsConfig(noise_fractions=(0.0, 1.0))  # Page's test needs a level in between
+    with pytest.raises(ValidationError, match="seeds"):
+        rl.RandomLabelsConfig(seeds=1)
+    with pytest.raises(ValidationError, match="noise_fractions"):
         rl.RandomLabelsConfig(noise_fractions=(0.0, 0.7, 0.5, 1.0))
     with pytest.raises(ValidationError, match="n_train"):
         rl.RandomLabelsConfig(n_train=600)
     assert rl.RandomLabelsConfig(dataset="mnist1d", n_train=600).n_train == 600
 
 
-SMALL = {"n_train": 40, "noise_fractions": (0.0, 1.0), "seeds": 2, "model": {"name": "mlp", "width": 16, "depth": 1}}
+SMALL = {
+    "n_train": 40,
+    "noise_fractions": (0.0, 0.5, 1.0),
+    "seeds": 2,
+    "model": {"name": "mlp", "width": 16, "depth": 1},
+}
 
 
 def test_curves_and_time_to_fit_against_one_network_trained_alone():
@@ -92,16 +101,45 @@ def test_curves_and_time_to_fit_against_one_network_trained_alone():
 
 def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
     result = assert_rechecks(rl.EXPERIMENT, rl.EXPERIMENT.make_config(**SMALL, max_steps=60), tmp_path)
-    assert len(result.checks) == 4 and set(result.figures) == {"learning_curves", "fit_time_and_test_accuracy"}
+    assert len(result.checks) == 5 and set(result.figures) == {"learning_curves", "fit_time_and_test_accuracy"}
 
 
-def test_quick_run_passes_every_check():
+@pytest.fixture(scope="module")
+def quick():
     experiment = rl.EXPERIMENT
-    result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
+    return experiment.run(experiment.make_config(), Context(torch.device("cpu")))
+
+
+def test_quick_run_passes_every_check(quick):
+    result = quick
     failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]
     assert not failed, failed
-    assert len(result.checks) == 4
+    assert len(result.checks) == 5
     assert set(result.figures) == {"learning_curves", "fit_time_and_test_accuracy"}
     assert all(isinstance(f, Figure) and f.axes for f in result.figures.values())
     times = result.metrics.query("name == 'time_to_fit'").groupby("noise_fraction")["value"].mean()
     assert times.index.tolist() == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])
+
+
+def _verdicts(metrics, config):
+    return {c.name.split(":")[0]: c.passed for c in rl.checks(metrics, config)}
+
+
+def test_premise_and_trend_checks_fail_on_corrupted_metrics(quick):
+    """Reversed or noise-independent fit times, rising test accuracies and true-label networks at 0.8 test accuracy
+    each turn their check's verdict to FAIL (and only theirs)."""
+    config, metrics = rl.EXPERIMENT.make_config(), quick.metrics
+    assert all(_verdicts(metrics, config).values())
+    times = metrics["name"] == "time_to_fit"
+    reversed_times = metrics.assign(value=metrics["value"].where(~times, 1000 - metrics["value"]))
+    flat_times = metrics.assign(value=metrics["value"].where(~times, 100.0))  # ties: no trend at all
+    for corrupted in (reversed_times, flat_times):
+        verdicts = _verdicts(corrupted, config)
+        assert not verdicts["time to fit grows with the noise fraction"]
+        assert sum(not v for v in verdicts.values()) == 1
+    tests = metrics["name"] == "test_accuracy"
+    rising = metrics.assign(value=metrics["value"].where(~tests, 0.1 + 0.5 * metrics["noise_fraction"]))
+    assert not _verdicts(rising, config)["partial label noise lies in between"]
+    weak = metrics.assign(value=metrics["value"].where(~(tests & (metrics["noise_fraction"] == 0)), 0.8))
+    verdicts = _verdicts(weak, config)  # true labels below the premise, still above noise 1/3: the trend holds
+    assert not verdicts["premise"] and sum(not v for v in verdicts.values()) == 1

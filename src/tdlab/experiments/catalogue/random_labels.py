@@ -7,8 +7,21 @@ fraction 1: random labels). All noise levels and seeds are trained at once (`tdl
 of `tdlab.ensemble.members`), their training loss and accuracy measured at every step by the `MemberLosses` probe,
 until every one has had a training cross-entropy below `fit_loss` and classified every training example correctly.
 
+Why digits and not mnist1d: the claim needs a network that both generalises on the true labels and memorises random
+ones within the quick budget, and on mnist1d no training-set size gives both. Measured with the quick network (MLP
+128 x 1, 4 levels): at 256 examples mnist1d's random labels are fitted in 223 steps, but the true-label test accuracy
+is 0.27 (chance 0.10): the premise fails; at 2000 examples it is 0.50, but the random-label networks had not reached
+training cross-entropy 0.05 after 3000 steps (173 s of CPU for 2 seeds, against 18 s for the whole quick run on
+digits). On 256 digits the same network reaches test accuracy 0.92, as good as logistic regression (0.92 to 0.93)
+and 1-nearest-neighbour (0.92 to 0.93) on the same examples, and fits random labels in about 200 steps. `dataset =
+"mnist1d"` is kept for larger budgets (with its own `premise_accuracy`).
+
 Measured against the claims of Zhang, Bengio, Hardt, Recht & Vinyals (2017, Sec. 2 and Fig. 1):
 
+0. the premise, that the same network generalises on the true labels: the test accuracy of every true-label
+   network is at least `premise_accuracy` (0.85 for digits: 8.5 times chance, and within 0.08 of the linear and
+   nearest-neighbour baselines above). It fails when the network learns little from true labels (mnist1d at 256
+   examples: 0.27), or when inputs and labels are misaligned, in training or in the test set;
 1. random labels are fitted: training accuracy >= 0.99;
 2. the test accuracy of the random-label networks is chance, 1/C, within 3 points. The check is on the mean over
    `seeds` networks: one network's accuracy on the 1258 test digits has binomial sd 0.0085 at chance, but the
@@ -17,13 +30,19 @@ Measured against the claims of Zhang, Bengio, Hardt, Recht & Vinyals (2017, Sec.
 3. fitting takes longer the more labels are random: the time to fit (first step with training cross-entropy <=
    `fit_loss`) grows with the noise fraction (Zhang et al., Fig. 1b). Time to a loss threshold rather than to 100%
    accuracy: the last example to be classified correctly is a single hard example at every noise level, while the
-   loss still to be removed grows with the number of random labels. The growth saturates at high noise (at
-   n = 256, noise 0.75 and 1 differ by a few steps, less than the seed spread), so the quick config uses the levels
-   0, 1/3, 2/3, 1;
-4. partial label noise lies in between: the test accuracy falls with the noise fraction.
+   loss still to be removed grows with the number of random labels. The growth saturates at high noise (in the
+   quick run one seed of four fits noise 1 a step sooner than noise 2/3; in the full preset 3 seeds of 10 reverse
+   between noise 0.8 and 1), so the claim is tested as a trend, not as strict monotonicity: Page's trend test
+   (scipy.stats.page_trend_test), the seeds as blocks (one initialisation and one label draw each, shared by all
+   noise levels), the noise levels as the ordered treatments, H1: times increase with the noise, one-sided at
+   alpha = 0.05. A network not fitted within the budget ranks last (its time exceeds max_steps). If the time did
+   not depend on the noise, the ranks within each seed would be exchangeable and the test would pass with
+   probability 0.05; a decreasing time gives p near 1. Page's test needs at least 2 seeds and 3 noise levels;
+4. partial label noise lies in between: the test accuracy falls with the noise fraction, by the same one-sided
+   Page test (alpha = 0.05) on the test accuracies in decreasing order.
 
 Figures: training loss and accuracy against steps for each noise level; time to fit and test accuracy against the
-noise fraction, with chance drawn as a line.
+noise fraction, with chance and the premise's threshold drawn as lines.
 """
 
 from __future__ import annotations
@@ -36,6 +55,7 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from pydantic import Field, field_validator, model_validator
+from scipy.stats import page_trend_test
 from torch import nn
 
 from tdlab.data import Dataset, digits, mnist1d, standardize, with_label_noise
@@ -51,6 +71,7 @@ from tdlab.train.config import ModelConfig, OptimizerConfig
 from tdlab.train.trainer import fit
 
 DIGITS_TEST_FRACTION = 0.7  # digits: 1258 test examples, up to 539 for training
+ALPHA = 0.05  # significance level of the one-sided Page trend tests over seeds (fit time, test accuracy)
 CROSS_ENTROPY = nn.CrossEntropyLoss()
 SUMMARY = ("time_to_fit", "final_train_accuracy", "test_accuracy")
 
@@ -62,25 +83,29 @@ class RandomLabelsConfig(ExperimentConfig):
     n_train: int = Field(256, ge=20, description="training examples (at most 539 for digits)")
     n_test: int = Field(2000, ge=100, description="test examples of mnist1d (digits: always its 1258)")
     noise_fractions: tuple[float, ...] = Field(
-        (0.0, 1 / 3, 2 / 3, 1.0), description="fractions of resampled labels, increasing from 0 to 1"
+        (0.0, 1 / 3, 2 / 3, 1.0),
+        description="fractions of resampled labels, increasing from 0 to 1, at least one in between (Page's test)",
     )
-    seeds: int = Field(4, ge=1, description="independent initialisations and label draws per noise fraction")
+    seeds: int = Field(4, ge=2, description="initialisations and label draws, the blocks of Page's trend test")
     model: ModelConfig = Field(ModelConfig(name="mlp", width=128, depth=1), description="the one architecture")
     optimizer: OptimizerConfig = Field(OptimizerConfig(name="sgd", lr=0.05, momentum=0.9), description="full batch")
     max_steps: int = Field(3000, ge=1, description="budget of steps; a network not fitted by then counts as unfitted")
     fit_loss: float = Field(0.05, gt=0, description="training cross-entropy at which a network counts as fitted")
     chance_tolerance: float = Field(0.03, gt=0, description="allowed |test accuracy - chance| on random labels")
+    premise_accuracy: float = Field(
+        0.85, gt=0, lt=1, description="true labels: the smallest test accuracy that counts as generalising"
+    )
 
     @field_validator("noise_fractions")
     @classmethod
     def _fractions(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if (
-            len(value) < 2
+            len(value) < 3
             or value[0] != 0.0
             or value[-1] != 1.0
             or any(b <= a for a, b in zip(value, value[1:], strict=False))
         ):
-            raise ValueError(f"noise_fractions: expected increasing numbers from 0.0 to 1.0, got {value}")
+            raise ValueError(f"noise_fractions: expected at least 3 increasing numbers from 0.0 to 1.0, got {value}")
         return value
 
     @model_validator(mode="after")
@@ -161,12 +186,34 @@ def _summary(metrics: pd.DataFrame, config: RandomLabelsConfig) -> dict[str, np.
     return out
 
 
+def _page(by_seed: np.ndarray) -> tuple[float, float]:
+    """Page's L and the one-sided p-value of H1 "values increase along the columns" for a (seeds, levels) table,
+    the seeds as blocks (values ranked within each row)."""
+    result = page_trend_test(by_seed)
+    return float(result.statistic), float(result.pvalue)
+
+
 def checks(metrics: pd.DataFrame, config: RandomLabelsConfig) -> list[Check]:
-    """Random labels fitted, tested at chance; the time to fit grows and the test accuracy falls with the noise."""
+    """The premise (true labels generalise); random labels fitted, tested at chance; the time to fit grows and the
+    test accuracy falls with the noise (Page's trend tests over seeds, module docstring)."""
     s = _summary(metrics, config)
     chance, sd, fractions, steps = s["chance"], s["sd"], config.noise_fractions, int(metrics["step"].max())
-    mean_time, mean_test = s["time_to_fit"].mean(axis=0), s["test_accuracy"].mean(axis=0)
+    times = np.where(np.isfinite(s["time_to_fit"]), s["time_to_fit"], config.max_steps + 1)  # unfitted: last
+    mean_time, mean_test = times.mean(axis=0), s["test_accuracy"].mean(axis=0)
+    time_l, time_p = _page(times)
+    test_l, test_p = _page(-s["test_accuracy"])
+    levels = ", ".join(f"{f:.2g}" for f in fractions)
+    page = f"Page's trend test over {config.seeds} seeds (blocks) and the noise levels {levels}"
     return [
+        Check.at_least(
+            "premise: true labels, test accuracy (worst seed)",
+            float(s["test_accuracy"][:, 0].min()),
+            config.premise_accuracy,
+            detail=f"the same network generalises on true labels (Zhang et al. 2017); chance is {chance:g}; "
+            f"threshold premise_accuracy = {config.premise_accuracy:g}: on 256 digits logistic regression and "
+            "1-nearest-neighbour reach 0.92-0.93 (module docstring). Fails when the network learns little from the "
+            "true labels (mnist1d at 256 examples: 0.27) or inputs and labels are misaligned",
+        ),
         Check.at_least(
             "random labels: final training accuracy (worst seed)",
             float(s["final_train_accuracy"][:, -1].min()),
@@ -185,19 +232,24 @@ def checks(metrics: pd.DataFrame, config: RandomLabelsConfig) -> list[Check]:
             f"mean over {config.seeds} seeds has sd {sd:.4f}, so the tolerance is {config.chance_tolerance / sd:.1f} "
             "sd",
         ),
-        Check.holds(
-            "time to fit grows with the noise fraction",
-            bool(np.all(np.isfinite(mean_time)) and np.all(np.diff(mean_time) > 0)),
-            detail="seed-mean steps to training cross-entropy <= "
-            f"{config.fit_loss:g} at noise {', '.join(f'{f:.2g}' for f in fractions)}: "
-            f"{', '.join(f'{t:.0f}' for t in mean_time)} (Zhang et al. 2017, Fig. 1b)",
-            measured=float(np.min(np.diff(mean_time))) if np.all(np.isfinite(mean_time)) else float("nan"),
+        Check.at_most(
+            f"time to fit grows with the noise fraction: one-sided Page trend test p-value (alpha = {ALPHA:g})",
+            time_p,
+            ALPHA,
+            detail=f"{page}: L = {time_l:g}; steps to training cross-entropy <= {config.fit_loss:g} (unfitted within "
+            f"{config.max_steps}: ranked last), seed means {', '.join(f'{t:.0f}' for t in mean_time)} (Zhang et al. "
+            "2017, Fig. 1b). H0: the ranks within a seed are exchangeable, H1: the time increases with the noise; "
+            f"passes when p <= {ALPHA:g}. A time independent of the noise passes with probability {ALPHA:g}, a falling "
+            "one gives p near 1",
         ),
-        Check.holds(
-            "partial label noise lies in between: test accuracy falls with the noise fraction",
-            bool(np.all(np.diff(mean_test) < 0)),
-            detail=f"seed-mean test accuracy {', '.join(f'{a:.3f}' for a in mean_test)}",
-            measured=float(np.max(np.diff(mean_test))),
+        Check.at_most(
+            f"partial label noise lies in between: test accuracy falls with the noise fraction, one-sided Page "
+            f"trend test p-value (alpha = {ALPHA:g})",
+            test_p,
+            ALPHA,
+            detail=f"{page}: L = {test_l:g} on the negated test accuracies; seed means "
+            f"{', '.join(f'{a:.3f}' for a in mean_test)}. H1: the test accuracy decreases with the noise; passes when "
+            f"p <= {ALPHA:g}",
         ),
     ]
 
@@ -256,6 +308,9 @@ def _summary_figure(by_fraction: dict, config: RandomLabelsConfig) -> Figure:
         color="k",
         alpha=0.08,
         label=f"chance +- {config.chance_tolerance:g} (sd of the seed mean {sd:.3f})",
+    )
+    ax_test.axhline(
+        config.premise_accuracy, color="tab:green", ls=":", lw=1.2, label="premise: true labels generalise (above)"
     )
     ax_test.set_ylabel("accuracy")
     ax_test.set_ylim(0, 1.05)
