@@ -3,9 +3,17 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: setup run train test lint bench
+.PHONY: setup browser run train test lint bench
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed browser
+
+# tests/test_report_browser.py opens the HTML reports in Debian's chromium and chromedriver (Selenium is told where
+# they are and downloads nothing); installed once here, with sudo only when not root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 # torch is pinned by constraints.txt to the local CPU wheel (2.13.0); nothing may pull another torch.
 $(VENV)/.installed: pyproject.toml constraints.txt
