@@ -1,6 +1,7 @@
 """regularisation: SGDW against hand computation and torch.optim.SGD, the dropout theory against exact enumeration
-of masks, the lasso optimality conditions on an orthogonal design, the training helper, config validation,
-re-checking from stored metrics, and a quick run whose checks must all pass."""
+of masks and against torch's nn.Dropout, the lasso optimality conditions on an orthogonal design, the experiment's
+helpers (training path, stacked readouts, the scale-invariant nets), config validation, re-checking from stored
+metrics, a quick run whose checks must all pass, and checks that fail on corrupted metrics."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
 from recheck import assert_rechecks
+from scipy.stats import norm
+from torch import nn
 
+from tdlab.data import half_squared_error
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import regularisation as reg
 from tdlab.models import LinearModel
 from tdlab.optim.weight_decay import SGDW, sgdw_step
 from tdlab.theory import regularisation as theory
+from tdlab.train.trainer import fit
 
 
 # ------------------------------------------------------------------------------------------------- SGDW
@@ -85,6 +90,22 @@ def test_dropout_moments_by_enumeration():
         theory.dropout_moments(h, 1.0)
 
 
+def test_inverted_dropout_keeps_the_expected_activation_of_torch_dropout():
+    """nn.Dropout's mean over M masks is h within Monte Carlo error: max_j |mean_j - h_j| / (standard error
+    |h_j| sqrt(p/(1-p)/M)) below the two-sided 0.001 Bonferroni quantile over the units; without the 1/(1-p) the
+    mean is (1 - p) h, sqrt(M p (1 - p)) standard errors away."""
+    p, units, M = 0.5, 64, 20000
+    h = torch.tanh(torch.randn(units, generator=torch.Generator().manual_seed(0), dtype=torch.float64)) + 0.1
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        samples = nn.Dropout(p).train()(h.expand(M, -1))
+    mean, var = theory.dropout_moments(h.numpy(), p)
+    z = (samples.mean(dim=0).numpy() - mean) / np.sqrt(var / M)
+    assert np.abs(z).max() < norm.isf(0.0005 / units)
+    plain = (1 - p) * samples.mean(dim=0).numpy()
+    assert np.abs((plain - mean) / np.sqrt(var / M)).min() > 50  # sqrt(M p (1 - p)) = 71 standard errors
+
+
 def test_dropout_ridge_solution_minimises_the_exact_expected_loss():
     """Enumerate all 2^(n d) masks of a 2 x 2 problem: the expected loss is minimised by the closed form."""
     X = np.array([[1.0, 2.0], [0.5, -1.0]])
@@ -125,9 +146,36 @@ def test_path_by_hand_and_reproducible():
     runs = []
     for _ in range(2):
         model = LinearModel(3, 1, bias=False).double()
-        runs.append(reg._path(model, torch.optim.SGD(model.parameters(), lr=0.1), (X, torch.ones(6, 1)), 10, 2, seed=3))
+        runs.append(reg._path(model, torch.optim.SGD(model.parameters(), lr=0.1), (X, torch.ones(6, 1)), 10))
     assert runs[0].shape == (11, 3)
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_stacked_readouts_train_each_problem_on_its_own():
+    """Without dropout, 20 full-batch GD steps of the stacked readouts equal 20 steps of each problem alone."""
+    generator = torch.Generator().manual_seed(2)
+    phi = torch.randn(7, 3, 5, generator=generator, dtype=torch.float64)  # (n, S, F)
+    y = torch.randn(7, 3, generator=generator, dtype=torch.float64)
+    stacked = reg._Readouts(3, 5, 0.0, torch.float64)
+    fit(stacked, half_squared_error, (phi, y), torch.optim.SGD(stacked.parameters(), 0.1), 20)
+    for s in range(3):
+        alone = LinearModel(5, 1, bias=False).double()
+        w = reg._path(alone, torch.optim.SGD(alone.parameters(), 0.1), (phi[:, s], y[:, s, None]), 20)[-1]
+        np.testing.assert_allclose(stacked.weight.detach()[s].numpy(), w, rtol=0, atol=1e-13)
+
+
+def test_scale_invariant_nets_are_scale_invariant():
+    """f(c W) = f(W) for every copy (up to the normalisation's eps), and the gradient of the loss is orthogonal to W."""
+    nets = reg._ScaleInvariantNets(2, 4, 3, torch.Generator().manual_seed(0))
+    x = torch.randn(16, 4, generator=torch.Generator().manual_seed(1))
+    labels = torch.sign(torch.randn(16, generator=torch.Generator().manual_seed(2)))
+    before = nets(x)
+    with torch.no_grad():
+        nets.weights[1].mul_(7.0)
+    torch.testing.assert_close(nets(x), before, rtol=1e-3, atol=1e-4)  # the normalisation's eps = 1e-5 in the variance
+    reg._logistic(nets(x), labels).backward()
+    for weight, grad in ((w.detach(), w.grad) for w in nets.weights):
+        assert abs(float((weight * grad).sum())) < 1e-6 * float(weight.norm() * grad.norm())
 
 
 def test_config_validation():
@@ -137,29 +185,72 @@ def test_config_validation():
         reg.RegularisationConfig(ridge_lams=(0.1, 0.0))
     with pytest.raises(ValidationError, match="dropout"):
         reg.RegularisationConfig(dropout=1.0)
+    with pytest.raises(ValidationError, match="adam_lrs"):
+        reg.RegularisationConfig(adam_lrs=(0.01, 0.003))
+    with pytest.raises(ValidationError, match="gap_seeds"):
+        reg.RegularisationConfig(gap_seeds=4)
 
 
 # ----------------------------------------------------------------------------------------------- quick run
-def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
-    small = {"n": 40, "d": 10, "sparsity": 3, "ridge_steps": 50, "lasso_points": 4, "lasso_steps": 50}
-    small |= {"mc_samples": 500, "units": 8, "gap_n": 20, "gap_features": 40, "gap_steps": 50, "gap_test": 50}
-    config = reg.EXPERIMENT.make_config(**small, path_steps=30, path_batch=5)
-    result = assert_rechecks(reg.EXPERIMENT, config, tmp_path)
-    assert len(result.checks) == 7
-
-
-def test_quick_run_passes_every_check_and_is_reproducible():
-    experiment = reg.EXPERIMENT
-    config = experiment.make_config()
-    result = experiment.run(config, Context(torch.device("cpu")))
-    failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in result.checks if not c.passed]
-    assert not failed, failed
-    assert len(result.checks) == 7
-    assert set(result.figures) == {"l2_and_l1", "dropout", "weight_decay_forms"}
-    assert all(isinstance(f, Figure) for f in result.figures.values())
-    dropout = [c for c in result.checks if "expected activation" in c.name][0]
-    again = experiment.run(
-        config.model_copy(update={"ridge_steps": 10, "lasso_steps": 10, "gap_steps": 10, "path_steps": 10}),
-        Context(torch.device("cpu")),
+def test_same_seed_same_numbers():
+    small = {"ridge_steps": 10, "lasso_points": 3, "lasso_steps": 10, "gap_seeds": 5, "gap_features": 20}
+    small |= {"gap_steps": 10, "gap_test": 20, "momentum_steps": 10, "adam_steps": 20}
+    first, second, other = (
+        reg.EXPERIMENT.measure(reg.EXPERIMENT.make_config(seed=seed, **small), Context(torch.device("cpu")))
+        for seed in (0, 0, 1)
     )
-    assert [c for c in again.checks if "expected activation" in c.name][0].measured == dropout.measured
+    assert first.equals(second)
+    assert not first.equals(other)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """The quick config, measured once, re-checked from its stored metrics."""
+    return assert_rechecks(reg.EXPERIMENT, reg.EXPERIMENT.make_config(), tmp_path_factory.mktemp("regularisation"))
+
+
+def test_quick_run_passes_every_check(quick):
+    failed = [f"{c.name}: {c.measured} vs {c.theory}" for c in quick.checks if not c.passed]
+    assert not failed, failed
+    assert len(quick.checks) == 10
+    assert set(quick.figures) == {"l2_and_l1", "dropout", "weight_decay_forms"}
+    assert all(isinstance(f, Figure) for f in quick.figures.values())
+
+
+def _failed(metrics) -> set[str]:
+    return {c.name for c in reg.EXPERIMENT.checks(metrics, reg.EXPERIMENT.make_config()) if not c.passed}
+
+
+def test_checks_fail_on_corrupted_metrics(quick):
+    """Dropout's test errors swapped with the plain ones; SGDW's limit taken for ridge(lambda'); AdamW's decay
+    coupled to the lr (angles as sqrt(lr)); Adam + L2 at a fixed lambda' (angles as (lr^2 lambda')^(1/3)); and the
+    theory's momentum term left out (every AdamW angle 4.4 times larger): each fails its checks."""
+    config, names = reg.EXPERIMENT.make_config(), [c.name for c in quick.checks]
+    dropout, _, sgdw, theory_, decoupled, coupled = names[3], names[4], names[6], names[7], names[8], names[9]
+
+    metrics = quick.metrics.copy()
+    test = metrics["name"] == "dropout/test_mse"
+    plain, drop = test & (metrics["model"] == "plain"), test & (metrics["model"] == "dropout")
+    metrics.loc[plain, "value"], metrics.loc[drop, "value"] = (
+        metrics.loc[drop, "value"].to_numpy(),
+        metrics.loc[plain, "value"].to_numpy(),
+    )
+    assert dropout in _failed(metrics)
+
+    metrics = quick.metrics.copy()
+    rows_ = (metrics["name"] == "momentum/distance") & (metrics["optimizer"] == "SGDW")
+    shifted, plain_ = (rows_ & (metrics["target"] == t) for t in reg.MOMENTUM_TARGETS[::-1])
+    metrics.loc[shifted, "value"] = metrics.loc[plain_, "value"].to_numpy()
+    assert sgdw in _failed(metrics)
+
+    lrs = np.asarray(config.adam_lrs)
+    for form, scale, fails in (
+        ("AdamW", np.sqrt(lrs / lrs[0]), {theory_, decoupled}),
+        ("Adam + L2", (lrs / lrs[0]) ** (2 / 3), {coupled}),
+        ("AdamW", np.full(len(lrs), np.sqrt(1.9 / 0.1)), {theory_}),
+    ):
+        metrics = quick.metrics.copy()
+        for lr, factor in zip(lrs, scale, strict=True):
+            chosen = (metrics["name"] == "adam/angle") & (metrics["form"] == form) & (metrics["lr"] == lr)
+            metrics.loc[chosen, "value"] *= factor
+        assert fails <= _failed(metrics), (form, scale)
