@@ -29,12 +29,15 @@ from tdlab.landscape import (
     largest_bump,
     loss_plane,
     mlp_chain,
+    nonconvex_fraction,
     path_profile,
     permute_units,
     random_direction,
     random_permutations,
     rescale_units,
+    rising_rays,
     second_difference,
+    slice_curvatures,
     weight_matching,
 )
 from tdlab.models import MLP
@@ -156,6 +159,49 @@ def test_loss_plane_and_hessian_directions_on_a_least_squares_problem():
     assert torch.allclose(plane.loss, expected, rtol=1e-10)
     with pytest.raises(ValueError, match="d1: expected a flat vector"):
         loss_plane(obj, torch.zeros(3, dtype=F64), torch.zeros(2, dtype=F64), vectors[:, 1], a, a)
+
+
+def test_slice_curvatures_are_the_hessian_of_a_quadratic_slice_restricted_to_the_plane():
+    # a least-squares loss is quadratic: its slice along any two directions has the constant 2 x 2 Hessian
+    # D^T H D (D = [d1 d2]), which central differences of any step reproduce exactly
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(20, 4, generator=g, dtype=F64), torch.randn(20, 1, generator=g, dtype=F64)
+    obj = Objective(nn.Linear(4, 1, bias=False).double(), nn.MSELoss(), (X, y))
+    theta, d1, d2 = (torch.randn(4, generator=g, dtype=F64) for _ in range(3))
+    step = 0.3
+    axis = torch.arange(-3, 4, dtype=F64) * step
+    plane = loss_plane(obj, theta, d1, d2, axis, axis)
+    D = torch.stack([d1, d2], 1)
+    exact = torch.linalg.eigvalsh(D.T @ exact_hessian(obj, theta) @ D)
+    low, high = slice_curvatures(plane.loss, step)
+    assert low.shape == high.shape == (5, 5)
+    torch.testing.assert_close(low, torch.full((5, 5), float(exact[0]), dtype=F64), rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(high, torch.full((5, 5), float(exact[1]), dtype=F64), rtol=1e-8, atol=1e-10)
+    assert nonconvex_fraction(plane.loss) == 0.0 and rising_rays(plane.loss - plane.loss.min()).dtype == torch.bool
+
+
+def test_nonconvex_fraction_and_rising_rays_on_hand_made_slices():
+    a = torch.linspace(-1, 1, 9, dtype=F64)
+    A, B = a[:, None], a[None, :]
+    bowl = A**2 + 2 * B**2
+    assert nonconvex_fraction(bowl) == 0.0 and bool(rising_rays(bowl).all())
+    assert nonconvex_fraction(A**2 - B**2) == 1.0  # a saddle: every point has a negative curvature
+    # -20 cos(pi A) has curvature 20 pi^2 cos(pi A), below -10 (the bowl's) at the interior points A = +-0.75
+    ridge = 5 * bowl - torch.cos(torch.pi * A) * 20 + 0 * B
+    low, _ = slice_curvatures(ridge, step=0.25)
+    assert nonconvex_fraction(ridge) == pytest.approx(float((low < 0).double().mean()))
+    assert 0.0 < nonconvex_fraction(ridge) < 1.0
+    # a dip on one ray: only that ray stops rising
+    dipped = bowl.clone()
+    dipped[6, 4] = 0.0  # on the +alpha axis (centre (4, 4))
+    assert rising_rays(dipped).tolist() == [False] + [True] * 7
+    assert rising_rays(dipped.numpy()).tolist() == rising_rays(dipped).tolist()  # numpy arrays too
+    with pytest.raises(ValueError, match="loss: expected a square grid"):
+        rising_rays(bowl[:, :8])
+    with pytest.raises(ValueError, match="loss: expected a finite 2-D grid"):
+        nonconvex_fraction(torch.ones(2, 2))
+    with pytest.raises(ValueError, match="step: expected a positive number"):
+        slice_curvatures(bowl, step=0.0)
 
 
 # ---------------------------------------------------------------------------------------------- symmetries

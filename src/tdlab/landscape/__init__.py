@@ -23,7 +23,10 @@ from tdlab.landscape.plane import (
     filter_norms,
     hessian_directions,
     loss_plane,
+    nonconvex_fraction,
     random_direction,
+    rising_rays,
+    slice_curvatures,
 )
 from tdlab.landscape.symmetries import (
     Chain,
@@ -52,11 +55,14 @@ __all__ = [
     "largest_bump",
     "loss_plane",
     "mlp_chain",
+    "nonconvex_fraction",
     "path_profile",
     "permute_units",
     "random_direction",
     "random_permutations",
     "rescale_units",
+    "rising_rays",
     "second_difference",
+    "slice_curvatures",
     "weight_matching",
 ]

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -159,7 +160,10 @@ def largest_bump(losses: Sequence[float] | Tensor) -> float:
         >>> largest_bump([3.0, 2.0, 1.0])
         0.0
     """
-    values = torch.as_tensor(losses, dtype=torch.float64).reshape(-1)
+    if isinstance(losses, Tensor):
+        values = losses.detach().to("cpu", torch.float64).reshape(-1)
+    else:  # a copy: arrays of stored metrics are read-only, which torch warns about
+        values = torch.tensor(np.array(losses, dtype=np.float64)).reshape(-1)
     if values.numel() == 0:
         raise ValueError("losses: expected a non-empty sequence")
     if not torch.isfinite(values).all():

@@ -17,6 +17,14 @@ Li et al.'s plots (`one_dim="zero"`), or copied from the weights (`one_dim="copy
 Hessian eigenvectors (unit norm) show the two most curved directions instead; near a minimum the slice then
 follows the second-order model L + alpha g.v_1 + beta g.v_2 + (lambda_1 alpha^2 + lambda_2 beta^2) / 2.
 
+Two summaries of a sampled slice say whether it is a bowl: `rising_rays`, whether the loss rises monotonically
+along each ray of the grid from its centre (the eight rays along the axes and diagonals), and `slice_curvatures`,
+the eigenvalues of the slice's discrete 2 x 2 Hessian at every interior grid point, whose share of points with a
+negative eigenvalue (`nonconvex_fraction`) is Li et al.'s measure of non-convexity read off the plotted slice
+(they map |lambda_min / lambda_max| of the full Hessian; the 2-D restriction is what the plot shows). Both use
+the grid's loss values only, at the grid's own (coarse) spacing: they describe the plotted landscape, not its
+infinitesimal curvature.
+
 Example:
     >>> import torch
     >>> reference = {"w": torch.ones(3, 4), "b": torch.ones(3)}
@@ -30,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -197,3 +206,82 @@ def loss_plane(
         for j, b in enumerate(grids[1].tolist()):
             loss[i, j] = float(obj.value(theta + a * d1 + b * d2))
     return PlaneSlice(grids[0], grids[1], loss)
+
+
+def _grid(loss: Tensor | object) -> Tensor:
+    if isinstance(loss, Tensor):
+        grid = loss.detach().to("cpu", torch.float64)
+    else:
+        grid = torch.tensor(np.array(loss, dtype=np.float64))  # a copy: stored metrics are read-only arrays
+    if grid.ndim != 2 or min(grid.shape) < 3 or not torch.isfinite(grid).all():
+        raise ValueError(f"loss: expected a finite 2-D grid of at least 3 x 3 values, got shape {tuple(grid.shape)}")
+    return grid
+
+
+def slice_curvatures(loss: Tensor | object, step: float = 1.0) -> tuple[Tensor, Tensor]:
+    """The eigenvalues (lambda_min, lambda_max) of the discrete Hessian of a sampled slice at every interior grid
+    point: central second differences [L(i+1, j) - 2 L(i, j) + L(i-1, j)] / h^2 along each axis and the mixed
+    difference [L(i+1, j+1) - L(i+1, j-1) - L(i-1, j+1) + L(i-1, j-1)] / 4h^2, for a square grid of spacing
+    h = `step` (their signs, and ratios, do not depend on h). Returns two (m - 2, p - 2) float64 tensors.
+
+    Example:
+        >>> import torch
+        >>> a = torch.arange(-2.0, 3.0)
+        >>> low, high = slice_curvatures(a[:, None] ** 2 - a[None, :] ** 2 / 2)  # a saddle: curvatures 2 and -1
+        >>> low.unique().tolist(), high.unique().tolist()
+        ([-1.0], [2.0])
+    """
+    if not step > 0:
+        raise ValueError(f"step: expected a positive number, got {step!r}")
+    L = _grid(loss)
+    centre = L[1:-1, 1:-1]
+    xx = (L[2:, 1:-1] - 2 * centre + L[:-2, 1:-1]) / step**2
+    yy = (L[1:-1, 2:] - 2 * centre + L[1:-1, :-2]) / step**2
+    xy = (L[2:, 2:] - L[2:, :-2] - L[:-2, 2:] + L[:-2, :-2]) / (4 * step**2)
+    mean, radius = (xx + yy) / 2, torch.hypot((xx - yy) / 2, xy)
+    return mean - radius, mean + radius
+
+
+def nonconvex_fraction(loss: Tensor | object) -> float:
+    """The share of interior grid points of a sampled slice where its discrete Hessian (`slice_curvatures`) has a
+    negative eigenvalue: 0 for a convex slice, about 1/2 for a rough one (Li et al. 2018's non-convexity, read
+    off the plotted slice).
+
+    Example:
+        >>> import torch
+        >>> a = torch.arange(-2.0, 3.0)
+        >>> nonconvex_fraction(a[:, None] ** 2 + a[None, :] ** 2), nonconvex_fraction(a[:, None] ** 2 - a[None, :] ** 2)
+        (0.0, 1.0)
+    """
+    low, _ = slice_curvatures(loss)
+    return float((low < 0).double().mean())
+
+
+RAYS = ((1, 0), (1, 1), (0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1))
+"""The eight grid rays from the centre, as (row, column) steps: along the axes and the diagonals."""
+
+
+def rising_rays(loss: Tensor | object) -> Tensor:
+    """Whether the loss rises strictly at every grid step from the centre of a square, odd-sized sampled slice to
+    its edge, along each of the eight rays `RAYS` (axes and diagonals): a bowl around the centre rises along all
+    of them. Returns a (8,) bool tensor.
+
+    Example:
+        >>> import torch
+        >>> a = torch.arange(-2.0, 3.0)
+        >>> rising_rays(a[:, None] ** 2 + a[None, :] ** 2).all().item()
+        True
+        >>> rising_rays(a[:, None] ** 2 - 0.1 * a[None, :] ** 2).tolist()  # falls along the second axis
+        [True, True, False, True, True, True, False, True]
+    """
+    L = _grid(loss)
+    m = L.shape[0]
+    if L.shape[1] != m or m % 2 == 0:
+        raise ValueError(f"loss: expected a square grid with an odd number of points per axis, got {tuple(L.shape)}")
+    c = (m - 1) // 2
+    steps = torch.arange(c + 1)
+    out = []
+    for di, dj in RAYS:
+        ray = L[c + di * steps, c + dj * steps]
+        out.append(bool((ray[1:] > ray[:-1]).all()))
+    return torch.tensor(out)

@@ -52,8 +52,6 @@ The closed forms that need the sampled data (ridge, lasso conditions, marginalis
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import numpy as np
@@ -64,6 +62,7 @@ from pydantic import Field, model_validator
 from scipy.stats import wilcoxon
 from torch import Tensor, nn
 
+from tdlab.config.threads import one_thread
 from tdlab.data import half_squared_error
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.experiments.tidy import rows, select, series, table, value
@@ -178,20 +177,6 @@ class _ScaleInvariantNets(nn.Module):
         return torch.relu(hidden.unflatten(1, (len(self.weights), -1))) @ self.readout
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """torch on one CPU thread inside, the caller's count restored after. Every tensor here is small, and MKL
-    threads its sqrt, matrix products and eigensolvers even at a few hundred entries: on a busy 2-core machine each
-    such call then waits milliseconds for the second thread (measured: Adam's part 10 s on 2 threads, 1.7 s on one;
-    eight 100 x 100 eigvalsh 5 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _logistic(outputs: Tensor, labels: Tensor) -> Tensor:
     """The sum over the copies of each one's mean logistic loss log(1 + exp(-y f)), labels y = +-1."""
     return nn.functional.softplus(-outputs * labels[:, None]).mean(dim=0).sum()
@@ -229,8 +214,9 @@ def measure(config: RegularisationConfig, context: Context) -> pd.DataFrame:
     fine grid of lam; "lasso/weights" and "lasso_optimality_violation" along the lasso path; "beta" (index);
     "dropout/train_mse", "dropout/test_mse" (model: plain, dropout, marginalised; problem),
     "dropout/prediction_distance" and "dropout/rate_sensitivity" (problem); "momentum/distance" (optimizer, target,
-    step); "adam/angle" and "adam/norm" (form, lr, step). On one CPU thread (`_one_thread`)."""
-    with _one_thread():
+    step); "adam/angle" and "adam/norm" (form, lr, step). On one CPU thread (`tdlab.config.threads.one_thread`): every
+    tensor here is small, and a second thread only waits (Adam's part: 10 s on 2 busy threads, 1.7 s on one)."""
+    with one_thread():
         return _measure(config, context.device)
 
 
