@@ -12,6 +12,10 @@ import pytest
 from jupyter_client import kernelspec
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+FAILING_HONESTLY = {"overparameterisation": "3/4"}
+"""Experiments whose claim fails at a notebook's settings, with the exact verdict count expected (a change either way
+fails the test): overparameterisation's width trend, once the step is controlled per width (0.5 x 2/lambda_max at
+init), is not significant (issue 12; see the experiment's docstring)."""
 
 
 @pytest.fixture(scope="module")
@@ -36,5 +40,6 @@ def test_notebook_runs_and_its_checks_pass(path, kernel, tmp_path, monkeypatch):
     printed = "".join(out.get("text", "") for cell in code for out in cell.outputs if out.output_type == "stream")
     for line in printed.splitlines():
         if "checks pass" in line:
-            passed, total = line.split(": ")[-1].split(" checks")[0].split("/")
-            assert passed == total, line
+            name, counts = line.split(": ")[-2:]
+            passed, total = counts.split(" checks")[0].split("/")
+            assert f"{passed}/{total}" == FAILING_HONESTLY.get(name.strip(), f"{total}/{total}"), line

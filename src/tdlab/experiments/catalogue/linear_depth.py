@@ -63,8 +63,8 @@ def target_data(config: LinearDepthConfig) -> tuple[Tensor, Tensor]:
 
     Example:
         >>> X, y = target_data(LinearDepthConfig(examples=10))
-        >>> X.shape, y.shape, round(float(y.mean()), 12)
-        (torch.Size([10, 3]), torch.Size([10, 1]), 0.0)
+        >>> X.shape, y.shape, abs(float(y.mean())) < 1e-12, round(float(y.std()), 12)
+        (torch.Size([10, 3]), torch.Size([10, 1]), True, 1.0)
     """
     generator = torch.Generator().manual_seed(config.seed)
     X = torch.randn(config.examples, config.in_features, generator=generator, dtype=torch.float64)
