@@ -4,6 +4,7 @@ from the files each tool wrote (W&B in offline mode: nothing leaves the machine)
 import importlib.util
 import json
 import struct
+import time
 
 import pytest
 import yaml
@@ -165,11 +166,23 @@ def read_wandb_file(path) -> list:
     return records
 
 
+def finished_records(log, timeout_s: float = 60.0) -> list:
+    """The records of a W&B transaction log once its `exit` record is there: W&B's own service process writes the
+    file, and on a loaded machine it may still be writing when `finish()` has returned (seen once in CI: no history)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = read_wandb_file(log)
+        if any(record.WhichOneof("record_type") == "exit" for record in records):
+            return records
+        assert time.monotonic() < deadline, f"{log}: no exit record after {timeout_s} s"
+        time.sleep(0.2)
+
+
 def wandb_run(folder) -> dict:
     """The one offline W&B run under `folder`: its id, name, project, job type, config and history rows."""
     (log,) = folder.glob("wandb/offline-run-*/run-*.wandb")
     found = {"rows": [], "config": {}}
-    for record in read_wandb_file(log):
+    for record in finished_records(log):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             found.update(id=record.run.run_id, name=record.run.display_name, project=record.run.project)
