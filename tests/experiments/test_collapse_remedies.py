@@ -77,6 +77,10 @@ def test_measure_against_direct_computation():
     cosine = float((unit @ unit.T)[~torch.eye(5, dtype=torch.bool)].mean())
     rows = metrics.query("variant == 'resnet' and seed == 1")
     assert rows.query("name == 'cosine' and layer == 3")["value"].item() == pytest.approx(cosine, rel=1e-5)
+    # rel_var: per unit Var_i h / E_i h^2 over the 5 inputs, averaged over units that are not zero on every input
+    second = h.detach().square().mean(dim=0)
+    rel_var = float((h.detach().var(dim=0, correction=0)[second > 0] / second[second > 0]).mean())
+    assert rows.query("name == 'rel_var' and layer == 3")["value"].item() == pytest.approx(rel_var, rel=1e-5)
     grads = torch.autograd.grad(nn.functional.mse_loss(net(X), y), weights)
     np.testing.assert_allclose(rows.query("name == 'grad_norm'")["value"], [float(g.norm()) for g in grads], rtol=1e-5)
 
@@ -134,7 +138,7 @@ def test_quick_run_passes_every_check():
     result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
     failed = [f"{c.name}: {c.measured} vs {c.theory} ({c.detail})" for c in result.checks if not c.passed]
     assert not failed, failed
-    assert len(result.checks) == 8
+    assert len(result.checks) == 10
     assert set(result.figures) == {"cosine_vs_depth", "gradients_curvature_training"}
     assert all(isinstance(f, Figure) for f in result.figures.values())
     hessian = result.metrics.query("name == 'hessian_top'")
@@ -146,7 +150,7 @@ def test_quick_run_passes_every_check():
 
 def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
     result = assert_rechecks(cr.EXPERIMENT, _small(trained_variants=("vanilla", "resnet"), target_loss=0.5), tmp_path)
-    assert len(result.checks) == 8 and set(result.figures) == {"cosine_vs_depth", "gradients_curvature_training"}
+    assert len(result.checks) == 10 and set(result.figures) == {"cosine_vs_depth", "gradients_curvature_training"}
 
 
 def test_collapse_checks_fail_on_a_network_that_does_not_collapse():
@@ -183,3 +187,19 @@ def test_collapse_checks_fail_on_a_network_that_does_not_collapse():
             bad.loc[target, "value"] = bad.loc[scaled & (bad["name"] == name), "value"].to_numpy()
     bad.loc[bad["name"] == "hessian_top", "value"] = np.array([50.0, 60.0, 70.0])
     assert not any(c.passed for c in cr._collapse_checks(bad, config))
+
+
+def test_variance_checks_against_theory_and_a_false_claim():
+    """rel_var of relu(z) for z ~ N(0, 1) is 1 - 1/pi (sampled here); a BatchNorm that keeps it passes, vanilla
+    keeping its first-layer variance fails the loss check, BatchNorm at vanilla's value fails the theory check."""
+    z = torch.randn(2_000_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64).relu()
+    assert float(z.var(correction=0) / z.square().mean()) == pytest.approx(cr.BATCHNORM_REL_VAR, abs=2e-3)
+    config = cr.CollapseRemediesConfig(depth=3, seeds=1)
+    curves = {"vanilla": [0.59, 0.4, 0.17], "batchnorm": [0.59, 0.66, 0.68]}
+    rows = [("rel_var", v, name, l + 1, 0) for name, c in curves.items() for l, v in enumerate(c)]
+    good = pd.DataFrame(rows, columns=["name", "value", "variant", "layer", "seed"])
+    assert [c.passed for c in cr._variance_checks(good, config)] == [True, True]
+    kept = good.assign(value=np.where(good["variant"] == "vanilla", 0.59, good["value"]))
+    assert [c.passed for c in cr._variance_checks(kept, config)] == [False, True]
+    lost = good.assign(value=np.where(good["variant"] == "batchnorm", 0.17, good["value"]))
+    assert [c.passed for c in cr._variance_checks(lost, config)] == [True, False]

@@ -26,7 +26,8 @@ reach a training loss, each at the step eta = 1/lambda_max of its initialisation
 2/lambda_max). BatchNorm normalises with the statistics of the batch it sees throughout (train mode).
 
 Checks (the issue's): at depth 50 the mean cosine of BatchNorm stays below 0.5 while vanilla's exceeds 0.95,
-and both residual nets stay below vanilla.
+and both residual nets stay below vanilla. The mechanism: vanilla's units lose their variance across inputs
+(rel_var at depth L at most half its first layer's), BatchNorm's keep 1 - 1/pi.
 """
 
 from __future__ import annotations
@@ -121,8 +122,10 @@ class CollapseRemediesConfig(ExperimentConfig):
 
 
 def measure(config: CollapseRemediesConfig, context: Context) -> pd.DataFrame:
-    """Rows per variant: "cosine" and "grad_norm" per seed and layer, "hessian_top" per depth, and "train_loss"
-    after each GD step until the target (a loss that is not finite ends a diverged run)."""
+    """Rows per variant: "cosine", "rel_var" (per-neuron variance across the circle inputs over the unit's second
+    moment, `tdlab.probes.activations.activation_statistics`) and "grad_norm" per seed and layer, "hessian_top"
+    per depth, and "train_loss" after each GD step until the target (a loss that is not finite ends a diverged
+    run)."""
     generator = torch.Generator().manual_seed(config.seed)
     circle = circle_inputs(config.num_inputs, config.in_features, generator)[0].to(context.device)
     data = synthetic_regression(config.n_train, 1, config.in_features, 1, 0.0, "mlp", seed=config.seed)
@@ -145,6 +148,7 @@ def measure(config: CollapseRemediesConfig, context: Context) -> pd.DataFrame:
             for l in range(config.depth):
                 where = {"variant": variant, "layer": l + 1, "seed": s}
                 rows.append({"name": "cosine", "value": cos[f"act/hidden.{l}/cosine"], **where})
+                rows.append({"name": "rel_var", "value": cos[f"act/hidden.{l}/rel_var"], **where})
                 rows.append({"name": "grad_norm", "value": grad[f"grad/norm/hidden.{l}.linear.weight"], **where})
     for variant in context.track(config.trained_variants, "collapse-remedies: Hessian and training"):
         for depth in config.hessian_depths:
@@ -218,6 +222,9 @@ COLLAPSED = 0.99  # a mean cosine above this counts as collapsed
 VANISHING_BOUND = 0.25  # vanilla: |dL/dW_2| / |dL/dW_L| at most this (gradients vanish towards the input)
 EXPLODING_BOUND = 100.0  # BatchNorm: |dL/dW_2| / |dL/dW_L| at least this (gradients explode towards the input)
 HESSIAN_RATE = 0.5  # resnet: log2 lambda_max grows at least half the theory's 1 per block
+VARIANCE_LOSS = 0.5  # vanilla: rel_var at depth L at most this fraction of its first layer's
+BATCHNORM_REL_VAR = 1 - 1 / math.pi  # rel_var of relu(z) for z ~ N(0, 1): 1 - E[relu z]^2 / E[relu(z)^2]
+BATCHNORM_REL_VAR_TOL = 0.02  # absolute; per-seed values at quick scale spread 0.674-0.690
 
 
 def _collapse_checks(metrics: pd.DataFrame, config: CollapseRemediesConfig) -> list[Check]:
@@ -236,6 +243,7 @@ def _collapse_checks(metrics: pd.DataFrame, config: CollapseRemediesConfig) -> l
                 f"{first['vanilla']:g} (bound: that layer - 1); a net that never collapses gives inf and fails",
             )
         )
+    out += _variance_checks(metrics, config)
     grads = _mean_by_layer(metrics, "grad_norm", geometric=True)
     if not {"vanilla", "batchnorm"} <= set(grads):  # measure records both; hand-made metrics may not
         return out
@@ -275,6 +283,35 @@ def _collapse_checks(metrics: pd.DataFrame, config: CollapseRemediesConfig) -> l
     return out
 
 
+def _variance_checks(metrics: pd.DataFrame, config: CollapseRemediesConfig) -> list[Check]:
+    """Deep nets collapse because each neuron loses its variance across inputs: vanilla's rel_var falls with
+    depth, while BatchNorm, which gives every unit's pre-activation mean 0 and variance 1 over the batch, keeps
+    the value of a rectified standard normal, 1 - 1/pi (exact when the pre-activations are Gaussian)."""
+    rel_var = _mean_by_layer(metrics, "rel_var")
+    if not {"vanilla", "batchnorm"} <= set(rel_var):  # stored metrics from before rel_var was measured
+        return []
+    L, vanilla = config.depth, rel_var["vanilla"]
+    return [
+        Check.at_most(
+            f"vanilla: per-neuron variance lost with depth, rel_var at layer {L} / at layer 1",
+            float(vanilla[-1] / vanilla[0]),
+            VARIANCE_LOSS,
+            detail=f"rel_var {vanilla[0]:.3f} at layer 1 (theory for circle inputs: 1 - 4/pi^2 = "
+            f"{1 - 4 / math.pi**2:.3f}), {vanilla[-1]:.3f} at layer {L}; a net whose units keep their variance "
+            f"(BatchNorm: ratio {rel_var['batchnorm'][-1] / rel_var['batchnorm'][0]:.2f}) fails",
+        ),
+        Check.absolute(
+            f"BatchNorm: per-neuron variance kept, rel_var at layer {L} = 1 - 1/pi",
+            float(rel_var["batchnorm"][-1]),
+            BATCHNORM_REL_VAR,
+            BATCHNORM_REL_VAR_TOL,
+            detail="each unit normalised over the batch before the ReLU; BatchNorm with running statistics at "
+            f"initialisation (an identity) behaves like vanilla ({vanilla[-1]:.3f}) and fails, as does a "
+            "normalisation over units instead of inputs",
+        ),
+    ]
+
+
 def _first_layer(cosine: np.ndarray, level: float) -> float:
     """The first layer (1-based) whose mean cosine reaches `level` (inf: none)."""
     reached = np.flatnonzero(cosine >= level)
@@ -284,15 +321,19 @@ def _first_layer(cosine: np.ndarray, level: float) -> float:
 def figures(metrics: pd.DataFrame, config: CollapseRemediesConfig) -> dict[str, Figure]:
     """The cosine against depth, and the gradients, curvature and training of each variant."""
     return {
-        "cosine_vs_depth": _cosine_figure(config, _mean_by_layer(metrics, "cosine")),
+        "cosine_vs_depth": _cosine_figure(
+            config, _mean_by_layer(metrics, "cosine"), _mean_by_layer(metrics, "rel_var")
+        ),
         "gradients_curvature_training": _dynamics_figure(metrics, config),
     }
 
 
 # -------------------------------------------------------------------------------------------- figures
-def _cosine_figure(config: CollapseRemediesConfig, cosines: dict[str, np.ndarray]) -> Figure:
-    fig = Figure(figsize=(8.0, 5.0), layout="constrained")
-    ax = fig.subplots()
+def _cosine_figure(
+    config: CollapseRemediesConfig, cosines: dict[str, np.ndarray], rel_vars: dict[str, np.ndarray]
+) -> Figure:
+    fig = Figure(figsize=(14.0, 5.0), layout="constrained")
+    ax, right = fig.subplots(1, 2)
     layers = np.arange(1, config.depth + 1)
     for variant, cos in cosines.items():
         color, marker = STYLE[variant]
@@ -302,6 +343,15 @@ def _cosine_figure(config: CollapseRemediesConfig, cosines: dict[str, np.ndarray
     ax.set(xlabel="layer $l$", ylabel=r"mean cosine between $h_l(x_i)$ and $h_l(x_j)$")
     ax.set_title(f"Collapse and its remedies at initialisation (width {config.width}, {config.seeds} seeds)")
     ax.legend(fontsize=8, loc="lower right", ncol=2)
+    for variant, rel_var in rel_vars.items():
+        color, marker = STYLE[variant]
+        right.plot(layers, rel_var, marker=marker, ls="-", lw=0.8, ms=3.5, mfc="none", color=color, label=variant)
+    right.axhline(BATCHNORM_REL_VAR, color="0.4", ls="--", lw=1.0, label=r"$1 - 1/\pi$ (BatchNorm's theory)")
+    right.set(
+        xlabel="layer $l$", ylabel=r"per-neuron $\mathrm{Var}_i\, h_{l,u}(x_i) \,/\, \mathbb{E}_i\, h_{l,u}(x_i)^2$"
+    )
+    right.set_title("Each unit's variance across inputs (0: the unit is constant)")
+    right.legend(fontsize=8, ncol=2)
     return fig
 
 
