@@ -36,6 +36,8 @@ def test_run_writes_checks_figures_and_results(tmp_path):
     assert "PASS" in result.output and "FAIL" not in result.output
     (run,) = list(Store(out))
     assert run.status == "done" and run.config["seed"] == 1
+    # CPU time of the process over its threads: positive, at most the wall time times the threads (plus slack)
+    assert 0 < run.meta["cpu_s"] <= run.meta["duration_s"] * run.meta["threads"] + 0.5
     checks = json.loads((run.path / "checks.json").read_text())
     assert checks and all(c["passed"] for c in checks)
     assert sorted(p.suffix for p in (run.path / "figures").iterdir()) == sorted(

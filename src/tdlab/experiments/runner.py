@@ -59,14 +59,16 @@ def run(
     config = experiment.make_config(preset, **overrides)
     record = Run.create(out, config.model_dump(mode="json"), kind=experiment.name, run_id=run_id, seed=config.seed)
     with record:
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         files = record.path / "figures"
         files.mkdir(exist_ok=True)
         result = experiment.run(config, Context(resolve_device(config.device), track, files))
-        duration = time.perf_counter() - began
+        duration, cpu = time.perf_counter() - began, time.process_time() - began_cpu
         save_result(record, result)
         failed = [c.name for c in result.checks if not c.passed]
-        record.set_status("done", duration_s=duration, preset=preset, checks_failed=failed)
+        # cpu_s: CPU time of this process over all its threads; on a shared machine it says what the wall time
+        # duration_s does not (how much work the run was)
+        record.set_status("done", duration_s=duration, cpu_s=cpu, preset=preset, checks_failed=failed)
     return ExperimentRun(experiment, config, result, record, duration)
 
 
