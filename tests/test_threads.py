@@ -66,3 +66,31 @@ def test_a_run_records_torch_and_its_thread_count(tmp_path, restore_threads):
     torch.set_num_threads(1)
     meta = Run.create(tmp_path, {}, kind="train", run_id="a").meta
     assert meta["threads"] == 1 and meta["torch_version"] == torch.__version__
+
+
+def test_configure_threads_limits_the_blas_pools_too(restore_threads):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(limits=None):  # restores the pools' counts after the test
+        configure_threads(1)
+        blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+        assert blas and all(pool["num_threads"] == 1 for pool in blas)
+
+
+def test_the_cli_makes_idle_openmp_threads_sleep_unless_the_user_chose():
+    """OMP_WAIT_POLICY must be in the environment before torch loads libgomp: checked in fresh interpreters."""
+    import subprocess
+    import sys
+
+    code = "import os, tdlab.cli, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env | {"OMP_WAIT_POLICY": "ACTIVE"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "ACTIVE"
