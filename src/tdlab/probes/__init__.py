@@ -28,6 +28,7 @@ from tdlab.probes.activations import ActivationStats, activation_statistics, hid
 from tdlab.probes.base import Probe, ProbeContext, ProbeSet
 from tdlab.probes.curvature import HessianTrace, Sharpness
 from tdlab.probes.gradient import GradientNorm
+from tdlab.probes.information import binned_information
 from tdlab.probes.loss import LossProbe, loss_and_accuracy
 from tdlab.probes.noise import GradientNoise, gradient_noise, per_example_gradients
 from tdlab.probes.preconditioned import PreconditionedSharpness, adaptive_preconditioner
@@ -83,6 +84,7 @@ __all__ = [
     "UpdateNorm",
     "activation_statistics",
     "adaptive_preconditioner",
+    "binned_information",
     "build_probe",
     "gradient_noise",
     "hidden_modules",
