@@ -23,9 +23,8 @@ from tdlab.theory.small_steps import (
     one_step_error,
     small_radius_angle,
     small_radius_multiplier,
-    trust_region_step,
 )
-from tdlab.theory.trust_region_subproblem import ball_constrained_minimizer
+from tdlab.theory.trust_region_subproblem import trust_region_step
 
 
 # ------------------------------------------------------------------------------------------------ theory
@@ -43,13 +42,12 @@ def _sphere_minimum(H: np.ndarray, g: np.ndarray, radius: float) -> np.ndarray:
     return radius * np.array([np.cos(theta), np.sin(theta)])
 
 
-def test_trust_region_step_against_the_existing_solver_and_the_kkt_conditions():
+def test_trust_region_step_meets_the_kkt_conditions():
     rng = np.random.default_rng(0)
     for _ in range(20):
         A = rng.standard_normal((4, 4))
         H, g, r = A @ A.T + 0.1 * np.eye(4), rng.standard_normal(4), rng.uniform(0.05, 2.0)
         p, lam = trust_region_step(H, g, r)
-        np.testing.assert_allclose(p, ball_constrained_minimizer(H, g, r), atol=1e-12)
         np.testing.assert_allclose((H + lam * np.eye(4)) @ p, -g, atol=1e-10)
         assert lam >= 0 and (lam == 0 or abs(np.linalg.norm(p) - r) < 1e-12)
 

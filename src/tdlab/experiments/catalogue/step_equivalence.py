@@ -9,7 +9,8 @@ At w_t with g = grad f(w_t), the linear model l(w) = f(w_t) + g^T (w - w_t) give
   gradient step where |g| <= clip, a trust-region step where not (gradient clipping);
 
 and a fourth, the trust-region step of the quadratic model f(w_t) + g^T p + p^T H p / 2, p = -(H + lambda I)^{-1} g
-with lambda = lambda(r) the ball's multiplier (Moré & Sorensen 1983; `tdlab.theory.small_steps.trust_region_step`).
+with lambda = lambda(r) the ball's multiplier (Moré & Sorensen 1983;
+`tdlab.theory.trust_region_subproblem.trust_region_step`).
 The tests check each step against its argmin, and against `tdlab.optim.trust_region.steihaug_cg` (on the linear
 model) and `tdlab.optim.projected.project_l2_ball`.
 
@@ -69,8 +70,8 @@ from tdlab.theory.small_steps import (
     one_step_error,
     small_radius_angle,
     small_radius_multiplier,
-    trust_region_step,
 )
+from tdlab.theory.trust_region_subproblem import trust_region_step
 
 Array = NDArray[np.float64]
 Step = Callable[[Array], Array]
