@@ -1,6 +1,7 @@
 """random-labels: the chance level, the accuracy's sampling error and the wrong-label fraction against simulation,
-config validation, the recorded curves and stopping against one network trained alone, re-checking from stored
-metrics, a quick run whose checks must all pass, and the premise and trend checks failing on corrupted metrics."""
+config validation, the recorded curves, stopping and test accuracy against one network trained alone, re-checking
+from stored metrics, a quick run whose checks must all pass, and the premise and trend checks failing on corrupted
+metrics."""
 
 from __future__ import annotations
 
@@ -77,7 +78,9 @@ SMALL = {
 
 def test_curves_and_time_to_fit_against_one_network_trained_alone():
     """The curves of (seed 1, random labels) are the full-batch cross-entropy and accuracy of that MLP trained alone
-    by torch's SGD with momentum, at every step until all networks fitted (or the budget ran out)."""
+    by torch's SGD with momentum, at every step until it had fitted and classified every training example, though
+    the other members left the stack before (it was re-stacked with its momentum); its test accuracy is the lone
+    network's at that step."""
     config = rl.EXPERIMENT.make_config(**SMALL, max_steps=150, fit_loss=0.5)
     metrics = rl.measure(config, Context(torch.device("cpu")))
     data = rl.load(config)
@@ -86,17 +89,28 @@ def test_curves_and_time_to_fit_against_one_network_trained_alone():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     mine = metrics.query("seed == 1 and noise_fraction == 1.0")
     curve = mine.query("name == 'train_loss'").sort_values("step")["value"].to_numpy()
-    losses = []
-    for _ in curve:
-        loss = torch.nn.functional.cross_entropy(model(data.X_train), labels)
+    accuracy = mine.query("name == 'train_accuracy'").sort_values("step")["value"].to_numpy()
+    losses, right = [], []
+    for step in range(len(curve)):
+        outputs = model(data.X_train)
+        loss = torch.nn.functional.cross_entropy(outputs, labels)
         losses.append(loss.item())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        right.append((outputs.argmax(1) == labels).float().mean().item())
+        if step < len(curve) - 1:
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
     np.testing.assert_allclose(curve, losses, rtol=1e-5)
+    np.testing.assert_allclose(accuracy, right)
+    lengths = metrics.query("name == 'train_loss'").groupby(["seed", "noise_fraction"])["step"].max()
+    assert lengths.min() < len(curve) - 1 == lengths.max() < config.max_steps  # others left first; it finished
     fitted = np.flatnonzero(np.array(losses) <= 0.5)
     time_to_fit = mine.query("name == 'time_to_fit'")["value"].item()
-    assert time_to_fit == fitted[0] if fitted.size else np.isnan(time_to_fit)
+    assert time_to_fit == fitted[0]
+    assert len(curve) - 1 == max(time_to_fit, np.flatnonzero(np.array(right) == 1.0)[0])  # left as soon as both held
+    with torch.no_grad():
+        test_accuracy = (model(data.X_test).argmax(1) == data.y_test).float().mean().item()
+    assert mine.query("name == 'test_accuracy'")["value"].item() == pytest.approx(test_accuracy, abs=1e-6)
 
 
 def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):

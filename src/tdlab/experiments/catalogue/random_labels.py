@@ -4,8 +4,13 @@ One architecture (an MLP of fixed width, the same initialisation within a seed) 
 descent with momentum on a small training set (scikit-learn's digits, standardised, by default) whose labels have
 been resampled at random with probability `fraction` (`tdlab.data.with_label_noise`; fraction 0: the true labels,
 fraction 1: random labels). All noise levels and seeds are trained at once (`tdlab.train.fit` on the stacked networks
-of `tdlab.ensemble.members`), their training loss and accuracy measured at every step by the `MemberLosses` probe,
-until every one has had a training cross-entropy below `fit_loss` and classified every training example correctly.
+of `tdlab.ensemble.members`), their training loss and accuracy measured at every step by the `MemberLosses` probe.
+A network stops training, and leaves the stack, at the first step by which it has had a training cross-entropy
+below `fit_loss` and has classified every training example correctly (or at `max_steps`); its test accuracy is that
+step's. Only the time to fit is measured, so a fitted network needs no more steps; the others train on exactly as
+before (their momentum cut to the kept members, tested against one network trained alone). This saves the fitted
+networks' steps: in the full preset the true labels fit in about 25 steps and random ones in about 220 (10 seeds x
+6 levels of MLPs 512 x 2: 1.2 s of CPU a step for the 60 networks, plus 0.4 s for the probe's forward pass).
 
 Why digits and not mnist1d: the claim needs a network that both generalises on the true labels and memorises random
 ones within the quick budget, and on mnist1d no training-set size gives both. Measured with the quick network (MLP
@@ -56,7 +61,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from pydantic import Field, field_validator, model_validator
 from scipy.stats import page_trend_test
-from torch import nn
+from torch import Tensor, nn
 
 from tdlab.data import Dataset, digits, mnist1d, standardize, with_label_noise
 from tdlab.ensemble import StackedModels
@@ -127,41 +132,92 @@ def _first(reached: pd.DataFrame) -> pd.Series:
     return reached.idxmax().where(reached.any())
 
 
+def _restack(
+    members: Members,
+    optimizer: torch.optim.Optimizer,
+    keep: Tensor,
+    models: list[nn.Module],
+    config: RandomLabelsConfig,
+) -> tuple[Members, torch.optim.Optimizer]:
+    """The stack of the members `keep` (positions in `members`, whose networks are `models`, one per member) and an
+    optimiser that continues where `optimizer` stopped: every state tensor shaped like its stacked parameter (SGD's
+    momentum, Adam's moments) cut to the kept members, any other (Adam's step count) shared. Members share no
+    parameter and the optimiser acts element-wise (`tdlab.ensemble.members`), so the kept members go on taking
+    the steps they would have taken in the whole stack."""
+    device = next(members.parameters()).device
+    with torch.no_grad():
+        for name, stacked in members.models.params.items():
+            for position in keep.tolist():
+                models[position].get_parameter(name).copy_(stacked[position])
+    kept = Members(StackedModels.of([models[i] for i in keep.tolist()], device))
+    restarted = build_optimizer(kept.parameters(), config.optimizer)
+    for old, new in zip(members.parameters(), kept.parameters(), strict=True):
+        restarted.state[new] = {
+            key: state[keep.to(state.device)] if torch.is_tensor(state) and state.shape == old.shape else state
+            for key, state in optimizer.state[old].items()
+        }
+    return kept, restarted
+
+
 def measure(config: RandomLabelsConfig, context: Context) -> pd.DataFrame:
     """Per seed and noise fraction: training loss and accuracy at every step, the steps to fit and to full accuracy,
-    the final training and test accuracies and the fraction of wrong labels; and the data's size (for chance)."""
+    the final training and test accuracies and the fraction of wrong labels; and the data's size (for chance).
+
+    A member leaves the stack once it has fitted and classified every training example (or all leave at
+    `max_steps`); its final accuracies are those of that step. The others train on from there (`_restack`)."""
     data = load(config).to(context.device)
     runs = [(s, f) for s in range(config.seeds) for f in config.noise_fractions]
     noisy = torch.stack([with_label_noise(data, f, seed=config.seed * 1000 + s).y_train for s, f in runs], dim=1)
     d, C, kwargs = data.in_features, data.out_features, config.model.kwargs()
     models = [build_model(config.model.name, d, C, seed=config.seed + s, **kwargs) for s, _ in runs]
     members = Members(StackedModels.of(models, context.device))
-    probe = MemberLosses(CROSS_ENTROPY)
-    fitted, full = (torch.zeros(len(runs), dtype=torch.bool, device=context.device) for _ in range(2))
-    progress = iter(context.track(range(config.max_steps), "training", config.max_steps))
-
-    def every_one_fitted(step: int, batch_loss: float) -> bool:
-        next(progress, None)
-        fitted.logical_or_(probe.losses <= config.fit_loss)
-        full.logical_or_(probe.accuracies >= 1.0)
-        return bool((fitted & full).all())
-
-    train = (data.X_train, noisy)
-    probes = ProbeSet([probe], members, summed(CROSS_ENTROPY), train=train)
     optimizer = build_optimizer(members.parameters(), config.optimizer)
-    run = fit(
-        members, summed(CROSS_ENTROPY), train, optimizer, config.max_steps, probes=probes, callbacks=[every_one_fitted]
-    )
-    curves = by_member(run.metrics).assign(name=lambda rows: rows["name"].str.replace("/", "_"))
+    active = torch.arange(len(runs))  # the runs of the members still in the stack, in stack order
+    fitted, full = (torch.zeros(len(runs), dtype=torch.bool) for _ in range(2))
+    test_accuracy = torch.full((len(runs),), float("nan"))
+    progress = iter(context.track(range(config.max_steps), "training", config.max_steps))
+    pieces, step = [], 0
+    while True:
+        probe = MemberLosses(CROSS_ENTROPY)
+
+        def one_finished(step: int, batch_loss: float, probe: MemberLosses = probe, stack: Tensor = active) -> bool:
+            next(progress, None)
+            fitted[stack] |= (probe.losses <= config.fit_loss).cpu()
+            full[stack] |= (probe.accuracies >= 1.0).cpu()
+            return bool((fitted & full)[stack].any())
+
+        train = (data.X_train, noisy[:, active.to(noisy.device)])
+        probes = ProbeSet([probe], members, summed(CROSS_ENTROPY), train=train)
+        run = fit(
+            members,
+            summed(CROSS_ENTROPY),
+            train,
+            optimizer,
+            config.max_steps,
+            probes=probes,
+            callbacks=[one_finished],
+            start=step,
+            measure_start=step == 0,
+        )
+        step = run.steps
+        pieces.append(by_member(run.metrics).assign(member=lambda rows, stack=active: stack.numpy()[rows["member"]]))
+        leaving = (fitted & full)[active] if run.stopped else torch.ones(len(active), dtype=torch.bool)
+        with torch.no_grad():
+            outputs = members.models.outputs(data.X_test, rows=leaving.nonzero().flatten().to(context.device))
+            test_accuracy[active[leaving]] = accuracies(outputs, data.y_test).cpu()
+        if leaving.all():
+            break
+        keep = (~leaving).nonzero().flatten()
+        members, optimizer = _restack(members, optimizer, keep, [models[i] for i in active.tolist()], config)
+        active = active[keep]
+    curves = pd.concat(pieces, ignore_index=True).assign(name=lambda rows: rows["name"].str.replace("/", "_"))
     loss, accuracy = (table(curves, f"train_{n}", "step", "member") for n in ("loss", "accuracy"))
-    with torch.no_grad():
-        test_accuracy = accuracies(members(data.X_test), data.y_test).tolist()
     summary = pd.DataFrame(
         {
             "time_to_fit": _first(loss <= config.fit_loss),
             "time_to_full_accuracy": _first(accuracy >= 1.0),
-            "final_train_accuracy": accuracy.iloc[-1],
-            "test_accuracy": test_accuracy,
+            "final_train_accuracy": accuracy.ffill().iloc[-1],
+            "test_accuracy": test_accuracy.tolist(),
             "wrong_label_fraction": (noisy != data.y_train[:, None]).float().mean(dim=0).tolist(),
         }
     )
@@ -219,7 +275,8 @@ def checks(metrics: pd.DataFrame, config: RandomLabelsConfig) -> list[Check]:
             float(s["final_train_accuracy"][:, -1].min()),
             0.99,
             detail=f"Zhang et al. (2017): networks fit random labels perfectly; {config.model.name} "
-            f"{config.model.kwargs()}, {config.n_train} {config.dataset} examples, after {steps} steps",
+            f"{config.model.kwargs()}, {config.n_train} {config.dataset} examples, at the step each network left "
+            f"the stack (the last at step {steps})",
         ),
         Check.absolute(
             "random labels: test accuracy (mean over seeds) vs chance 1/C",
