@@ -70,6 +70,50 @@ def test_hvp_function_matches_the_dense_hessian_for_many_vectors(
     torch.testing.assert_close(flatten(as_dict), H @ v, rtol=1e-8, atol=1e-10)
 
 
+class WithUnused(nn.Module):
+    """A conv net with BatchNorm in eval mode, ReLU in and out of place, and a parameter the loss ignores."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(2, 4, 3, stride=2, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2, bias=False),
+            nn.BatchNorm2d(4),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4, 3),
+        )
+        self.unused = nn.Parameter(torch.ones(2))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.mark.parametrize("keep_graphs", [True, False])
+def test_hvp_of_a_conv_net_with_eval_batchnorm_matches_the_dense_hessian(keep_graphs):
+    torch.manual_seed(6)
+    model = WithUnused().double()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    X, y = torch.randn(12, 2, 7, 7, dtype=torch.float64), torch.randint(0, 3, (12,))
+    obj = Objective(model, nn.CrossEntropyLoss(), (X, y))
+    theta = obj.flat_parameters() + 0.1 * torch.randn(obj.dim, dtype=torch.float64)
+    H = hessian(dense_loss(obj, nn.CrossEntropyLoss(), X, y), theta)
+    assert list(obj.params)[0] == "unused" and H[:, :2].abs().max() == 0  # its rows and columns are zero
+    product = obj.hvp_function(theta, keep_graphs=keep_graphs)
+    V = torch.randn(obj.dim, 3, dtype=torch.float64)
+    for j in range(3):
+        torch.testing.assert_close(product(V[:, j]), H @ V[:, j], rtol=1e-8, atol=1e-10)
+    columns = torch.func.vmap(product, in_dims=1, out_dims=1)(V)  # as HessianOperator @ V does
+    torch.testing.assert_close(columns, H @ V, rtol=1e-8, atol=1e-10)
+
+
 def test_kept_graphs_are_the_default_for_one_batch_in_memory_and_fix_dropout_masks():
     torch.manual_seed(5)
     model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Dropout(0.5), nn.Linear(16, 1)).double()

@@ -25,6 +25,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from tdlab.oracles.data import Batches, Inputs, as_batches, call_args, to_device
 from tdlab.oracles.flat import Params, flatten, unflatten
+from tdlab.oracles.second_order import LeanDoubleBackward
 
 LossFn = Callable[[Any, Tensor], Tensor]
 ParamsLike = Tensor | Mapping[str, Tensor]
@@ -385,8 +386,10 @@ class Objective:
         """Hessian-vector product H(theta) v.
 
         Computed as the vector-Jacobian product of the gradient, v^T d(grad f) = (H^T v)^T = H v since H is
-        symmetric (reverse-over-reverse). On CPU it is as fast as forward-over-reverse (Pearlmutter 1994), and it
-        works for every layer and loss, where some forward-mode rules fail in torch.func (mse_loss, batch_norm).
+        symmetric (reverse-over-reverse, Pearlmutter 1994): per batch, the gradient with its graph
+        (`torch.autograd.grad` with `create_graph`), then one backward pass of v through that graph. On CPU it is
+        as fast as forward-over-reverse, and it works for every layer and loss, where some forward-mode rules fail
+        in torch.func (mse_loss, batch_norm).
         """
         return self.hvp_function(theta, keep_graphs=False)(v)
 
@@ -397,11 +400,12 @@ class Objective:
 
         With `keep_graphs`, the gradient of each batch, grad f_b(theta), is computed once with its graph, and every
         product is then one backward pass through that graph: the vector-Jacobian product v^T d(grad f_b), which
-        skips the forward and the first backward pass that `hvp` repeats. On a 78k-parameter tanh MLP with 1024
-        examples (CPU, 2 threads) a product then costs 1.8x a plain `loss.backward()` instead of 3.2x. The price is
-        memory: the graphs of all batches are held at once, for as long as the function lives. In train mode the
-        dropout masks and batch statistics of the first pass then serve every product (the products are those of
-        one fixed symmetric matrix, as Lanczos assumes).
+        skips the forward and the first backward pass that `hvp` repeats. A product then costs about 1.7-2x a
+        plain `loss.backward()` on a 78k-parameter tanh MLP with 1024 examples and on a ResNet with BatchNorm
+        (CPU, one thread; `benchmarks/bench_anchors.py`), where `hvp` costs 3-4x; at least twice the convolutions
+        of a backward pass are inherent. The price is memory: the graphs of all batches are held at once, for as
+        long as the function lives. In train mode the dropout masks and batch statistics of the first pass then
+        serve every product (the products are those of one fixed symmetric matrix, as Lanczos assumes).
 
         Args:
             theta: the point (default: the model's parameters now; with `keep_graphs` False, at each call).
@@ -422,15 +426,15 @@ class Objective:
         if not keep_graphs:
             return lambda v: self._hvp_recomputed(v, theta)
         params = self._params(theta)
-        pullbacks = []
         with _batch_statistics_without_updates(self.model), differentiable_kernels():
-            for inputs, targets in self.batches():
-                _, pullback = vjp(grad(lambda p, x=inputs, y=targets: self._loss(p, x, y)), params)
-                pullbacks.append((targets.shape[0], pullback))
+            pullbacks = [
+                (targets.shape[0], self._gradient_pullback(params, inputs, targets, keep=True))
+                for inputs, targets in self.batches()
+            ]
 
         def product(v: ParamsLike) -> ParamsLike:
             tangent = self._vector(v)
-            return self._like(self._weighted_mean((n, pullback(tangent)[0]) for n, pullback in pullbacks), v)
+            return self._like(self._weighted_mean((n, pullback(tangent)) for n, pullback in pullbacks), v)
 
         return product
 
@@ -439,10 +443,53 @@ class Objective:
         params, tangent = self._params(theta), self._vector(v)
 
         def per_batch(inputs: Inputs, targets: Tensor) -> Params:
-            _, pullback = vjp(grad(lambda p: self._loss(p, inputs, targets)), params)
-            return pullback(tangent)[0]
+            return self._gradient_pullback(params, inputs, targets, keep=False)(tangent)
 
         return self._like(self._mean(per_batch), v)
+
+    def _gradient_pullback(
+        self, params: Params, inputs: Inputs, targets: Tensor, keep: bool
+    ) -> Callable[[Params], Params]:
+        """v -> v^T d(grad f_b)(theta) = H_b v for one batch: its gradient is computed now, with its graph, and each
+        call is one backward pass of v through that graph (`keep`: the graph serves more than one call).
+
+        The graph is built with plain `torch.autograd` (a torch.func `vjp` of `grad` would also record a graph of
+        every product, for third derivatives nobody asks for) and under `LeanDoubleBackward` (cheaper products
+        through BatchNorm, ReLU and convolutions). Inside a torch.func transform (`vmap` over the products of
+        `HessianOperator @ V` without kept graphs), where autograd cannot mark leaves, it is torch.func's `vjp`.
+        """
+        try:
+            leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
+        except RuntimeError:  # inside a torch.func transform
+            with LeanDoubleBackward():
+                _, pullback = vjp(grad(lambda p: self._loss(p, inputs, targets)), params)
+            return lambda tangent: pullback(tangent)[0]
+        with torch.enable_grad(), LeanDoubleBackward():
+            loss = self._loss(leaves, inputs, targets)
+            gradient = (
+                torch.autograd.grad(
+                    loss, list(leaves.values()), create_graph=True, allow_unused=True, materialize_grads=True
+                )
+                if loss.requires_grad
+                else [torch.zeros_like(p) for p in leaves.values()]
+            )
+        tracked = [name for name, g in zip(leaves, gradient, strict=True) if g.requires_grad]
+        outputs = [g for g in gradient if g.requires_grad]
+
+        def pullback(tangent: Params) -> Params:
+            if not tracked:  # the gradient does not depend on theta
+                return {name: torch.zeros_like(p) for name, p in leaves.items()}
+            products = torch.autograd.grad(
+                outputs,
+                list(leaves.values()),
+                [tangent[name] for name in tracked],
+                retain_graph=keep,
+                allow_unused=True,
+                materialize_grads=True,
+            )
+            return dict(zip(leaves, products, strict=True))
+
+        return pullback
 
     def ggn_vp(self, v: ParamsLike, theta: ParamsLike | None = None) -> ParamsLike:
         """Generalised Gauss-Newton-vector product G(theta) v = J^T H_L J v.
