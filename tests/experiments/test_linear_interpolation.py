@@ -1,7 +1,8 @@
 """linear-interpolation: the second-order path model and the bias of the central difference against hand values and
 polynomials, the path curvature of a smooth net by second differences against d^T H d, the exact slope of a ReLU
-net against a difference quotient, config validation, checks that fail on corrupted metrics, and a quick run whose
-checks must all pass."""
+net against a difference quotient, the experiment's one-pass loss, slope, curvature and accuracy against the
+Objective's oracles, config validation, checks that fail on corrupted metrics, and a quick run whose checks must all
+pass."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from recheck import assert_rechecks
 from torch import nn
 
 from tdlab import Objective
+from tdlab.data import accuracy
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import linear_interpolation as li
 from tdlab.landscape import directional_curvature, second_difference
@@ -68,6 +70,33 @@ def test_the_slope_of_a_relu_path_is_the_difference_quotient():
         h = 1e-6
         quotient = (float(obj.value(point + h * d)) - float(obj.value(point - h * d))) / (2 * h)
         assert quotient == pytest.approx(slope, rel=1e-4)
+
+
+def test_path_derivatives_are_the_objectives_value_slope_and_curvature():
+    # the experiment's one pass per point (alpha the autograd leaf, reverse over reverse) against the Objective's
+    # own oracles at the same point: L = f(theta), L' = grad f . d, L'' = d^T H d (one HVP), on a ReLU net; in one
+    # batch and in four unequal ones (64, 64, 64, 8: a wrong weighting of the batches shows)
+    obj, theta_init, theta = _trained("relu")
+    d = theta - theta_init
+    chunked = Objective(obj.model, obj.loss_fn, obj.data.tensors, batch_size=64)
+    for alpha in (0.0, 0.37, 1.0, 1.3):
+        point = theta_init + alpha * d
+        value, gradient = obj.value_and_gradient(point)
+        expected = (float(value), float(gradient @ d), float(d @ obj.hvp(d, point)))
+        assert expected[1] != 0 and expected[2] > 0
+        for objective in (obj, chunked):
+            assert li.path_derivatives(objective, theta_init, d, alpha) == pytest.approx(expected, rel=1e-10)
+
+
+def test_loss_and_accuracy_are_the_objectives():
+    # one forward pass per batch for both, against obj.value and obj.average(accuracy) (two passes)
+    obj, theta_init, theta = _trained("relu")
+    chunked = Objective(obj.model, obj.loss_fn, obj.data.tensors, batch_size=64)
+    for point in (theta_init, theta, 0.5 * (theta_init + theta)):
+        expected = (float(obj.value(point)), obj.average(accuracy, point))
+        assert 0 < expected[1] < 1
+        for objective in (obj, chunked):
+            assert li.loss_and_accuracy(objective, point) == pytest.approx(expected, rel=1e-12)
 
 
 def test_config_rejects_bad_values():
