@@ -20,7 +20,7 @@ from tdlab import Objective
 from tdlab.data import accuracy
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import linear_interpolation as li
-from tdlab.landscape import directional_curvature, second_difference
+from tdlab.landscape import directional_curvature, path_profile, second_difference
 from tdlab.models import MLP
 from tdlab.theory import landscape as theory
 from tdlab.train.trainer import fit
@@ -88,7 +88,7 @@ def test_path_derivatives_are_the_objectives_value_slope_and_curvature():
             assert li.path_derivatives(objective, theta_init, d, alpha) == pytest.approx(expected, rel=1e-10)
 
 
-def test_loss_and_accuracy_are_the_objectives():
+def test_path_profile_loss_and_accuracy_are_the_objectives():
     # one forward pass per batch for both, against obj.value and obj.average(accuracy) (two passes)
     obj, theta_init, theta = _trained("relu")
     chunked = Objective(obj.model, obj.loss_fn, obj.data.tensors, batch_size=64)
@@ -96,7 +96,8 @@ def test_loss_and_accuracy_are_the_objectives():
         expected = (float(obj.value(point)), obj.average(accuracy, point))
         assert 0 < expected[1] < 1
         for objective in (obj, chunked):
-            assert li.loss_and_accuracy(objective, point) == pytest.approx(expected, rel=1e-12)
+            profile = path_profile(objective, point, point, [0.0, 1.0], with_accuracy=True)
+            assert (profile.loss[0].item(), profile.accuracy[0].item()) == pytest.approx(expected, rel=1e-12)
 
 
 def test_config_rejects_bad_values():

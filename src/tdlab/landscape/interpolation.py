@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from tdlab.data import accuracy
-from tdlab.oracles import Objective
+from tdlab.oracles import Objective, unflatten
 
 
 class PathProfile(NamedTuple):
@@ -114,11 +114,31 @@ def path_profile(
     losses, accuracies = [], []
     for alpha in values.tolist():
         theta = theta_a + alpha * direction
-        losses.append(float(obj.value(theta)))
         if with_accuracy:
-            accuracies.append(obj.average(accuracy, theta))
+            loss, right = _loss_and_accuracy(obj, theta)
+            losses.append(loss)
+            accuracies.append(right)
+        else:
+            losses.append(float(obj.value(theta)))
     accuracy_tensor = torch.tensor(accuracies, dtype=torch.float64) if with_accuracy else None
     return PathProfile(values, torch.tensor(losses, dtype=torch.float64), accuracy_tensor)
+
+
+def _loss_and_accuracy(obj: Objective, theta: Tensor) -> tuple[float, float]:
+    """The loss and the accuracy at `theta` from one forward pass per batch, each batch weighted by its size
+    (`obj.value` and `obj.average(accuracy)` give the same numbers with a pass each)."""
+    params = unflatten(theta, obj.params)
+    total, count = torch.zeros(2, dtype=torch.float64), 0
+    with torch.no_grad():
+        for inputs, targets in obj.batches():
+            outputs = obj.outputs(params, inputs)
+            n = targets.shape[0]
+            total += n * torch.tensor(
+                [float(obj.loss_fn(outputs, targets)), accuracy(outputs, targets)], dtype=torch.float64
+            )
+            count += n
+    loss, right = (total / count).tolist()
+    return loss, right
 
 
 def _chord_excess(alphas: Tensor, losses: Tensor) -> Tensor:

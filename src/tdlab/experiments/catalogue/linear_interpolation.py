@@ -42,11 +42,10 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from tdlab.config.threads import one_thread
-from tdlab.data import accuracy
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.experiments.fields import describe, seeded
 from tdlab.experiments.tidy import rows, select, series
-from tdlab.landscape import largest_bump
+from tdlab.landscape import largest_bump, path_profile
 from tdlab.oracles import Objective, unflatten
 from tdlab.train.builders import build_data, build_network, build_optimizer
 from tdlab.train.config import DataConfig, ModelConfig, OptimizerConfig
@@ -121,8 +120,9 @@ def _measure(config: LinearInterpolationConfig, context: Context) -> pd.DataFram
 
 def _path(obj: Objective, theta_init: Tensor, theta: Tensor, config: LinearInterpolationConfig) -> list:
     d = theta - theta_init
-    alphas = torch.linspace(-0.5, 1.5, config.num_alphas, dtype=torch.float64).numpy()
-    loss, accuracies = zip(*(loss_and_accuracy(obj, theta_init + float(alpha) * d) for alpha in alphas), strict=True)
+    alphas = torch.linspace(-0.5, 1.5, config.num_alphas, dtype=torch.float64)
+    profile = path_profile(obj, theta_init, theta, alphas, with_accuracy=True)
+    alphas, loss, accuracies = alphas.numpy(), profile.loss.numpy(), profile.accuracy.numpy()
     fine = np.linspace(0.0, 1.0, config.fine_points)
     path_loss, slope, curvature = zip(*(path_derivatives(obj, theta_init, d, alpha) for alpha in fine), strict=True)
     return [
@@ -133,23 +133,6 @@ def _path(obj: Objective, theta_init: Tensor, theta: Tensor, config: LinearInter
         rows("curvature", curvature, alpha=fine),
         rows("distance", float(d.norm())),
     ]
-
-
-def loss_and_accuracy(obj: Objective, theta: Tensor) -> tuple[float, float]:
-    """The loss and the classification accuracy (`tdlab.data.accuracy`) at `theta`, both from one forward pass per
-    batch (`obj.value` and `obj.average(accuracy)` make one each; the same numbers, tested)."""
-    params = unflatten(theta, obj.params)
-    total, count = torch.zeros(2, dtype=torch.float64), 0
-    with torch.no_grad():
-        for inputs, targets in obj.batches():
-            outputs = obj.outputs(params, inputs)
-            n = targets.shape[0]
-            total += n * torch.tensor(
-                [float(obj.loss_fn(outputs, targets)), accuracy(outputs, targets)], dtype=torch.float64
-            )
-            count += n
-    loss, right = (total / count).tolist()
-    return loss, right
 
 
 def path_derivatives(obj: Objective, theta_init: Tensor, d: Tensor, alpha: float) -> tuple[float, float, float]:
