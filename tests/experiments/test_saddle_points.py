@@ -1,8 +1,11 @@
 """saddle-points: the linearised escape (time, coordinate, loss change) against GD iterated on a quadratic
-saddle, config validation, and a quick run whose checks must all pass."""
+saddle, config validation, the searches against the one critical point of the data loss known in closed form
+(the all-dead network), the Spearman check's level under shuffled indices, and a quick run whose checks must all
+pass."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -13,9 +16,14 @@ from matplotlib.figure import Figure
 from pydantic import ValidationError
 from recheck import assert_rechecks
 
+from tdlab.curvature import exact_hessian
+from tdlab.data import half_squared_error
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import saddle_points as sp
+from tdlab.experiments.fields import seeded
+from tdlab.oracles import Objective
 from tdlab.theory import saddles as theory
+from tdlab.train.builders import build_data, build_network
 
 
 def _gd_on_quadratic(eigenvalues, start, eta, steps, stop=math.inf):
@@ -86,6 +94,16 @@ def test_quick_run_passes_its_checks():
     assert len(escapes) == config.escapes
     assert set(result.figures) == {"index_vs_loss", "escape"}
     assert all(isinstance(f, Figure) for f in result.figures.values())
+    # the same critical points with their indices shuffled among them: the check passes in about alpha of the
+    # shuffles (it tests rank association, which a shuffle destroys), never in most of them
+    metrics, rng = result.metrics, np.random.default_rng(0)
+    searched = (metrics["name"] == "index") & metrics["trajectory"].notna()
+    passed = 0
+    for _ in range(200):
+        shuffled = metrics.copy()
+        shuffled.loc[searched, "value"] = rng.permutation(metrics.loc[searched, "value"].to_numpy())
+        passed += sp.checks(shuffled, config)[0].passed
+    assert passed <= 0.1 * 200, passed
 
 
 def _points(losses, indices):
@@ -93,7 +111,13 @@ def _points(losses, indices):
     records = [
         {"trajectory": 0, "step": k, "name": n, "value": v}
         for k, (loss, index) in enumerate(zip(losses, indices, strict=True))
-        for n, v in (("loss", loss), ("index", index), ("converged", 1.0), ("gradient_norm", 1e-12))
+        for n, v in (
+            ("loss", loss),
+            ("index", index),
+            ("converged", 1.0),
+            ("gradient_norm", 1e-12),
+            ("eigenvalue_tolerance", 1e-8),
+        )
     ]
     return pd.DataFrame(records, columns=["trajectory", "saddle", "step", "index", "name", "value"])
 
@@ -111,11 +135,48 @@ def test_index_check_is_a_one_sided_test_at_alpha_0_05_on_the_data_loss_index():
     assert not flat.passed
 
 
-def test_data_loss_index_counts_the_penalised_eigenvalues_below_weight_decay(tmp_path):
-    """The stored index is that of H - wd I: never below the penalised one, and a shallow saddle of the data loss
-    (curvature in (-wd, 0)) that the penalty makes a minimum counts as a saddle."""
-    config = sp.EXPERIMENT.make_config(trajectories=1, snapshots=(0, 30), max_iter=30, escapes=0)
-    found = sp._searches(sp.measure(config, Context(torch.device("cpu"))))
-    assert (found["index"] >= found["penalised_index"]).all()
-    shallow = found[(found["lambda_min"] > 0) & (found["lambda_min"] < config.weight_decay)]
-    assert (shallow["index"] > 0).all()
+def test_the_check_passes_in_about_alpha_of_all_orderings_of_the_indices():
+    """Under H0 (indices in random order against the losses) the one-sided test at alpha = 0.05 may pass only
+    about 5% of the time: over all 5040 orderings of 7 distinct indices it passes in 5.5% (the t approximation
+    of Spearman's null distribution); a check that passed on rho > 0 alone would pass in half of them."""
+    losses, indices = [0.5, 0.3, 0.2, 0.1, 0.08, 0.05, 0.04], [0.4, 0.3, 0.25, 0.2, 0.1, 0.05, 0.0]
+    orderings = list(itertools.permutations(indices))
+    p_values = [sp._spearman(pd.DataFrame({"loss": losses, "index": order}))[1] for order in orderings]
+    assert 0.04 < np.mean(np.array(p_values) <= sp.ALPHA) < 0.06
+    config = sp.EXPERIMENT.make_config(escapes=0)  # the check's verdict is that p-value against alpha
+    for order in orderings[:: len(orderings) // 20]:
+        (check,) = sp.checks(_points(losses, list(order)), config)
+        assert check.measured == sp._spearman(pd.DataFrame({"loss": losses, "index": order}))[1]
+        assert check.passed == (check.measured <= sp.ALPHA)
+
+
+def test_a_search_ends_at_the_all_dead_critical_point_of_the_data_loss_with_its_closed_form_index():
+    """From a start near theta = 0 the penalised search finds the all-dead network (hidden and readout weights 0,
+    output bias = mean y (1 + wd)^-1), which is critical for L + wd/2 |theta|^2 but not for the data loss L
+    (|grad L| = wd |theta|); followed to wd = 0 it is L's critical point (W, b, a) = 0, c = mean y, with loss
+    1/2 var y and, per hidden unit j, the Hessian block [[0, m^T], [m, 0]] between a_j and (W_j, b_j), where
+    m = E[(mean y - y) (x, 1)]: eigenvalues +-|m| and zeros, so index = width / n exactly and lambda_min = -|m|."""
+    config = sp.EXPERIMENT.make_config(escapes=0)
+    data = build_data(seeded(config.data, config.seed), torch.device("cpu"), torch.float64)
+    model = build_network(config.model, data)
+    loss = Objective(model, half_squared_error, data.train)
+    start = 1e-3 * torch.randn(loss.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    point, found = sp._search(loss, start, config, {})
+    x, y = data.train
+    value, gradient = loss.value_and_gradient(point.theta)
+    assert found["converged"] and float(gradient.norm()) <= config.tol  # critical for L itself
+    penalised = sp.find_critical_point(
+        sp._WeightDecayed(model, half_squared_error, data.train, config.weight_decay), start, tol=config.tol
+    )  # the search's first stage: critical for the penalised loss, where grad L = -wd theta, not for L
+    assert found["penalised_converged"] and found["penalised_loss"] == pytest.approx(penalised.loss, rel=1e-9)
+    data_gradient = float(loss.value_and_gradient(penalised.theta)[1].norm())
+    assert data_gradient == pytest.approx(config.weight_decay * float(penalised.theta.norm()), rel=1e-6)
+    assert data_gradient > 1e5 * config.tol
+    assert float(value) == found["loss"] == pytest.approx(0.5 * float(y.var(unbiased=False)), rel=1e-12)
+    width, n = config.model.width, loss.dim
+    assert found["index"] == point.index == width / n
+    m = float(((y.mean() - y) * x).mean(0).norm())
+    assert found["lambda_min"] == pytest.approx(-m, rel=1e-8)
+    eigenvalues = torch.linalg.eigvalsh(exact_hessian(loss, point.theta))  # recomputed, counted by hand
+    assert int((eigenvalues < -found["eigenvalue_tolerance"]).sum()) == width
+    assert found["zero_eigenvalues"] == pytest.approx((n - 2 * width - 1) / n)  # all but +-|m| and the bias's 1

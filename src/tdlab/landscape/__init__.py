@@ -1,10 +1,12 @@
 """The loss landscape as a function of the parameters: straight paths and barriers, 2-D slices with filter
-normalisation, the symmetries of networks and weight matching, and critical points classified by their index.
+normalisation, the symmetries of networks and weight matching, and critical points classified by their index
+(found directly, or followed from a penalised loss to the loss itself by continuation).
 
 Everything works on flat parameter vectors through `tdlab.Objective` (pure functions, the model is never
 modified), or on parameter dicts for the symmetries.
 """
 
+from tdlab.landscape.continuation import Continuation, follow_critical_point
 from tdlab.landscape.critical import CriticalPoint, find_critical_point, hessian_index
 from tdlab.landscape.interpolation import (
     PathProfile,
@@ -39,6 +41,7 @@ from tdlab.landscape.symmetries import (
 
 __all__ = [
     "Chain",
+    "Continuation",
     "CriticalPoint",
     "PathProfile",
     "PlaneSlice",
@@ -48,6 +51,7 @@ __all__ = [
     "filter_normalized_direction",
     "filter_norms",
     "find_critical_point",
+    "follow_critical_point",
     "hessian_directions",
     "hessian_index",
     "interpolate",

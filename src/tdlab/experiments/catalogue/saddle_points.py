@@ -4,21 +4,35 @@ Dauphin et al. (2014) argue that the critical points of high-dimensional non-con
 are saddles, not poor local minima: the index (fraction of negative Hessian eigenvalues) of a critical point
 grows with its loss, so low-loss critical points are minima and high-loss ones saddles (their Fig. 1, after
 Bray & Dean 2007 for random Gaussian fields). The experiment, in float64, on a tanh network (one hidden layer)
-fitting a teacher network (half squared error plus a small L2 penalty wd/2 |theta|^2, which lifts the flat
-directions of the plateaus where the search would otherwise stall at gradient-flat points that are not
-critical, Frye et al. 2021):
+fitting a teacher network with the half squared error L:
 
-- finds critical points by minimising the gradient norm (Levenberg-Marquardt, `tdlab.landscape.critical`) from
-  points along GD trajectories from several initialisations (early points near high-loss plateaus, late ones
-  near minima), keeps those with ||grad L|| <= tol, and classifies them by their index. The index is measured on
-  the data loss, the objective the lectures name: its Hessian is the penalised one minus wd I, so the data-loss
-  index counts the penalised eigenvalues below wd (the penalty alone would turn shallow saddles, with curvatures
-  in (-wd, 0), into minima). The searches need the penalty (without it they stall, 0 of 15 converge in the
-  quick preset); the points are critical for the penalised loss, where the data loss's gradient is -wd theta.
-  Check: a one-sided Spearman test of "index grows with loss" over the distinct critical points rejects rank
-  independence at alpha = 0.05 (p < 0.05, rho > 0). It fails when the index does not grow with the loss (rho
-  <= 0, or too weak for the number of points: with 7 points rho must exceed about 0.71), e.g. when every point
-  found is a minimum or the indices are shuffled;
+- finds critical points of L, the objective the lectures name, from points along GD trajectories of L from
+  several initialisations (early points near high-loss plateaus, late ones near minima), and classifies them by
+  the index of L's Hessian. A Levenberg-Marquardt search on ||grad L||^2 (`tdlab.landscape.critical`) stalls
+  there (in the full preset 0 of 12 from GD points converged in 100 iterations) at gradient-flat points that
+  are not critical (Frye et al. 2021),
+  so each search runs on L + wd/2 |theta|^2, whose penalty lifts the flat directions, and its critical point is
+  then followed as wd -> 0 (`tdlab.landscape.continuation`, predictor-corrector) to one of L; only points with
+  ||grad L|| <= tol are kept, and a branch that runs away or ends at a fold is not. The index counts L's
+  eigenvalues below -tau, tau the bound on how far an eigenvalue can move between the point found and the exact
+  critical point (`_classify`); the many exact zeros of dead and duplicated units are not counted.
+  Why not at the penalised points themselves (this experiment's earlier version, which failed its full preset
+  at p = 0.996): there grad L = -wd theta (|grad L| = 0.017 in the full preset: no critical point of L), and
+  L's Hessian is the penalised one minus wd I; at the low-loss points 20-30 of the 81 penalised eigenvalues lay
+  in (0, wd) (the flat directions that the penalty lifts), which that index counted as negative: 0.22-0.33 at
+  loss 0.024 against 0.12 at loss 0.43.
+  Check: a one-sided Spearman test of "index grows with loss" over the distinct critical points of L rejects
+  rank independence at alpha = 0.05 (p < 0.05, rho > 0). It fails when the index does not grow with the loss
+  (rho <= 0, or too weak for the number of points: with 8 points rho must exceed about 0.62), e.g. when every
+  point found is a minimum, or the indices are shuffled, or (a wrong implementation) the index is taken at
+  points that are not critical for L. Measured: the quick preset passes (p = 0.026, rho = 0.70 over 8 points;
+  over seeds 0-4: p = 0.026, 0.10, -, 0.0013, 0.0072, seed 2 leaving 1 point: most of its branches crawl into
+  flat regions and are lost); the full preset does not (p = 0.88, rho = -0.24 over 26 points): with 10 hidden
+  units every critical point found, down to the lowest (loss 0.0053; GD reaches 0.0045 by step 3000, and
+  L-BFGS 0.003 at |theta| = 30-310 without converging), is a saddle with 12-18 negative eigenvalues
+  of 81, more than the highest (the all-dead network, loss 0.43: 10 of 81, one per hidden unit). These are the
+  degenerate saddles of dead and duplicated units (6-60 zero eigenvalues each), whose index counts units, not
+  loss: for them the claim, made for random Gaussian fields and large networks, does not hold;
 - runs GD with step eta = eta_fraction / lambda_max from a saddle theta* displaced by delta along a random unit
   vector, and measures the step T at which the displacement's component in the eigenspace of lambda_min (a
   symmetric saddle repeats its eigenvalues; that whole eigenspace grows at the same rate) reaches r; check:
@@ -47,7 +61,7 @@ from tdlab.data import half_squared_error
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.experiments.fields import describe, seeded
 from tdlab.experiments.tidy import rows
-from tdlab.landscape import CriticalPoint, find_critical_point, hessian_index
+from tdlab.landscape import CriticalPoint, find_critical_point, follow_critical_point, hessian_index
 from tdlab.oracles import Objective
 from tdlab.oracles.flat import assign
 from tdlab.theory.saddles import escape_time, linearised_coordinate, quadratic_loss_change
@@ -61,8 +75,7 @@ ALPHA = 0.05  # significance level of the one-sided Spearman test of index again
 
 class SaddlePointsConfig(ExperimentConfig):
     """Quick defaults: a tanh network 3 -> 4 -> 1 on 64 teacher examples (21 parameters); critical points from
-    5 GD trajectories x 5 snapshots (with 3, the 7 distinct critical points left the one-sided Spearman test at
-    p = 0.060: too few points for its power; 5 gave p = 0.012, 8 gave p = 0.013); escapes from 2 saddles with
+    5 GD trajectories x 5 snapshots (8 distinct critical points of L at seed 0); escapes from 2 saddles with
     delta = 1e-8, r = 1e-2. `seed` seeds the data (unless its section sets its own) and, plus the trajectory
     number, each student's initialisation."""
 
@@ -74,11 +87,13 @@ class SaddlePointsConfig(ExperimentConfig):
     model: ModelConfig = Field(
         default_factory=lambda: ModelConfig(name="mlp", width=4, depth=1, activation="tanh", bias_init_std=0.1)
     )
-    weight_decay: float = Field(1e-2, ge=0, description="L2 penalty wd/2 |theta|^2 added to the loss")
+    weight_decay: float = Field(
+        1e-2, gt=0, description="L2 penalty wd/2 |theta|^2 of the searches, followed to 0 (continuation)"
+    )
     trajectories: int = Field(5, ge=1, description="GD runs from different initialisations that provide starts")
     snapshots: tuple[int, ...] = Field((0, 10, 30, 100, 300), description="GD steps at which a search starts")
-    train_lr: float = Field(0.3, gt=0, description="step size of the GD runs that provide starts")
-    max_iter: int = Field(50, ge=1, description="Levenberg-Marquardt iterations per search")
+    train_lr: float = Field(0.3, gt=0, description="step size of the GD runs (on L) that provide starts")
+    max_iter: int = Field(50, ge=1, description="Levenberg-Marquardt iterations of the search on the penalised loss")
     tol: float = Field(1e-9, gt=0, description="a search has found a critical point when ||grad L|| <= tol")
     escapes: int = Field(2, ge=0, description="saddles (largest |lambda_min| / lambda_max first) to escape from")
     delta: float = Field(1e-8, gt=0, description="initial displacement from the saddle (random direction)")
@@ -104,8 +119,8 @@ class _WeightDecayed(Objective):
     """The data loss plus the penalty (wd / 2) ||theta||^2: value + wd/2 |theta|^2, gradient + wd theta,
     Hessian-vector product + wd v. The penalty lifts the flat directions of a small network's plateaus (units
     with equal or vanishing weights, Fukumizu & Amari 2000), where the search would otherwise stall at
-    gradient-flat points that are not critical (Frye et al. 2021). GD on it is `torch.optim.SGD` with
-    `weight_decay` = wd."""
+    gradient-flat points that are not critical (Frye et al. 2021); its critical points are then followed to those
+    of the data loss as wd -> 0 (`_search`)."""
 
     def __init__(self, model: torch.nn.Module, loss_fn: Callable, data: tuple[Tensor, Tensor], weight_decay: float):
         super().__init__(model, loss_fn, data)
@@ -128,47 +143,112 @@ class _WeightDecayed(Objective):
         return lambda v: product(v) + self.weight_decay * v.to(self.device, self.dtype)
 
 
-def _gd(obj: Objective, config: SaddlePointsConfig, lr: float) -> torch.optim.Optimizer:
-    """GD on the penalised loss of `obj`: the data loss's gradient plus wd theta."""
-    return torch.optim.SGD(obj.model.parameters(), lr=lr, weight_decay=config.weight_decay)
+def _gd(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Plain GD on the data loss (the penalty only helps the searches; the trajectories and escapes do without)."""
+    return torch.optim.SGD(model.parameters(), lr=lr)
 
 
 def measure(config: SaddlePointsConfig, context: Context) -> pd.DataFrame:
-    """Rows (trajectory, step, name, value) of every search: "loss" (penalised), "index" (of the data loss's
-    Hessian), "penalised_index", "data_gradient_norm" (wd |theta|), "gradient_norm", "converged",
-    "lambda_min", "lambda_max", "start_loss", "iterations"; rows (saddle, name, value) of every escape (`_escape`)."""
+    """Rows (trajectory, step, name, value) of every search (`_search`); rows (saddle, name, value) of every escape
+    (`_escape`) from the distinct saddles of the data loss."""
     data = build_data(seeded(config.data, config.seed), context.device, torch.float64)
-    records, points = [], []
+    records, points, followed = [], [], {}
     for run in context.track(range(config.trajectories), "critical points along GD runs"):
         model = build_network(
             ModelConfig.model_validate({**config.model.model_dump(), "seed": config.seed + run}), data
         )
-        obj = _WeightDecayed(model, half_squared_error, data.train, config.weight_decay)
-        optimizer, done = _gd(obj, config, config.train_lr), 0
+        loss = Objective(model, half_squared_error, data.train)
+        optimizer, done = _gd(model, config.train_lr), 0
         for step in config.snapshots:
             if fit(model, half_squared_error, data.train, optimizer, step, start=done).diverged:
                 break
-            theta, done = obj.flat_parameters(), step
-            p = find_critical_point(obj, theta, max_iter=config.max_iter, tol=config.tol)
-            points.append(p)
-            found = {
-                "loss": p.loss,
-                "index": hessian_index(p.eigenvalues - config.weight_decay),  # of the data loss: H - wd I
-                "penalised_index": p.index,
-                "data_gradient_norm": config.weight_decay * float(p.theta.norm()),
-                "gradient_norm": p.gradient_norm,
-                "converged": p.converged,
-                "lambda_min": p.eigenvalues[0],
-                "lambda_max": p.eigenvalues[-1],
-                "start_loss": obj.value(theta),
-                "iterations": p.iterations,
-            }
+            theta, done = loss.flat_parameters(), step
+            point, found = _search(loss, theta, config, followed)
+            points.append(point)
+            found["start_loss"] = float(loss.value(theta))
             records += [{"trajectory": run, "step": step, "name": n, "value": float(v)} for n, v in found.items()]
     metrics = pd.DataFrame(records, columns=["trajectory", "saddle", "step", "index", "name", "value"])
     distinct = [points[i] for i in _distinct(metrics).index]
     saddles = sorted((p for p in distinct if p.index > 0), key=_escape_rate, reverse=True)[: config.escapes]
-    escapes = [_escape(obj, p, config, config.seed + 1000 + k) for k, p in enumerate(context.track(saddles, "escapes"))]
+    escapes = [
+        _escape(loss, p, config, config.seed + 1000 + k) for k, p in enumerate(context.track(saddles, "escapes"))
+    ]
     return pd.concat([metrics] + [e.assign(saddle=k) for k, e in enumerate(escapes)], ignore_index=True)
+
+
+def _search(
+    loss: Objective, theta: Tensor, config: SaddlePointsConfig, followed: dict[tuple, tuple[CriticalPoint, dict]]
+) -> tuple[CriticalPoint, dict[str, float]]:
+    """A critical point of the data loss L from theta: Levenberg-Marquardt on L + wd/2 |theta|^2 (which converges
+    where a search on L stalls), then that point followed as wd -> 0 (`follow_critical_point`), and classified on
+    L (`_classify`). Returns the point (of L where "converged", with L's index and eigenvalues) and its numbers:
+    "penalised_loss", "penalised_index", "penalised_converged" of the first search; "loss", "index",
+    "gradient_norm", "converged" (||grad L|| <= tol), "lambda_min", "lambda_max", "eigenvalue_tolerance" (tau),
+    "zero_eigenvalues" (fraction within tau), "smallest_negative" (the least |lambda| counted, its margin over tau)
+    of the end point on L; "continuation_steps" and "iterations" (LM iterations, all searches).
+    A penalised point already followed (a repeat, or a symmetric copy: same loss and spectrum) is not followed
+    again: its result is in `followed`."""
+
+    def family(wd: float) -> Objective:
+        return _WeightDecayed(loss.model, loss.loss_fn, loss.data.tensors, wd)
+
+    penalised = find_critical_point(family(config.weight_decay), theta, max_iter=config.max_iter, tol=config.tol)
+    first = {
+        "penalised_loss": penalised.loss,
+        "penalised_index": penalised.index,
+        "penalised_converged": penalised.converged,
+    }
+    key = (round(penalised.loss, 10), *penalised.eigenvalues.numpy().round(6))
+    if penalised.converged and key in followed:
+        point, found = followed[key]
+        return point, {**found, **first, "iterations": penalised.iterations}
+    steps, iterations, end = 0, penalised.iterations, penalised.theta
+    if penalised.converged:
+        path = follow_critical_point(family, penalised, config.weight_decay, tol=config.tol)
+        steps, iterations, end = len(path.path), iterations + sum(i for _, i, _ in path.path), path.point.theta
+    point, classified = _classify(loss, end, config.tol)
+    found = {**first, **classified, "continuation_steps": steps, "iterations": iterations}
+    if penalised.converged:
+        followed[key] = (point, found)
+    return point, found
+
+
+def _classify(loss: Objective, theta: Tensor, tol: float) -> tuple[CriticalPoint, dict[str, float]]:
+    """theta as a candidate critical point of the data loss L: its loss, ||grad L||, and the index of L's Hessian
+    counted with the eigenvalue tolerance tau = max(||H(theta + s) - H(theta)||_2, 1e-8 max |lambda|), where
+    s = -H^+ grad L is the Newton correction towards the exact critical point theta* (the pseudo-inverse over the
+    eigenvalues above 1e-8 max |lambda|): by Weyl's inequality every eigenvalue at theta is within about tau of
+    its value at theta*, so an eigenvalue below -tau is negative at theta* too, and |lambda| <= tau (a zero of a
+    dead or duplicated unit) is not counted."""
+    value, g = loss.value_and_gradient(theta)
+    hessian = exact_hessian(loss, theta)
+    values, vectors = torch.linalg.eigh(hessian)
+    gradient_norm, tau = float(g.norm()), 1e-8 * float(values.abs().max())
+    if gradient_norm <= tol:  # the correction is meaningful near a critical point only
+        kept = values.abs() > tau
+        correction = -vectors[:, kept] @ ((vectors[:, kept].T @ g) / values[kept])
+        tau = max(float(torch.linalg.matrix_norm(exact_hessian(loss, theta + correction) - hessian, 2)), tau)
+    eigenvalues = values.to("cpu", torch.float64)
+    point = CriticalPoint(
+        theta=theta,
+        loss=float(value),
+        gradient_norm=gradient_norm,
+        index=hessian_index(eigenvalues, tol=tau),
+        eigenvalues=eigenvalues,
+        iterations=0,
+        converged=gradient_norm <= tol,
+    )
+    return point, {
+        "loss": point.loss,
+        "index": point.index,
+        "gradient_norm": gradient_norm,
+        "converged": point.converged,
+        "lambda_min": float(eigenvalues[0]),
+        "lambda_max": float(eigenvalues[-1]),
+        "eigenvalue_tolerance": tau,
+        "zero_eigenvalues": float((eigenvalues.abs() <= tau).double().mean()),
+        "smallest_negative": float(-eigenvalues[eigenvalues < -tau].max()) if point.index > 0 else math.nan,
+    }
 
 
 def _searches(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -214,7 +294,7 @@ def _escape(obj: Objective, saddle: CriticalPoint, config: SaddlePointsConfig, s
             obj.model,
             half_squared_error,
             obj.data.tensors,
-            _gd(obj, config, eta),
+            _gd(obj.model, eta),
             config.max_escape_steps,
             callbacks=[record],
         )
@@ -280,17 +360,21 @@ def _spearman(points: pd.DataFrame) -> tuple[float, float]:
 
 def checks(metrics: pd.DataFrame, config: SaddlePointsConfig) -> list[Check]:
     """The rank correlation of index and loss; the escape time of each saddle (module docstring)."""
-    distinct = _distinct(metrics)
+    found, distinct = _searches(metrics), _distinct(metrics)
     rho, p_value = _spearman(distinct)
+    converged = int((found["converged"] > 0).sum()) if len(found) else 0
+    tau = float(distinct["eigenvalue_tolerance"].max()) if len(distinct) else math.nan
     out = [
         Check.at_most(
             f"index grows with loss: one-sided Spearman test p-value (alpha = {ALPHA:g})",
             p_value,
             ALPHA,
-            detail=f"Spearman rho = {rho:.3f} over {len(distinct)} distinct critical points of the penalised loss "
-            f"(||grad|| <= {config.tol:g}) from {len(_searches(metrics))} searches; index of the data loss's Hessian "
-            f"(penalised eigenvalues - wd = {config.weight_decay:g}); H0: no rank association, H1: rho > 0; passes "
-            f"when p < {ALPHA:g}; fails if the index does not grow with the loss; Dauphin et al. (2014), Fig. 1",
+            detail=f"Spearman rho = {rho:.3f} over {len(distinct)} distinct critical points of the data loss L "
+            f"(||grad L|| <= {config.tol:g}; {converged} of {len(found)} searches, each on L + wd/2 |theta|^2 with "
+            f"wd = {config.weight_decay:g} followed to wd = 0), index of L's Hessian (eigenvalues below -tau, tau "
+            f"<= {tau:.1e}: the eigenvalues' uncertainty from the residual gradient); H0: no rank association, "
+            f"H1: rho > 0; passes when p < {ALPHA:g}; fails if the index does not grow with the loss (e.g. shuffled "
+            f"indices, or the index taken at points not critical for L); Dauphin et al. (2014), Fig. 1",
         )
     ]
     escapes = _escapes(metrics, config)
@@ -332,9 +416,13 @@ def figures(metrics: pd.DataFrame, config: SaddlePointsConfig) -> dict[str, Figu
 def _index_figure(metrics: pd.DataFrame, config: SaddlePointsConfig) -> Figure:
     found, distinct = _searches(metrics), _distinct(metrics)
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    penalised = found[found["penalised_converged"] > 0]
+    if len(penalised):
+        label = f"critical points of L + wd/2 |theta|^2 (wd = {config.weight_decay:g}), its loss and index"
+        ax.plot(penalised["penalised_loss"], penalised["penalised_index"], "x", color="0.6", label=label)
     unconverged = found[found["converged"] == 0]
     if len(unconverged):
-        label = f"search stopped before ||grad L|| <= {config.tol:g} ({len(unconverged)}, not used)"
+        label = f"search or continuation lost, ||grad L|| > {config.tol:g} ({len(unconverged)}, not used)"
         ax.plot(unconverged["loss"], unconverged["index"], "o", mfc="none", color="0.6", label=label)
     for points, marker, color, what in (
         (distinct[distinct["index"] > 0], "o", "tab:red", "saddles"),
@@ -343,13 +431,14 @@ def _index_figure(metrics: pd.DataFrame, config: SaddlePointsConfig) -> Figure:
         ax.plot(points["loss"], points["index"], marker, color=color, ms=7, label=f"{what} ({len(points)})")
     rho, p_value = _spearman(distinct)
     ax.set_xscale("log")
-    ax.set_xlabel("training loss at the critical point")
-    ax.set_ylabel("index of the data loss (fraction of negative eigenvalues)")
+    ax.set_xlabel("training loss L at the critical point")
+    ax.set_ylabel("index of L (fraction of negative eigenvalues)")
     ax.set_title(
-        f"Critical points of {describe(config.model)}: Spearman rho = {rho:.2f} (one-sided p = {p_value:.1g})",
+        f"Critical points of the training loss L, {describe(config.model)}\n"
+        f"Spearman rho = {rho:.2f} (one-sided p = {p_value:.2g}, alpha = {ALPHA:g})",
         fontsize=10,
     )
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 
