@@ -4,11 +4,12 @@ import html
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import tdlab.experiments as ex
 from tdlab.cli import app
-from tdlab.store import Store
+from tdlab.store import Run, Store
 
 runner = CliRunner()
 
@@ -53,6 +54,7 @@ def test_bad_experiment_input_exits_2_and_writes_nothing(tmp_path):
         (["run", "quadratic-step-size", "--set", "not_a_field=3"], "not_a_field"),
         (["run", "quadratic-step-size", "--preset", "huge"], "preset"),
         (["reproduce", "--only", "nope"], "experiment"),
+        (["reproduce", "--jobs", "-1"], "jobs"),
     ]:
         result = runner.invoke(app, [*args, "--out", str(out)])
         assert result.exit_code == 2, (args, result.output)
@@ -80,6 +82,28 @@ def test_reproduce_writes_the_report(tmp_path):
     assert html.escape(ex.get("quadratic-step-size").claim) in page
     assert "PASS" in page and "<img" in page
     assert all((report / src).is_file() for src in _image_sources(page))
+
+
+def test_reproduce_in_worker_processes_gives_the_verdicts_of_one_process(tmp_path):
+    """--jobs 2 runs the experiments in two spawned workers; the report and the checks are those of --jobs 1
+    (same numbers to float rounding: the workers run one thread each), in the order asked."""
+    only = ["--only", "taylor-step", "--only", "quadratic-step-size"]
+    pages = {}
+    for jobs in ("1", "2"):
+        out, report = tmp_path / f"runs{jobs}", tmp_path / f"report{jobs}"
+        command = ["reproduce", "--quick", *only, "--jobs", jobs, "--out", str(out), "--report", str(report)]
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, result.output
+        pages[jobs] = (report / "index.html").read_text()
+        checks = {Run.open(path).meta["kind"]: Run.open(path).checks() for path in out.iterdir()}
+        pages[jobs + "checks"] = checks
+    one, two = pages["1checks"], pages["2checks"]
+    assert sorted(one) == sorted(two) == ["quadratic-step-size", "taylor-step"]
+    for kind in one:
+        assert [c["passed"] for c in one[kind]] == [c["passed"] for c in two[kind]]
+        assert [c["measured"] for c in one[kind]] == pytest.approx([c["measured"] for c in two[kind]], rel=1e-6)
+    first = {jobs: pages[jobs].index("taylor-step") < pages[jobs].index("quadratic-step-size") for jobs in ("1", "2")}
+    assert first["1"] == first["2"]  # the report's order does not depend on which worker ended first
 
 
 def _image_sources(page: str) -> list[str]:

@@ -179,6 +179,39 @@ def test_sharpness_equals_top_eigenvalues_of_exact_hessian_and_warm_start_saves_
     assert resumed.measure(ctx)["sharpness/matvecs"] < first["sharpness/matvecs"]
 
 
+def test_sharpness_with_one_warm_product_is_the_power_iteration_across_measurements():
+    """warm_products=1: the cold measurement runs to tol; each warm one is the Rayleigh quotient of the carried
+    vector v (one product), reports ||H v - theta v|| as its residual and carries H v / ||H v||: the power iteration,
+    whose error falls like (lambda_2 / lambda_1)^(2t) on a fixed Hessian (the exact one of a small net)."""
+    model = mlp(outputs=2)
+    X, y = regression_data()
+    H = exact_hessian(model, nn.MSELoss(), X, y).double()
+    eigenvalues = torch.linalg.eigvalsh(H)
+    ctx = context(model, nn.MSELoss(), (X, y), task="regression")
+    probe = Sharpness(warm_products=1)
+    start = torch.randn(H.shape[0], generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    probe.load_state_dict({"v0": start.float()})
+    v, errors = start / start.norm(), []
+    for _ in range(40):
+        metrics = probe.measure(ctx)
+        theta = (v @ H @ v).item()
+        assert metrics["sharpness/matvecs"] == 1
+        assert metrics["sharpness"] == pytest.approx(theta, rel=1e-5)
+        assert metrics["sharpness/residual"] == pytest.approx((H @ v - theta * v).norm().item(), rel=1e-3, abs=1e-6)
+        v = H @ v / (H @ v).norm()
+        assert probe.v0.double() == pytest.approx(v, abs=1e-5)
+        errors.append(eigenvalues[-1].item() - metrics["sharpness"])
+    assert all(e >= -1e-5 * eigenvalues[-1].item() for e in errors)  # a Rayleigh quotient: never above lambda_1
+    assert errors[-1] < 1e-3 * errors[0]
+
+    cold = Sharpness(warm_products=1, tol=1e-6)
+    assert cold.measure(ctx)["sharpness/matvecs"] > 1  # the first measurement is not capped
+    assert cold.measure(ctx)["sharpness/matvecs"] == 1
+    assert Sharpness(warm_products=2, tol=1e-12).measure(ctx)["sharpness/matvecs"] > 2
+    with pytest.raises(ValueError, match="warm_products"):
+        Sharpness(k=2, warm_products=1)
+
+
 def test_sharpness_ritz_criterion_is_passed_on_and_validated():
     model = mlp(outputs=2)
     X, y = regression_data()

@@ -379,6 +379,13 @@ def reproduce(
     out: OutOption = Path("runs"),
     report: Annotated[Path, typer.Option(help="Folder of the HTML report.")] = Path("report"),
     only: Annotated[list[str] | None, typer.Option(help="Run only these experiments (repeatable).")] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            help="Experiments run at once, in worker processes sharing the usable cores (0: one per usable core); "
+            "1 runs them one after another in this process."
+        ),
+    ] = 0,
 ) -> None:
     """Run the whole catalogue and write `report/index.html` (claim, figures, checks, config, run time).
 
@@ -387,25 +394,29 @@ def reproduce(
         tdlab reproduce --quick
 
         tdlab reproduce --only momentum --only taylor-step --quick
+
+        tdlab reproduce --quick --jobs 1   # one experiment at a time, each on all the usable cores
     """
-    from tdlab.experiments import experiments, get, run
+    from tdlab.config import usable_cores
+    from tdlab.experiments import experiments, get, run_many
     from tdlab.report import write_report
 
     with bad_input_exits():
+        if jobs < 0:
+            raise ValueError(f"jobs: expected 0 (one per usable core) or a positive integer, got {jobs}")
         names = [get(name).name for name in only] if only else list(experiments())
-    outcomes = []
+    presets = [(name, None if quick or "full" not in get(name).presets else "full") for name in names]
+    jobs = min(jobs or usable_cores(), len(names))
     began = time.perf_counter()
     with _progress() as bar:
-        overall = bar.add_task("catalogue", total=len(names), info="")
-        for name in names:
-            bar.update(overall, info=name)
-            experiment = get(name)
-            preset = None if quick or "full" not in experiment.presets else "full"
-            try:
-                outcomes.append(run(name, preset=preset, out=out, track=_tracker(bar)))
-            except Exception as error:  # a broken experiment is reported, the others still run
+        overall = bar.add_task("catalogue", total=len(names), info=f"{jobs} at a time" if jobs > 1 else "")
+
+        def done(name: str, error: BaseException | None) -> None:
+            if error is not None:
                 console.print(f"[red]{name} failed:[/red] {escape(str(error))}")
-            bar.advance(overall)
+            bar.update(overall, advance=1, info=name)
+
+        outcomes = run_many(presets, out=out, jobs=jobs, track=_tracker(bar), done=done)
     table = Table(title=f"checks ({'quick' if quick else 'full'})")
     for column in ("experiment", "check", "measured", "theory", "verdict"):
         table.add_column(column)

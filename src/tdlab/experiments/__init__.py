@@ -9,7 +9,7 @@ Example:
 from tdlab.config import resolve_device
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig, Result
 from tdlab.experiments.registry import experiments, get
-from tdlab.experiments.runner import ExperimentRun, run
+from tdlab.experiments.runner import ExperimentRun, run, run_many
 
 __all__ = [
     "Check",
@@ -22,4 +22,5 @@ __all__ = [
     "get",
     "resolve_device",
     "run",
+    "run_many",
 ]

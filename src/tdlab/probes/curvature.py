@@ -86,6 +86,29 @@ def _check_subset(subset: int | None) -> None:
         raise ValueError(f"subset: expected a positive integer (train points) or None, got {subset!r}")
 
 
+def _carried(run: Generator[Tensor, Tensor, EigResult]) -> Generator[Tensor, Tensor, tuple[EigResult, Tensor]]:
+    """Drive the Lanczos run `run` and return its result with the warm start of the next measurement: the sum of
+    its Ritz vectors, or, after a run of one product (`warm_products=1`), whose Ritz vector is its own start vector v,
+    the power step H v / ||H v|| from the product it took. One product per measurement then runs the power
+    iteration across measurements: each value is the Rayleigh quotient v^T H v <= lambda_1, within the reported
+    residual of an eigenvalue, and the vector improves by one power step per measurement (by the ratio
+    |lambda_2| / lambda_1 while the Hessian changes slowly). The power iteration follows the eigenvalue of largest
+    magnitude: where the Rayleigh quotient is not positive (a negative eigenvalue dominates) the start vector is
+    kept instead."""
+    product = None
+    v = next(run)
+    while True:
+        product = yield v
+        try:
+            v = run.send(product)
+        except StopIteration as done:
+            result: EigResult = done.value
+            break
+    if result.num_matvecs == 1 and result.eigenvalues.numel() == 1 and float(result.eigenvalues[0]) > 0:
+        return result, product / product.norm()
+    return result, result.eigenvectors.sum(dim=1)
+
+
 class Sharpness(Probe):
     """Sharpness: the top-k eigenvalues lambda_1 >= ... >= lambda_k of the Hessian of the train loss.
 
@@ -107,13 +130,18 @@ class Sharpness(Probe):
     the standard error says whether a change between two measurements exceeds the batch-to-batch spread.
 
     Metrics: "sharpness" (lambda_1, or lambda_bar), "sharpness/2" .. "sharpness/k", "sharpness/se" (with
-    `batches`), "sharpness/block/<name>", "sharpness/matvecs" (all products of the measurement).
+    `batches`), "sharpness/block/<name>", "sharpness/matvecs" (all products of the measurement), and for the whole
+    Hessian "sharpness/residual" (||H y - lambda y|| of the top pair: lambda lies within it of an eigenvalue).
 
     Cost: "sharpness/matvecs" Hessian-vector products (each about two forward and two backward passes over the
     train split, or over `subset` train points drawn once with `seed`, or over one mini-batch); tens cold, a few
     warm, for the whole Hessian and again for each block and each mini-batch. `tol` and `criterion` are those of
     `hessian_eigs`: the default asks for eigenvalues to about 1e-4 relative (an estimate); `criterion="residual",
     tol=1e-6` is a bound at about twice the products, `criterion="ritz", tol=1e-3` a heuristic at fewer.
+    `warm_products=m` caps every warm-started measurement at m products (the first, cold one still runs to `tol`):
+    a fixed cost for tracking lambda_1 during training, whose error "sharpness/residual" reports. With m = 1 the
+    probe runs the power iteration across measurements (see `_carried`), the cheapest tracker;
+    `benchmarks/bench_probe_overhead.py` measures the overhead and the error against a tight reference.
 
     Example:
         >>> from torch import nn
@@ -140,10 +168,15 @@ class Sharpness(Probe):
         blocks: Blocks | None = None,
         batches: int | None = None,
         batch_size: int | None = None,
+        warm_products: int | None = None,
     ):
         super().__init__(every)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k: expected a positive integer, got {k!r}")
+        if warm_products is not None and (
+            isinstance(warm_products, bool) or not isinstance(warm_products, int) or warm_products < k
+        ):
+            raise ValueError(f"warm_products: expected None or an integer >= k = {k}, got {warm_products!r}")
         if not tol > 0:
             raise ValueError(f"tol: expected a positive number, got {tol!r}")
         if criterion not in STOPPING_CRITERIA:
@@ -161,6 +194,7 @@ class Sharpness(Probe):
         self.blocks = blocks
         self.batches = batches
         self.batch_size = batch_size
+        self.warm_products = warm_products
         self.v0: Tensor | None = None
         self.block_v0: dict[str, Tensor] = {}
 
@@ -169,8 +203,9 @@ class Sharpness(Probe):
         if self.batches is None and self.blocks is None:
             op = HessianOperator(objectives[0])
             return self.record(run_products(self.eigenpairs(op, ctx.step), op.matvec))
-        results = [self._top(HessianOperator(obj), ctx.step, self.v0, self.k) for obj in objectives]
-        self._keep(results[0], None)
+        runs = [self._top(HessianOperator(obj), ctx.step, self.v0, self.k) for obj in objectives]
+        self._keep(runs[0][1], None)
+        results = [result for result, _ in runs]
         tops = [r.eigenvalues.tolist() for r in results]
         metrics: dict[str, float] = {}
         if self.batches is None:
@@ -180,19 +215,19 @@ class Sharpness(Probe):
         matvecs = sum(r.num_matvecs for r in results)
         if self.blocks is not None:
             for block, selection in parameter_blocks(ctx.model, self.blocks).items():
-                block_results = [
+                block_runs = [
                     self._top(HessianOperator(obj.restricted(selection)), ctx.step, self.block_v0.get(block), 1)
                     for obj in objectives
                 ]
-                self._keep(block_results[0], block)
-                values = [r.eigenvalues[0].item() for r in block_results]
+                self._keep(block_runs[0][1], block)
+                values = [result.eigenvalues[0].item() for result, _ in block_runs]
                 metrics[f"{self.name}/block/{block}"] = float(np.mean(values))
-                matvecs += sum(r.num_matvecs for r in block_results)
+                matvecs += sum(result.num_matvecs for result, _ in block_runs)
         metrics[f"{self.name}/matvecs"] = float(matvecs)
         return metrics
 
-    def _top(self, op: LinearOperator, step: int, v0: Tensor | None, k: int) -> EigResult:
-        return run_products(self._steps(op, step, v0, k), op.matvec)
+    def _top(self, op: LinearOperator, step: int, v0: Tensor | None, k: int) -> tuple[EigResult, Tensor]:
+        return run_products(_carried(self._steps(op, step, v0, k)), op.matvec)
 
     def _steps(self, op: LinearOperator, step: int, v0: Tensor | None, k: int) -> Generator[Tensor, Tensor, EigResult]:
         if v0 is not None:
@@ -201,12 +236,13 @@ class Sharpness(Probe):
                     f"state: the warm-start vector has {v0.numel()} entries, the model has {op.shape[0]} parameters"
                 )
             v0 = v0.to(op.device, op.dtype)
+        budget = self.max_iter if v0 is None or self.warm_products is None else self.warm_products
         return eigs_steps(
             op,
             k=k,
             which="LA",
             tol=self.tol,
-            max_iter=self.max_iter,
+            max_iter=budget,
             v0=v0,
             generator=_generator(self.seed, step),
             criterion=self.criterion,
@@ -214,17 +250,19 @@ class Sharpness(Probe):
 
     def eigenpairs(self, op: LinearOperator, step: int) -> Generator[Tensor, Tensor, EigResult]:
         """The Lanczos run of the measurement at `step` on the Hessian operator `op`, warm-started, as a
-        generator of the Hessian-vector products it needs (`tdlab.curvature.eigs_steps`)."""
-        return self._steps(op, step, self.v0, self.k)
+        generator of the Hessian-vector products it needs (`tdlab.curvature.eigs_steps`); when it ends it keeps
+        the warm start of the next measurement (see `_carried`)."""
+        result, carry = yield from _carried(self._steps(op, step, self.v0, self.k))
+        self._keep(carry, None)
+        return result
 
-    def _keep(self, result: EigResult, block: str | None) -> None:
-        """Keep the warm start of the next measurement, unless the eigenvectors are not finite (a diverged model)."""
-        if bool(torch.isfinite(result.eigenvectors).all()):
-            v0 = result.eigenvectors.sum(dim=1).detach()
+    def _keep(self, v0: Tensor, block: str | None) -> None:
+        """Keep the warm start of the next measurement, unless it is not finite (a diverged model)."""
+        if bool(torch.isfinite(v0).all()):
             if block is None:
-                self.v0 = v0
+                self.v0 = v0.detach()
             else:
-                self.block_v0[block] = v0
+                self.block_v0[block] = v0.detach()
 
     def _values(self, eigenvalues: list[float]) -> dict[str, float]:
         metrics = {self.name: eigenvalues[0]}
@@ -232,11 +270,11 @@ class Sharpness(Probe):
         return metrics
 
     def record(self, result: EigResult) -> dict[str, float]:
-        """Keep the warm start of the next measurement (unless the eigenvectors are not finite: a diverged model)
-        and return the metrics of `result`."""
-        self._keep(result, None)
+        """The metrics of `result`: the eigenvalues, the products it took and the residual norm
+        ||H y_1 - theta_1 y_1|| of the top pair ("<name>/residual"; theta_1 lies within it of an eigenvalue)."""
         metrics = self._values(result.eigenvalues.tolist())  # descending for which="LA"
         metrics[f"{self.name}/matvecs"] = float(result.num_matvecs)
+        metrics[f"{self.name}/residual"] = float(result.residuals[0])
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
