@@ -15,7 +15,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 FAILING_HONESTLY = {"overparameterisation": "3/4"}
 """Experiments whose claim fails at a notebook's settings, with the exact verdict count expected (a change either way
 fails the test): overparameterisation's width trend, once the step is controlled per width (0.5 x 2/lambda_max at
-init), is not significant (issue 12; see the experiment's docstring)."""
+init), is not significant here, and at the full preset it is reversed past width 64 (issue 12; see the preset)."""
 
 
 @pytest.fixture(scope="module")

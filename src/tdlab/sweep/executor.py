@@ -40,7 +40,7 @@ from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any, Literal
 
-from tdlab.config import worker_threads
+from tdlab.config import configure_threads, worker_threads
 from tdlab.store import Run
 from tdlab.store.lock import Owner, RunBusyError, read_owner
 from tdlab.sweep.spec import SweepPoint, SweepSpec
@@ -93,9 +93,7 @@ def run_point(kind: str, run_id: str, config: dict[str, Any], folder: str, threa
     An existing run is owned before its status is read, so that two sweeps never both continue it.
     """
     if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+        configure_threads(threads)  # torch's threads and the BLAS pools of NumPy and SciPy
     path = Path(folder) / run_id
     try:
         if not path.exists():
@@ -142,9 +140,7 @@ def run_group(kind: str, run_ids: list[str], configs: list[dict[str, Any]], fold
     """Run one job: a single point (`run_point`), or fresh training points together as an ensemble; if the
     ensemble fails, its members are finished one by one (a member that fails alone too is "failed")."""
     if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+        configure_threads(threads)  # torch's threads and the BLAS pools of NumPy and SciPy
     if len(run_ids) == 1:
         return [run_point(kind, run_ids[0], configs[0], folder)]
     from tdlab.ensemble import train_ensemble
