@@ -1,7 +1,8 @@
 """overparameterisation: the per-example tangent-kernel trace against autograd one output at a time, its expectation
 at initialisation against the closed form, the sharpness at initialisation against the exact Hessian, config
-validation, the seeds trained together (each at its own step) against one by one, the width checks flipping on
-corrupted losses, re-checking from stored metrics, and a quick run."""
+validation, the seeds trained together (each at its own step in SP, at the one NTK step in the NTK arm) against one
+by one, the width checks of both arms and the NTK step's stability check flipping on corrupted metrics,
+re-checking from stored metrics, and a quick run."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tdlab.data import mnist1d
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import overparameterisation as op
 from tdlab.models import MLP
+from tdlab.models.ntk import NTKMLP
 from tdlab.oracles import Objective
 from tdlab.theory.ntk import relu_ntk_trace
 
@@ -72,29 +74,48 @@ def small_run() -> tuple[op.OverparameterisationConfig, object]:
 
 
 def test_sharpness_at_initialisation_is_the_exact_top_eigenvalue(small_run):
-    """lambda_max recorded for each seed vs the largest eigenvalue of the dense float64 Hessian of the same MLP."""
+    """lambda_max recorded for each seed vs the largest eigenvalue of the dense float64 Hessian of the same MLP, in
+    both parameterisations; SP steps are 2 * 0.5 / lambda_max per run, the NTK step 2 * 0.5 / (seed-mean lambda_max
+    of the narrowest width) for every run of every width."""
     config, metrics = small_run
     data = mnist1d(60, 100, seed=0)
+    train = (data.X_train.double(), data.y_train)
+    models = {"standard": lambda s: MLP(40, 10, width=8, depth=1, seed=s), "ntk": lambda s: _ntk(8, s)}
+    for arm, model in models.items():
+        for s in range(2):
+            objective = Objective(model(s).double(), torch.nn.CrossEntropyLoss(), train)
+            exact = torch.linalg.eigvalsh(exact_hessian(objective))[-1].item()
+            recorded = _one(metrics, "sharpness_init", arm, width=8, seed=s)
+            assert recorded == pytest.approx(exact, rel=5 * config.lanczos_tol)
     for s in range(2):
-        model = MLP(40, 10, width=8, depth=1, seed=s).double()
-        train = (data.X_train.double(), data.y_train)
-        exact = torch.linalg.eigvalsh(exact_hessian(Objective(model, torch.nn.CrossEntropyLoss(), train)))[-1].item()
-        recorded = metrics.query(f"name == 'sharpness_init' and width == 8 and seed == {s}")["value"].item()
-        assert recorded == pytest.approx(exact, rel=5 * config.lanczos_tol)
-        step = metrics.query(f"name == 'lr' and width == 8 and seed == {s}")["value"].item()
-        assert step == pytest.approx(2 * config.step_fraction / recorded, rel=1e-12)
+        step = _one(metrics, "lr", "standard", width=8, seed=s)
+        assert step == pytest.approx(2 * config.step_fraction / _one(metrics, "sharpness_init", "standard", 8, s))
+    narrowest = np.mean([_one(metrics, "sharpness_init", "ntk", width=4, seed=s) for s in range(2)])
+    ntk_steps = metrics.query("name == 'lr' and parameterisation == 'ntk'")["value"]
+    assert len(ntk_steps) == 6
+    np.testing.assert_allclose(ntk_steps, 2 * config.step_fraction / narrowest, rtol=1e-12)
 
 
-def test_seeds_trained_together_follow_their_own_runs(small_run):
+def _ntk(width: int, seed: int) -> NTKMLP:
+    return NTKMLP(40, 10, width=width, depth=1, activation="relu", seed=seed)
+
+
+def _one(metrics, name: str, arm: str, width: int, seed: int) -> float:
+    query = f"name == '{name}' and parameterisation == '{arm}' and width == {width} and seed == {seed}"
+    return metrics.query(query)["value"].item()
+
+
+@pytest.mark.parametrize("arm", ["standard", "ntk"])
+def test_seeds_trained_together_follow_their_own_runs(small_run, arm):
     """Each seed's recorded loss curve is the full-batch cross-entropy of that MLP trained alone by torch's SGD at
-    its own step 2 * 0.5 / lambda_max, at steps 0, 4, 8 and 12 (every `curve_every` steps, the last included)."""
+    its recorded step (SP: its own 2 * 0.5 / lambda_max; NTK: the one step), at steps 0, 4, 8 and 12 (every
+    `curve_every` steps, the last included)."""
     _, metrics = small_run
-    curves = metrics.query("name == 'train_loss' and width == 8")
+    curves = metrics.query(f"name == 'train_loss' and width == 8 and parameterisation == '{arm}'")
     data = mnist1d(60, 100, seed=0)
     for s in range(2):
-        model = MLP(40, 10, width=8, depth=1, seed=s)
-        lr = metrics.query(f"name == 'lr' and width == 8 and seed == {s}")["value"].item()
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        model = MLP(40, 10, width=8, depth=1, seed=s) if arm == "standard" else _ntk(8, s)
+        optimizer = torch.optim.SGD(model.parameters(), lr=_one(metrics, "lr", arm, width=8, seed=s))
         expected = []
         for step in range(13):
             loss = torch.nn.functional.cross_entropy(model(data.X_train), data.y_train)
@@ -108,27 +129,41 @@ def test_seeds_trained_together_follow_their_own_runs(small_run):
         np.testing.assert_allclose(measured["value"].to_numpy(), expected[::4], rtol=1e-5)
 
 
-def _with_final_losses(metrics, config, losses: np.ndarray):
-    """The metrics with the final training losses replaced by `losses` (width x seed)."""
+def _with(metrics, config, name: str, arm: str, values: np.ndarray):
+    """The metrics with the rows `name` of parameterisation `arm` (the final training losses for train_loss)
+    replaced by `values` (width x seed)."""
     metrics = metrics.copy()
+    row = (metrics["name"] == name) & (metrics["parameterisation"] == arm)
+    if name == "train_loss":
+        row &= metrics["step"] == config.steps
     for i, width in enumerate(config.widths):
         for s in range(config.seeds):
-            row = (metrics["name"] == "train_loss") & (metrics["step"] == config.steps)
-            metrics.loc[row & (metrics["width"] == width) & (metrics["seed"] == s), "value"] = losses[i, s]
+            metrics.loc[row & (metrics["width"] == width) & (metrics["seed"] == s), "value"] = values[i, s]
     return metrics
 
 
-def test_width_checks_fail_on_corrupted_losses():
-    """Falling losses pass checks 1 and 2; losses rising with width fail the trend test; a U-shape passes the trend
-    test but fails the no-reversal test."""
+@pytest.fixture(scope="module")
+def five_widths() -> tuple[op.OverparameterisationConfig, object]:
     config = op.EXPERIMENT.make_config(**{**SMALL, "widths": (4, 8, 16, 32, 64), "seeds": 3}, probe_examples=4)
-    metrics = op.measure(config, Context(torch.device("cpu")))
+    return config, op.measure(config, Context(torch.device("cpu")))
+
+
+@pytest.mark.parametrize(("arm", "first"), [("standard", 0), ("ntk", 4)])
+def test_width_checks_fail_on_corrupted_losses(five_widths, arm, first):
+    """In either arm (checks 1-2 SP, 5-6 NTK): falling losses pass the trend and no-reversal checks; losses rising
+    with width fail the trend test; a U-shape passes the trend test but fails the no-reversal test; diverged runs
+    fail both. The other arm's checks do not move."""
+    config, metrics = five_widths
     jitter = np.array([1.0, 1.05, 0.95])
     falling = np.array([1.0, 0.5, 0.25, 0.12, 0.06])[:, None] * jitter
     u_shape = np.array([1.0, 0.5, 0.25, 0.12, 0.5])[:, None] * jitter
+    other = 4 - first
+    untouched = [c.passed for c in op.checks(metrics, config)[other : other + 2]]
 
     def verdicts(losses: np.ndarray) -> list[bool]:
-        return [c.passed for c in op.checks(_with_final_losses(metrics, config, losses), config)[:2]]
+        checks = op.checks(_with(metrics, config, "train_loss", arm, losses), config)
+        assert [c.passed for c in checks[other : other + 2]] == untouched
+        return [c.passed for c in checks[first : first + 2]]
 
     assert verdicts(falling) == [True, True]
     assert verdicts(falling[::-1])[0] is False
@@ -136,19 +171,44 @@ def test_width_checks_fail_on_corrupted_losses():
     assert verdicts(np.full((5, 3), np.nan)) == [False, False]  # diverged runs
 
 
+@pytest.mark.parametrize(("arm", "index"), [("standard", 2), ("ntk", 6)])
+def test_test_error_check_fails_when_wider_tests_worse(five_widths, arm, index):
+    """Test errors flat in width up to seed noise pass checks 3 / 7; the widest width 0.1 worse than the rest fails."""
+    config, metrics = five_widths
+    flat = 0.3 + np.array([0.0, 0.01, -0.01])[None, :] * np.ones((5, 1))
+    worse = flat + np.array([0, 0, 0, 0, 0.1])[:, None]
+    assert op.checks(_with(metrics, config, "test_error", arm, flat), config)[index].passed
+    assert not op.checks(_with(metrics, config, "test_error", arm, worse), config)[index].passed
+
+
+def test_ntk_step_check_fails_when_lambda_max_grows_with_width(five_widths):
+    """Check 8 passes on the measured NTK lambda_max (O(1) in width) and fails when lambda_max grows like the
+    width, as in SP: the one step from the narrowest width is then past 2 / lambda_max at the wide end."""
+    config, metrics = five_widths
+    assert op.checks(metrics, config)[7].passed
+    narrowest = np.array([_one(metrics, "sharpness_init", "ntk", width=4, seed=s) for s in range(3)])
+    growing = np.outer(np.asarray(config.widths) / config.widths[0], narrowest)
+    check = op.checks(_with(metrics, config, "sharpness_init", "ntk", growing), config)[7]
+    assert not check.passed
+    assert check.measured == pytest.approx(config.step_fraction * 64 / 4)
+
+
 def test_checks_and_figures_come_from_the_stored_metrics(tmp_path):
     result = assert_rechecks(op.EXPERIMENT, op.EXPERIMENT.make_config(**SMALL, probe_examples=4), tmp_path)
-    assert len(result.checks) == 4 and set(result.figures) == {"loss_curves", "width_sweep"}
+    assert len(result.checks) == 8 and set(result.figures) == {"loss_curves", "width_sweep"}
 
 
 def test_quick_run():
-    """The test error and NTK checks pass. The width checks (1, 2) are reported as measured: in the quick run with
-    the step controlled they fail (Spearman p 0.057, Welch p 0.046, a U-shape with its minimum at width 64), so
-    only their p-values are asserted to be computed; their verdicts are tested on constructed losses above."""
+    """The test error, NTK-trace and NTK-step checks pass. The width checks are reported as measured: in the quick
+    run they fail in SP (Spearman p 0.057, Welch p 0.046, a U-shape with its minimum at width 64), and in the NTK
+    parameterisation the trend passes (p 0.014) but the no-reversal test fails (p 0.0005, loss 0.29 at width 64,
+    0.43 at 256), so only their p-values are asserted to be computed; their verdicts are tested on constructed
+    losses above."""
     experiment = op.EXPERIMENT
     result = experiment.run(experiment.make_config(), Context(torch.device("cpu")))
-    assert len(result.checks) == 4
-    assert all(c.passed for c in result.checks[2:]), [(c.name, c.measured, c.theory) for c in result.checks[2:]]
-    assert all(0 <= c.measured <= 1 for c in result.checks[:2])
+    assert len(result.checks) == 8
+    kept = [result.checks[i] for i in (2, 3, 6, 7)]
+    assert all(c.passed for c in kept), [(c.name, c.measured, c.theory) for c in kept]
+    assert all(0 <= result.checks[i].measured <= 1 for i in (0, 1, 4, 5))
     assert set(result.figures) == {"loss_curves", "width_sweep"}
     assert all(isinstance(f, Figure) for f in result.figures.values())
