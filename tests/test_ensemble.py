@@ -10,6 +10,7 @@ from torch import nn
 from tdlab.ensemble import StackedModels, member_losses, stacked_module, train_ensemble
 from tdlab.ensemble.probes import measure_together, members_loss_and_accuracy
 from tdlab.models import ACTIVATIONS, MLP, LinearModel, RandomFeatures
+from tdlab.models.ntk import NTKMLP
 from tdlab.probes import (
     GradientNorm,
     HessianTrace,
@@ -156,6 +157,16 @@ def test_stacked_layers_compute_each_members_output(activation, norm, residual):
         torch.testing.assert_close(outputs[m], model(x[m]), rtol=0, atol=1e-12)
     some = ensemble.outputs(x[1], rows=torch.tensor([3, 1]))
     torch.testing.assert_close(some, torch.stack([models[3](x[1]), models[1](x[1])]), rtol=0, atol=1e-12)
+
+
+def test_ntk_parameterised_mlps_stack():
+    """NTKMLP's forward divides by each layer's fan-in, which the stacked layers keep: no vmap needed."""
+    models = [NTKMLP(6, 3, width=5, depth=2, activation="relu", seed=s).double() for s in range(3)]
+    ensemble = StackedModels.of(models)
+    assert ensemble.stacked is not None
+    x = torch.randn(3, 7, 6, dtype=torch.float64)
+    for m, model in enumerate(models):
+        torch.testing.assert_close(ensemble(x)[m], model(x[m]), rtol=0, atol=1e-12)
 
 
 def test_models_without_stacked_layers_run_through_vmap():
