@@ -95,7 +95,6 @@ def _carried(run: Generator[Tensor, Tensor, EigResult]) -> Generator[Tensor, Ten
     |lambda_2| / lambda_1 while the Hessian changes slowly). The power iteration follows the eigenvalue of largest
     magnitude: where the Rayleigh quotient is not positive (a negative eigenvalue dominates) the start vector is
     kept instead."""
-    product = None
     v = next(run)
     while True:
         product = yield v
