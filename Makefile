@@ -38,4 +38,4 @@ lint: setup
 bench: setup
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[bench]"
 	$(BIN)/python -m pip uninstall -y -q torchvision
-	for f in benchmarks/bench_*.py; do $(BIN)/python $$f; done
+	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
