@@ -12,6 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from pydantic import ValidationError
 from recheck import assert_rechecks
+from torch.func import jacrev
 
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import linearised_network as ln
@@ -30,7 +31,9 @@ def _setup(width: int = 12, depth: int = 2, n: int = 10):
 def test_linearised_descent_is_gradient_descent_on_the_explicit_jacobian():
     forward, params, X, y = _setup()
     delta, residuals = ln.linearised_descent(forward, params, X, y, lr=0.5, steps=20)
-    J = torch.cat(list(ln.jacobian(forward, params, X).values()), dim=1)
+    blocks = jacrev(lambda p: forward(p, X))(params)  # the whole batch's Jacobian, not per-example gradients
+    J = torch.cat([b.reshape(X.shape[0], -1) for b in blocks.values()], dim=1)
+    torch.testing.assert_close(torch.cat(list(ln.jacobian(forward, params, X).values()), dim=1), J, rtol=0, atol=1e-12)
     f0 = forward(params, X)[:, 0]
     w = torch.zeros(J.shape[1], dtype=torch.float64)
     for t in range(20):
