@@ -8,9 +8,10 @@ keeps decreasing over long times, though not monotonically.
 
 The experiment trains one MLP initialisation (`model` section) on an mnist1d subset (`data` section) with
 1/2 |f(x) - onehot(y)|^2 (averaged over examples) by full-batch GD (`tdlab.train.fit`, `torch.optim.SGD`) at several
-step sizes (heavy ball with `momentum` > 0, bound 2 (1 + beta)/eta). The `loss` probe measures the train loss
-after every step, the `sharpness` probe S every `sharpness_every` steps (Lanczos on Hessian-vector products,
-warm-started from the previous top eigenvector). Checks, for each eta:
+step sizes (heavy ball with `momentum` > 0, bound 2 (1 + beta)/eta). The train loss is recorded after every step
+(from GD's own forward pass, `measure`), the `sharpness` probe S every `sharpness_every` steps (Lanczos on
+Hessian-vector products of the full-batch loss, warm-started from the previous top eigenvector). Checks, for each
+eta:
 
 - edge of stability: the median of S / (2/eta) over the second half of training lies in [0.85, 1.15];
 - progressive sharpening: before S first reaches 2/eta it increases with the step, a positive Spearman rank
@@ -72,7 +73,11 @@ class EdgeOfStabilityConfig(ExperimentConfig):
 
 def measure(config: EdgeOfStabilityConfig, context: Context) -> pd.DataFrame:
     """Rows (eta, step, name, value) from step 0: "train/loss" after every step (a diverged run ends with a loss that
-    is not finite), "sharpness" and "sharpness/matvecs" every `sharpness_every` steps."""
+    is not finite), "sharpness", "sharpness/matvecs" and "sharpness/residual" every `sharpness_every` steps.
+
+    The train loss after step t is the full-batch loss GD evaluates for its step t + 1 (the trainer's
+    "train/batch_loss" of step t + 1, the same forward pass on the same parameters), so no extra forward pass is
+    spent on it; a `LossProbe` measures the loss after the last step, which no GD step evaluates."""
     dtype = getattr(torch, config.dtype)
     dataset = build_data(seeded(config.data, config.seed), context.device, dtype)
     train = dataset.X_train, nn.functional.one_hot(dataset.y_train, dataset.out_features).to(dtype)
@@ -80,10 +85,14 @@ def measure(config: EdgeOfStabilityConfig, context: Context) -> pd.DataFrame:
     for eta in context.track(config.etas, "edge-of-stability: step sizes"):
         model = build_network(seeded(config.model, config.seed), dataset)
         sharpness = Sharpness(config.sharpness_every, tol=config.lanczos_tol, seed=config.seed)
-        probes = ProbeSet([LossProbe(batch_size=None), sharpness], model, half_squared_error, train, task="regression")
+        last = LossProbe(every=config.steps, batch_size=None)  # due at steps 0 and `steps`; only the latter is kept
+        probes = ProbeSet([last, sharpness], model, half_squared_error, train, task="regression")
         optimizer = torch.optim.SGD(model.parameters(), lr=eta, momentum=config.momentum)
-        trained = fit(model, half_squared_error, train, optimizer, config.steps, probes=probes)
-        frames.append(trained.metrics.query("name not in ('train/batch_loss', 'lr')").assign(eta=eta))
+        rows = fit(model, half_squared_error, train, optimizer, config.steps, probes=probes).metrics
+        before_step = rows.query("name == 'train/batch_loss'").assign(step=lambda f: f["step"] - 1, name="train/loss")
+        final = rows.query("name == 'train/loss' and step == @config.steps")
+        probed = rows.query("name not in ('train/batch_loss', 'lr', 'train/loss')")
+        frames.append(pd.concat([before_step, final, probed]).sort_values("step", kind="stable").assign(eta=eta))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -248,10 +257,10 @@ EXPERIMENT = Experiment(
     figures=figures,
     presets={
         "full": {
-            "data": {"name": "mnist1d", "n_train": 4000, "n_test": 10},
+            "data": {"name": "mnist1d", "n_train": 2000, "n_test": 10},
             "model": {"name": "mlp", "width": 200, "depth": 3, "activation": "tanh", "init": "default"},
             "etas": (2 / 30, 2 / 20, 2 / 15, 2 / 10),
-            "steps": 6000,
+            "steps": 4000,
             "sharpness_every": 20,
         },
     },
