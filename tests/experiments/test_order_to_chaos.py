@@ -12,10 +12,14 @@ from matplotlib.figure import Figure
 from pydantic import ValidationError
 from recheck import assert_rechecks
 from scipy import integrate
+from torch import nn
 
 from tdlab.experiments.base import Context
 from tdlab.experiments.catalogue import order_to_chaos as otc
+from tdlab.probes.loss import loss_and_accuracy
 from tdlab.theory import mean_field
+from tdlab.train.builders import build_data
+from tdlab.train.trainer import fit
 
 
 def _cross(q, c):
@@ -181,3 +185,29 @@ def test_trained_shallow_network_beats_chance():
     )
     (row,) = otc.trainability(config, Context(torch.device("cpu")), torch.Generator().manual_seed(0))
     assert row["value"] >= 0.5
+
+
+def test_stacked_heat_map_matches_networks_trained_one_by_one():
+    """The networks of one depth train as one stacked ensemble; each ends where its own sequential run of `fit` (same
+    initial weights from the generator, same batches) ends."""
+    config = otc.OrderToChaosConfig(
+        heatmap_depths=(2, 3),
+        heatmap_sigma_w2=(1.0, 3.0),
+        heatmap_width=16,
+        heatmap_steps=50,
+        heatmap_batch=16,
+        heatmap_data={"name": "mnist1d", "n_train": 60, "n_test": 10},
+        heatmap_optimizer={"name": "sgd", "lr": 0.1},
+    )
+    rows = otc.trainability(config, Context(torch.device("cpu")), torch.Generator().manual_seed(0))
+    data = build_data(config.heatmap_data)
+    generator, expected = torch.Generator().manual_seed(0), []
+    for depth in config.heatmap_depths:
+        for sw2 in config.heatmap_sigma_w2:
+            net = otc.tanh_network(40, 10, config.heatmap_width, depth, sw2, config.sigma_b2, generator)
+            optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+            fit(net, nn.CrossEntropyLoss(), data.train, optimizer, 50, batch_size=16, batch_order="replacement")
+            expected.append(loss_and_accuracy(net, nn.CrossEntropyLoss(), data.train)[1])
+    assert [(r["depth"], r["sigma_w2"]) for r in rows] == [(2, 1.0), (2, 3.0), (3, 1.0), (3, 3.0)]
+    assert [r["value"] for r in rows] == pytest.approx(expected, abs=1e-9)
+    assert len(set(expected)) > 1  # the networks differ
