@@ -73,3 +73,26 @@ def test_relu_second_derivative_and_what_stays_unchanged():
         assert bn.grad_fn.name() == "NativeBatchNormBackward0"
         conv = nn.functional.conv1d(x[None], torch.ones(2, 5, 3, dtype=torch.float64), padding="same")
         assert conv.grad_fn.name() == "ConvolutionBackward0"
+
+
+def test_gelu_values_gradient_and_hessian_vector_products_equal_torchs():
+    gen = torch.Generator().manual_seed(3)
+    net = nn.Sequential(nn.Linear(4, 6), nn.GELU(), nn.Linear(6, 2)).double()
+    x = torch.randn(5, 4, dtype=torch.float64, generator=gen)
+    params = list(net.parameters())
+    vs = [torch.randn(p.shape, dtype=torch.float64, generator=gen) for p in params]
+
+    def derivatives(mode):
+        with mode:
+            loss = net(x).square().sum()
+            grads = torch.autograd.grad(loss, params, create_graph=True)
+        hvp = torch.autograd.grad(grads, params, vs, create_graph=True)  # differentiated again: third derivatives
+        third = torch.autograd.grad(sum((h * v).sum() for h, v in zip(hvp, vs, strict=True)), params)
+        return loss, grads, hvp, third
+
+    with LeanDoubleBackward():
+        assert net[1](net[0](x)).grad_fn.name() == "_GELUBackward"
+        assert nn.functional.gelu(net[0](x), approximate="tanh").grad_fn.name() == "GeluBackward0"  # stock
+    for ours, theirs in zip(derivatives(LeanDoubleBackward()), derivatives(torch.enable_grad()), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-13, atol=1e-13)
+    assert gradgradcheck(lean(nn.functional.gelu), (torch.randn(3, 4, dtype=torch.float64, requires_grad=True),))

@@ -455,7 +455,7 @@ class Objective:
 
         The graph is built with plain `torch.autograd` (a torch.func `vjp` of `grad` would also record a graph of
         every product, for third derivatives nobody asks for) and under `LeanDoubleBackward` (cheaper products
-        through BatchNorm, ReLU and convolutions). Inside a torch.func transform (`vmap` over the products of
+        through BatchNorm, ReLU, GELU and convolutions). Inside a torch.func transform (`vmap` over the products of
         `HessianOperator @ V` without kept graphs), where autograd cannot mark leaves, it is torch.func's `vjp`.
         """
         try:
