@@ -474,7 +474,7 @@ EXPERIMENT = Experiment(
             "sigma_w2_points": (1.0, 1.2, 2.5, 3.0, 5.0),
             "curve_points": 100,
             "sigma_w2_range": (1.0, 4.0),
-            "heatmap_depths": (10, 20, 30, 45, 70),
+            "heatmap_depths": (10, 20, 30, 45, 70, 100),
             "heatmap_sigma_w2": tuple(float(s) for s in np.round(np.linspace(1.0, 4.0, 13), 3)),
             "heatmap_width": 128,
             "heatmap_batch": 64,
