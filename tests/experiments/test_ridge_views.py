@@ -36,6 +36,22 @@ def test_views_agree_with_the_posterior_precision_form(n, d):
             np.testing.assert_allclose(solve(X, y, sigma2 / tau2), precision_form, atol=1e-11, err_msg=view)
 
 
+def test_primal_ridge_is_accurate_when_lambda_is_tiny_against_s_max_squared():
+    """X = U diag(s) V^T built from known factors, s^2 / lambda up to 1e8 with d > n (and n > d): the exact
+    answer V diag(s / (s^2 + lambda)) U^T y is known without a solve. A plain solve of the formed Gram matrix is
+    off by up to ~eps s_max^2 / lambda relative where d > n; the refined solve must be within 1e-13."""
+    rng = np.random.default_rng(3)
+    for n, d in ((30, 90), (90, 30)):
+        r = min(n, d)
+        U, _ = np.linalg.qr(rng.standard_normal((n, r)))
+        V, _ = np.linalg.qr(rng.standard_normal((d, r)))
+        s = np.geomspace(1.0, 100.0, r)
+        X, y, lam = (U * s) @ V.T, rng.standard_normal(n), 1e-4
+        exact = V @ (s / (s**2 + lam) * (U.T @ y))
+        error = np.linalg.norm(theory.ridge_primal(X, y, lam) - exact) / np.linalg.norm(exact)
+        assert error < 1e-13, (n, d, error)
+
+
 def test_views_accept_several_target_columns():
     rng = np.random.default_rng(1)
     X, Y = rng.standard_normal((10, 4)), rng.standard_normal((10, 3))
