@@ -12,12 +12,9 @@ import pytest
 from jupyter_client import kernelspec
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-FAILING_HONESTLY = {"overparameterisation": "6/8"}
+FAILING_HONESTLY: dict[str, str] = {}
 """Experiments whose claim fails at a notebook's settings, with the exact verdict count expected (a change either way
-fails the test): overparameterisation's width trend, once the step is controlled per width in the standard
-parameterisation (0.5 x 2/lambda_max at init), is not significant here (Spearman p 0.071), and in the NTK
-parameterisation at one step the loss rises from width 128 to 256 (Welch p 0.009); at the full preset both arms
-turn up past width 64 (issue 12; see the preset)."""
+fails the test); none at present."""
 
 
 @pytest.fixture(scope="module")

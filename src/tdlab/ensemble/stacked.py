@@ -9,8 +9,8 @@ vmap's batching rules (on 2 CPU threads, the gradient of 32 small MLPs takes 1.4
     Linear        y[m] = x[m] W[m]^T + b[m]                  (x: (N, batch, in) -> (N, batch, out))
     LayerNorm     y[m] = (x[m] - mu) / sqrt(var + eps) * gamma[m] + beta[m]
     Flatten(s, e) acts on the dimensions after the member dimension
-    activations, Identity and the containers of `tdlab.models` (NTKMLP too): element-wise or written for
-    any number of leading dimensions, unchanged.
+    activations, Identity and the containers of `tdlab.models` (NTKMLP and MeanFieldMLP too): element-wise or
+    written for any number of leading dimensions, unchanged.
 
 A model holding any other module gets no stacked form (`stacked_module` returns None) and is run through vmap.
 """
@@ -27,7 +27,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from tdlab.models import MLP, HiddenLayer, LinearModel
 from tdlab.models.activations import ACTIVATIONS
-from tdlab.models.ntk import NTKMLP
+from tdlab.models.ntk import NTKMLP, MeanFieldMLP
 
 
 class StackedLinear(nn.Linear):
@@ -52,7 +52,17 @@ class StackedLayerNorm(nn.LayerNorm):
         return torch.addcmul(self.bias.view(shape), normalised, self.weight.view(shape))
 
 
-_UNCHANGED = (nn.Identity, MLP, NTKMLP, HiddenLayer, LinearModel, nn.Sequential, nn.ModuleList, *ACTIVATIONS.values())
+_UNCHANGED = (
+    nn.Identity,
+    MLP,
+    NTKMLP,
+    MeanFieldMLP,
+    HiddenLayer,
+    LinearModel,
+    nn.Sequential,
+    nn.ModuleList,
+    *ACTIVATIONS.values(),
+)
 
 
 def _stacked_layer(module: nn.Module) -> nn.Module | None:

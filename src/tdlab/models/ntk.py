@@ -1,4 +1,5 @@
-"""An MLP in the neural-tangent-kernel parameterisation, the network of the NTK theory.
+"""An MLP in the neural-tangent-kernel parameterisation, the network of the NTK theory, and its one-hidden-layer
+mean-field sibling (`MeanFieldMLP`, the readout divided by the width instead of its square root).
 
 With h_0 = x (flattened), L = depth hidden layers of width n_l, standard normal weights and no biases (Jacot,
 Gabriel & Hongler 2018; Lee et al. 2019, "Wide neural networks of any depth evolve as linear models under gradient
@@ -79,4 +80,42 @@ class NTKMLP(nn.Module):
         h = self.flatten(x)
         for layer in self.hidden:
             h = self.activation(layer(h) / math.sqrt(layer.in_features))
-        return self.readout(h) / math.sqrt(self.readout.in_features)
+        return self.readout(h) / self.readout_divisor()
+
+    def readout_divisor(self) -> float:
+        """The readout's scale: sqrt(n_L) in the NTK parameterisation."""
+        return math.sqrt(self.readout.in_features)
+
+
+class MeanFieldMLP(NTKMLP):
+    """f(x) = W_out phi(W x / sqrt(d)) / m: one hidden layer of width m in the mean-field parameterisation (Mei,
+    Montanari & Nguyen 2018; Chizat & Bach 2018; the depth-1 case of Yang & Hu 2021's maximal-update
+    parameterisation), standard normal weights as in `NTKMLP`, whose arguments it takes (depth is 1).
+
+    The readout divides by m, not sqrt(m): every parameter's gradient is O(1/m), so gradient descent at step
+    eta m moves every unit (w_j, a_j) by O(1) at every width, the units a system of particles whose distribution
+    follows a width-independent flow. In the NTK parameterisation at a width-independent step each unit moves by
+    O(1/sqrt(m)): as m grows its features freeze (lazy training, Chizat, Oyallon & Bach 2019); here they do not.
+
+    Example:
+        >>> model = MeanFieldMLP(4, 1, width=4, activation="relu")
+        >>> with torch.no_grad():
+        ...     _ = [p.fill_(1.0) for p in model.parameters()]
+        >>> model(torch.ones(2, 4)).tolist()  # relu(4 / sqrt(4)) = 2 per unit, 4 * 2 / 4
+        [[2.0], [2.0]]
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int = 1,
+        width: int = 512,
+        activation: str = "tanh",
+        seed: int | torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        super().__init__(in_features, out_features, width, 1, activation, seed, dtype)
+
+    def readout_divisor(self) -> float:
+        """The readout's scale: m in the mean-field parameterisation."""
+        return float(self.readout.in_features)
