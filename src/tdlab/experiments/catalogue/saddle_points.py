@@ -27,12 +27,20 @@ fitting a teacher network with the half squared error L:
   point found is a minimum, or the indices are shuffled, or (a wrong implementation) the index is taken at
   points that are not critical for L. Measured: the quick preset passes (p = 0.026, rho = 0.70 over 8 points;
   over seeds 0-4: p = 0.026, 0.10, -, 0.0013, 0.0072, seed 2 leaving 1 point: most of its branches crawl into
-  flat regions and are lost); the full preset does not (p = 0.88, rho = -0.24 over 26 points): with 10 hidden
-  units every critical point found, down to the lowest (loss 0.0053; GD reaches 0.0045 by step 3000, and
-  L-BFGS 0.003 at |theta| = 30-310 without converging), is a saddle with 12-18 negative eigenvalues
-  of 81, more than the highest (the all-dead network, loss 0.43: 10 of 81, one per hidden unit). These are the
+  flat regions and are lost); the full preset does not (p = 0.83, rho = -0.20 over 26 points, 205 CPU s): with
+  10 hidden units every critical point found, down to the lowest (loss 0.0053; GD reaches 0.0045 by step 3000,
+  and L-BFGS 0.003 at |theta| = 30-310 without converging), is a saddle with 12-18 negative eigenvalues of 81,
+  more than the highest (the all-dead network, loss 0.43: 10 of 81, one per hidden unit). These are the
   degenerate saddles of dead and duplicated units (6-60 zero eigenvalues each), whose index counts units, not
-  loss: for them the claim, made for random Gaussian fields and large networks, does not hold;
+  loss: for them the claim, made for random Gaussian fields and large networks, does not hold.
+  Designs closer to Dauphin et al.'s (a tanh MLP on real, downsampled data, 10 one-hot outputs, half squared
+  error, Levenberg-Marquardt ~ damped Newton from GD points) find no critical points of L within the budget: on
+  200 digits reduced to 8 principal components (width 10, 200 parameters) or 2x2-pooled to 16 pixels (width 6
+  and 12), the searches on L crawl towards infinity (|theta| 6 -> 12 and ||grad L|| 5e-4 -> 3e-5 over 1200
+  iterations: saturating tanh units, a critical point at infinity), the penalised ones converge in 2 of 7 and
+  their continuations are lost; their end points (not critical: Frye et al. 2021's gradient-flat points) do
+  show the index growing with the loss (0.02 at L = 0.17 to 0.26 at L = 0.40). A student wider than the
+  teacher (width 20, 161 parameters) did not finish the full preset within a 1500 s timeout;
 - runs GD with step eta = eta_fraction / lambda_max from a saddle theta* displaced by delta along a random unit
   vector, and measures the step T at which the displacement's component in the eigenspace of lambda_min (a
   symmetric saddle repeats its eigenvalues; that whole eigenspace grows at the same rate) reaches r; check:
