@@ -277,3 +277,24 @@ def test_a_disk_too_full_for_the_status_leaves_the_run_resumable(tiny, tmp_path,
     assert Run.open(out / "a").status == "running"
     assert runner.invoke(app, ["train", "--resume", "a", "--out", str(out)]).exit_code == 0
     assert Run.open(out / "a").status == "done"
+
+
+def test_an_architecture_is_estimated_once_per_process(monkeypatch):
+    """Members of an ensemble (same architecture, other seeds) pay for one fake build: the second build of an
+    architecture makes only its real model; another width is estimated anew, and still refused when too large."""
+    from tdlab.train import builders, memory
+    from tdlab.train.config import DataConfig, ModelConfig
+
+    data = builders.build_data(DataConfig(name="mnist1d", n_train=64, n_test=32))
+    calls = []
+    real = builders.build_model
+    monkeypatch.setattr(builders, "build_model", lambda *a, **k: calls.append(k["width"]) or real(*a, **k))
+    monkeypatch.setattr(memory, "_SIZES", {})
+    config = ModelConfig(name="mlp", width=24, depth=2)
+    builders.build_network(config, data)
+    builders.build_network(config, data)
+    builders.build_network(ModelConfig(name="mlp", width=25, depth=2), data)
+    assert calls == [24, 24, 24, 25, 25]  # fake + real, real, fake + real
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1000)
+    with pytest.raises(ValueError, match="width=24"):
+        builders.build_network(config, data)  # the remembered estimate is checked against the free memory again

@@ -3,6 +3,7 @@ field; `tdlab train`, the ensembles and the catalogue build through these."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -63,7 +64,14 @@ def build_network(config: ModelConfig, dataset: Dataset) -> torch.nn.Module:
         with config_section("model", "model"):
             return build_model(config.name, dataset.in_features, dataset.out_features, **config.kwargs())
 
-    check_fits(build, dataset.X_train.device, dataset.X_train.dtype, config.kwargs())
+    kwargs = config.kwargs()
+    architecture = (
+        config.name,
+        dataset.in_features,
+        dataset.out_features,
+        json.dumps(kwargs, sort_keys=True, default=str),
+    )
+    check_fits(build, dataset.X_train.device, dataset.X_train.dtype, kwargs, key=(*architecture, dataset.X_train.dtype))
     return build().to(dataset.X_train.device, dataset.X_train.dtype)
 
 

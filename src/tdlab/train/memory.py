@@ -10,7 +10,7 @@ the build stops with one ValueError naming the model's size fields and the estim
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import psutil
 import torch
@@ -44,27 +44,52 @@ def available_bytes(device: torch.device) -> int | None:
     return None
 
 
-def check_fits(
-    build: Callable[[], nn.Module], device: torch.device, dtype: torch.dtype, fields: dict[str, object]
-) -> None:
-    """Build a storage-less copy of the model with `build` and raise ValueError if training it needs more memory
-    than `device` has free; `fields` (the model section) are named in the message.
+_SIZES: dict[Hashable, tuple[int, int] | None] = {}  # estimates by architecture key, for this process
 
-    A model that the fake-tensor mode cannot build (an operation it does not support) is not estimated: its real
-    build goes ahead as before.
-    """
+
+def _estimate(build: Callable[[], nn.Module], dtype: torch.dtype, key: Hashable | None) -> tuple[int, int] | None:
+    """(training bytes, parameter count) of a storage-less build, or None where fake tensors cannot build it;
+    remembered under `key` when one is given."""
+    if key is not None and key in _SIZES:
+        return _SIZES[key]
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     try:
         with FakeTensorMode():
             shape = build()
     except (RuntimeError, NotImplementedError):
+        size = None
+    else:
+        size = (training_bytes(shape, dtype), sum(p.numel() for p in shape.parameters()))
+    if key is not None:
+        if len(_SIZES) >= 256:
+            _SIZES.clear()
+        _SIZES[key] = size
+    return size
+
+
+def check_fits(
+    build: Callable[[], nn.Module],
+    device: torch.device,
+    dtype: torch.dtype,
+    fields: dict[str, object],
+    key: Hashable | None = None,
+) -> None:
+    """Build a storage-less copy of the model with `build` and raise ValueError if training it needs more memory
+    than `device` has free; `fields` (the model section) are named in the message. `key`, when given, names the
+    architecture (equal keys build equal shapes, whatever their seeds): it is estimated once per process, so the
+    members of an ensemble pay for one fake build, not one each.
+
+    A model that the fake-tensor mode cannot build (an operation it does not support) is not estimated: its real
+    build goes ahead as before.
+    """
+    size = _estimate(build, dtype, key)
+    if size is None:
         return
+    needed, count = size
     free = available_bytes(device)
-    needed = training_bytes(shape, dtype)
     if free is not None and needed > free:
         sizes = ", ".join(f"{k}={v}" for k, v in fields.items() if isinstance(v, int) and not isinstance(v, bool))
-        count = sum(p.numel() for p in shape.parameters())
         raise ValueError(
             f"model: ({sizes}) has {count:,} parameters and needs about {needed / GB:,.1f} GB in {dtype} for its "
             f"weights, gradients and buffers, more than the {free / GB:,.1f} GB free on {device}; make it smaller"
