@@ -477,7 +477,7 @@ EXPERIMENT = Experiment(
     presets={
         # Stronger than quick on every axis (one more doubling of width, 5 seeds not 3, 8x the data, 500 steps not
         # 300) and under 20 minutes on one thread. Widths 1024 and 2048 are out of reach (0.74 s and 1.4 s per SP
-        # step of 5 stacked networks on 4000 examples). Measured (793 CPU s, one thread, load ~2): 7/7 pass;
+        # step of 5 stacked networks on 4000 examples). Measured (446 CPU s, one thread; 793 s at load ~2): 7/7 pass;
         # mean-field seed-mean loss 1.62, 1.42, 1.23, 1.09, 1.03, 1.00, 0.972 (Spearman rho -0.98), test error
         # 0.677 -> 0.431 falling at every width, movement exponent 0.044; NTK exponent -0.465 (SP -1.22), and
         # the lazy arms U-shaped: NTK loss 1.53, ..., 0.938 at 64, ..., 1.05 at 512; SP 1.43, ..., 1.02 at 64, ...,
