@@ -455,7 +455,7 @@ def figures(metrics: pd.DataFrame, config: OverparameterisationConfig) -> dict[s
     ax_ntk.set_title("The tangent kernel grows with width (SP)")
     ax_sharp.set_yscale("log")
     ax_sharp.set_ylabel("lambda_max of the Hessian at initialisation")
-    ax_sharp.set_title("SP: lambda_max grows, the step shrinks; NTK: O(1)")
+    ax_sharp.set_title("lambda_max at init: SP grows, NTK O(1), MF ~1/m (step eta m)")
     for ax in (ax_loss, ax_test, ax_move, ax_ntk, ax_sharp):
         ax.legend(fontsize=8)
     return {"loss_curves": fig, "width_sweep": sweep}
