@@ -164,8 +164,6 @@ def weighted(loss_fn: nn.Module, weights: Tensor) -> Callable[[Tensor, Tensor], 
 
 
 ARMS = {"standard": "SP", "ntk": "NTK", "mean-field": "MF"}  # the parameterisation column's values, short names
-# the step of a parameterisation at width m in its own units: eta (NTK) and eta m (mean-field, module docstring)
-SCALE: dict[str, Callable[[int], float]] = {"ntk": lambda m: 1.0, "mean-field": float}
 
 
 def _train(
@@ -201,7 +199,13 @@ def _sharpness(models: list[nn.Module], data: Dataset, config: Overparameterisat
 
 
 def _arm(
-    arm: str, models: list[nn.Module], lr: list[float], sharpness: list[float], data: Dataset, config, device
+    arm: str,
+    models: list[nn.Module],
+    lr: list[float],
+    sharpness: list[float],
+    data: Dataset,
+    config: OverparameterisationConfig,
+    device: torch.device,
 ) -> pd.DataFrame:
     """One width of one parameterisation: train `models` at steps `lr`; the tidy rows of its loss curves and of the
     per-seed test error, first-layer movement, lambda_max at initialisation and step."""
@@ -223,7 +227,7 @@ def measure(config: OverparameterisationConfig, context: Context) -> pd.DataFram
     probe = data.X_train[: config.probe_examples]
     squared_norm = probe.square().sum(dim=1).mean().item()
     seeds = [config.seed * 1000 + s for s in range(S)]
-    frames, one_step = [], {}
+    frames, ntk_lr = [], None
     for width in context.track(config.widths, "width sweep"):
         sp = [MLP(d, C, width=width, depth=1, seed=seed).to(data.X_train) for seed in seeds]
         trace = [ntk_trace(m, probe).mean().item() for m in sp]
@@ -234,22 +238,23 @@ def measure(config: OverparameterisationConfig, context: Context) -> pd.DataFram
             pd.DataFrame({"seed": range(S), "name": "ntk_trace", "value": trace}),
             pd.DataFrame({"name": ["ntk_trace_theory", "ntk_trace_ratio"], "value": [theory, np.mean(trace) / theory]}),
         ]
-        frames += [
+        per_width = [
             _arm("standard", sp, lr, sharpness, data, config, context.device),
             pd.concat(kernel).assign(parameterisation="standard"),
         ]
-        for arm, model in (("ntk", NTKMLP), ("mean-field", MeanFieldMLP)):
-            kwargs = {"depth": 1} if model is NTKMLP else {}
-            models = [
-                model(d, C, width=width, activation="relu", seed=seed, **kwargs).to(data.X_train) for seed in seeds
-            ]
-            sharpness = _sharpness(models, data, config)
-            if arm == "ntk" and arm not in one_step:  # the narrowest width sets the one NTK step of every width
-                one_step[arm] = 2 * config.step_fraction / float(np.mean(sharpness))
-            lr = [one_step.get(arm, config.mean_field_step) * SCALE[arm](width)] * S
-            frames.append(_arm(arm, models, lr, sharpness, data, config, context.device))
-        for frame in frames[-4:]:
-            frame["width"] = width
+
+        ntk = [NTKMLP(d, C, width=width, depth=1, activation="relu", seed=seed).to(data.X_train) for seed in seeds]
+        sharpness = _sharpness(ntk, data, config)
+        if ntk_lr is None:  # the narrowest width sets the one NTK step of every width
+            ntk_lr = 2 * config.step_fraction / float(np.mean(sharpness))
+        per_width.append(_arm("ntk", ntk, [ntk_lr] * S, sharpness, data, config, context.device))
+
+        mean_field = [MeanFieldMLP(d, C, width=width, activation="relu", seed=seed).to(data.X_train) for seed in seeds]
+        lr = [config.mean_field_step * width] * S  # the mean-field step eta m
+        per_width.append(
+            _arm("mean-field", mean_field, lr, _sharpness(mean_field, data, config), data, config, context.device)
+        )
+        frames += [frame.assign(width=width) for frame in per_width]
     return pd.concat(frames, ignore_index=True)
 
 
