@@ -31,9 +31,11 @@ reported), so that a change of load on the machine hits every tool alike. Also r
 (counted at each tool's product function) and peak memory above the start (CPU: resident set size sampled every
 millisecond; CUDA: `torch.cuda.max_memory_allocated`). Ratios are to tdlab (> 1: the peer is slower).
 
-A second table gives the cost of one Hessian-vector product over a plain `loss.backward()` on each model:
-`Objective.hvp` (the gradient's graph built for each product) and a product through a kept graph
-(`Objective.hvp_function`, what Lanczos uses when the data is one batch in memory).
+A second table gives the cost of one Hessian-vector product over a plain `loss.backward()` (forward and backward
+pass) on each model: `Objective.hvp` (the gradient's graph built for each product), a product through a kept graph
+(`Objective.hvp_function`, what Lanczos uses when the data is one batch in memory), and the two products by
+differences of gradients (`DifferenceHessianOperator`: central, two gradient passes; forward, one pass once g(theta)
+is known) with their relative error against the exact product.
 
     python benchmarks/bench_anchors.py [--device auto] [--threads 2] [--models mlp,resnet,transformer] [--rounds 3]
                                        [--tools tdlab,PyHessian,...] [--skip-eigs]
@@ -65,7 +67,7 @@ from torch.utils.benchmark import Timer
 
 from tdlab import Objective
 from tdlab.config import resolve_device
-from tdlab.curvature import hessian_eigs
+from tdlab.curvature import DifferenceHessianOperator, hessian_eigs
 from tdlab.data import load_dataset, mnist1d
 from tdlab.models.resnet import ResNet
 from tdlab.models.transformer import CausalTransformer
@@ -389,11 +391,14 @@ def compare(problem: Problem, k: int, tools: list[Tool], device: torch.device, r
 
 def hvp_costs(problem: Problem, device: torch.device, rounds: int) -> dict[str, float]:
     """Median seconds of a plain `loss.backward()`, of `Objective.hvp` (each product builds the gradient's graph
-    again) and of a product through a kept graph (`Objective.hvp_function`), timed in alternation."""
+    again), of a product through a kept graph (`Objective.hvp_function`) and of the products by central and
+    forward differences of gradients (their steady cost: g(theta) is known after the warm-up), timed in
+    alternation; and the relative errors of the difference products against the kept-graph product."""
     model, loss_fn, X, y = problem.model, problem.loss_fn, problem.X, problem.y
     obj = Objective(model, loss_fn, (X, y))
     v = torch.randn(obj.dim, device=device, generator=torch.Generator(device).manual_seed(0))
-    kept = obj.hvp_function() if hasattr(obj, "hvp_function") else obj.hvp  # (tdlab before kept graphs: the same)
+    kept = obj.hvp_function()
+    central, forward = DifferenceHessianOperator(obj), DifferenceHessianOperator(obj, scheme="forward")
 
     def backward() -> None:
         model.zero_grad(set_to_none=True)
@@ -403,6 +408,8 @@ def hvp_costs(problem: Problem, device: torch.device, rounds: int) -> dict[str, 
         "backward": Timer("backward()", globals={"backward": backward}),
         "hvp": Timer("obj.hvp(v)", globals={"obj": obj, "v": v}),
         "kept": Timer("kept(v)", globals={"kept": kept, "v": v}),
+        "central": Timer("central @ v", globals={"central": central, "v": v}),
+        "forward": Timer("forward @ v", globals={"forward": forward, "v": v}),
     }
     samples: dict[str, list[float]] = {name: [] for name in timers}
     for timer in timers.values():
@@ -411,7 +418,11 @@ def hvp_costs(problem: Problem, device: torch.device, rounds: int) -> dict[str, 
         for name, timer in timers.items():
             samples[name].append(timer.blocked_autorange(min_run_time=0.3).median)
     model.zero_grad(set_to_none=True)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    costs = {name: statistics.median(values) for name, values in samples.items()}
+    exact = kept(v)
+    for name, op in (("central", central), ("forward", forward)):
+        costs[f"{name} error"] = float((op @ v - exact).norm() / exact.norm())
+    return costs
 
 
 def main() -> None:
@@ -445,17 +456,21 @@ def main() -> None:
             rows.append((problem, k, compare(problem, k, tools, device, args.rounds, console)))
 
     table = Table(title=f"Cost of one Hessian-vector product, {device}; ratio to a plain loss.backward()")
-    for column in ("model", "backward ms", "Objective.hvp ms", "ratio", "kept graph ms", "ratio"):
+    products = (
+        ("hvp", "Objective.hvp"),
+        ("kept", "kept graph"),
+        ("central", "central diff."),
+        ("forward", "forward diff."),
+    )
+    for column in ("model", "backward ms", *(f"{title} ms (ratio)" for _, title in products), "diff. errors"):
         table.add_column(column, justify="right")
     for problem, cost in costs:
         base = cost["backward"]
         table.add_row(
             problem.name,
             f"{1e3 * base:.2f}",
-            f"{1e3 * cost['hvp']:.2f}",
-            f"{cost['hvp'] / base:.2f}x",
-            f"{1e3 * cost['kept']:.2f}",
-            f"{cost['kept'] / base:.2f}x",
+            *(f"{1e3 * cost[key]:.2f} ({cost[key] / base:.2f}x)" for key, _ in products),
+            f"{cost['central error']:.0e}, {cost['forward error']:.0e}",
         )
     console.print(table)
     if args.skip_eigs:

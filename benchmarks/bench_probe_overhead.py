@@ -4,7 +4,9 @@ Both loops run side by side in one process on the same model, data and batches, 
 the same steps inside `ProbeSet.step` with a `Sharpness` probe, stopped by its default rule (the estimated
 eigenvalue error, tol 1e-4), by the residual bound at tol 1e-3, by the change of the Ritz value (`criterion="ritz"`,
 tol 1e-3; see `tdlab.curvature.hessian_eigs`), or after a fixed budget of two products or one per warm measurement
-(`warm_products`; 1: the power iteration carried across measurements). One more untimed run per rule measures a
+(`warm_products`; 1: the power iteration carried across measurements); the last three rules multiply by the Hessian
+through differences of gradients (`hvp="central"` or `"forward"`, `tdlab.curvature.DifferenceHessianOperator`)
+instead of exact products. One more untimed run per rule measures a
 tight reference (residual rule, tol 1e-6) right after each measurement: the "error" column is the median (and
 largest) relative error of the probe's sharpness over the warm measurements. Two models (a 40-128-128-128-10 tanh
 MLP on MNIST-1D and a 2-layer causal transformer on token sequences) in two regimes: full batch (the edge-of-
@@ -140,6 +142,9 @@ RULES = {
     "ritz tol 1e-3": {"criterion": "ritz", "tol": 1e-3},
     "2 warm products": {"warm_products": 2},
     "1 warm product (power step)": {"warm_products": 1},
+    "ritz tol 1e-3 (central differences)": {"criterion": "ritz", "tol": 1e-3, "hvp": "central"},
+    "ritz tol 1e-3 (forward differences)": {"criterion": "ritz", "tol": 1e-3, "hvp": "forward"},
+    "1 warm product (forward differences)": {"warm_products": 1, "hvp": "forward"},
 }
 
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from tdlab import Objective
 from tdlab.config import resolve_device
-from tdlab.curvature import hessian_eigs, hessian_trace
+from tdlab.curvature import DifferenceHessianOperator, HessianOperator, hessian_eigs, hessian_trace
 from tdlab.ensemble import train_ensemble
 from tdlab.models.transformer import CausalTransformer
 from tdlab.probes import ProbeSet, Sharpness
@@ -61,6 +61,19 @@ def test_probes_on_cuda_equal_the_cpu():
         values[device] = probes.measure(0)
     assert values["cuda"]["sharpness"] == pytest.approx(values["cpu"]["sharpness"], rel=1e-8)
     assert values["cuda"]["sharpness/2"] == pytest.approx(values["cpu"]["sharpness/2"], rel=1e-8)
+
+
+def test_difference_products_run_through_fused_attention_on_cuda():
+    """In float32 on CUDA the gradient passes of `DifferenceHessianOperator` use the fused (memory-efficient)
+    attention kernel, which has no double backward; they agree with the exact products (math kernel)."""
+    torch.manual_seed(0)
+    model = CausalTransformer(32, d_model=64, num_heads=4, num_layers=2, max_length=16).cuda()
+    tokens = torch.randint(0, 32, (64, 17), generator=torch.Generator().manual_seed(0)).cuda()
+    obj = Objective(model, TokenLoss(), (tokens[:, :-1], tokens[:, 1:]))
+    v = torch.randn(obj.dim, generator=torch.Generator().manual_seed(1)).cuda()
+    exact = HessianOperator(obj) @ v
+    approx = DifferenceHessianOperator(obj) @ v
+    assert float((approx - exact).norm() / exact.norm()) < 1e-3
 
 
 def config(device: str, seed: int = 0, lr: float = 0.05) -> TrainConfig:

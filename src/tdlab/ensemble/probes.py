@@ -6,8 +6,8 @@ Exactly these classes (a subclass may measure something else):
 - `GradientNorm`: one backward pass of the summed members' losses per chunk of the train split gives every
   member's full-batch gradient;
 - `ParameterNorm`, `UpdateNorm`: norms of the stacked tensors per member;
-- `Sharpness`: each member's own Lanczos run, warm-started from its own state, with the Hessian-vector products of
-  all members computed at once (`members_hvp`, `run_products_together`).
+- `Sharpness` (of the whole Hessian, by exact products): each member's own Lanczos run, warm-started from its own
+  state, with the Hessian-vector products of all members computed at once (`members_hvp`, `run_products_together`).
 
 The loss probe's chunks hold at most `probe.batch_size` and about `CHUNK_ROWS` / N examples: on 2 CPU threads, 32
 small MLPs evaluate 5000 examples in 36 ms in chunks of 128 against 52-62 ms in chunks of 512-1024 (their
@@ -219,7 +219,7 @@ def measure_together(
             record(probe, member_norms(params, "param/norm"))
         elif kind is UpdateNorm and previous is not None:
             record(probe, member_update_norms(params, previous))
-        elif kind is Sharpness and probe.blocks is None and probe.batches is None:
+        elif kind is Sharpness and probe.blocks is None and probe.batches is None and probe.hvp == "exact":
             data = probes.train.subset(probe.subset, probe.seed).tensors
             product = members_hvp(models, losses_of, *data, probes.batch_size)
             reference = next(iter(params.values()))

@@ -75,6 +75,17 @@ def differentiable_kernels() -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(fast_path)
 
 
+def _derivatives(loss: Tensor, leaves: Params, create_graph: bool) -> list[Tensor]:
+    """d loss / d leaf for each leaf (zeros for leaves the loss does not depend on), by `torch.autograd.grad`."""
+    if not loss.requires_grad:
+        return [torch.zeros_like(p) for p in leaves.values()]
+    return list(
+        torch.autograd.grad(
+            loss, list(leaves.values()), create_graph=create_graph, allow_unused=True, materialize_grads=True
+        )
+    )
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The module inside a `DistributedDataParallel` or `DataParallel` wrapper (the model itself otherwise).
 
@@ -303,9 +314,11 @@ class Objective:
         torch.distributed.all_reduce(flat)
         return list(unflatten(flat, {str(i): t for i, t in enumerate(tensors)}).values())
 
-    def _mean(self, per_batch: Callable[[Inputs, Tensor], Params]) -> Params:
-        """(1/N) sum_b n_b per_batch(batch b), streamed over the batches and summed over processes."""
-        with _batch_statistics_without_updates(self.model), differentiable_kernels():
+    def _mean(self, per_batch: Callable[[Inputs, Tensor], Params], second_order: bool = True) -> Params:
+        """(1/N) sum_b n_b per_batch(batch b), streamed over the batches and summed over processes; with
+        `second_order`, under `differentiable_kernels` (first-order queries keep the fused kernels)."""
+        kernels = differentiable_kernels() if second_order else contextlib.nullcontext()
+        with _batch_statistics_without_updates(self.model), kernels:
             return self._weighted_mean(
                 (targets.shape[0], per_batch(inputs, targets)) for inputs, targets in self.batches()
             )
@@ -338,7 +351,7 @@ class Objective:
         """f(theta) as a 0-d tensor."""
         params = self._params(theta)
         with torch.no_grad():
-            return self._mean(lambda x, y: {"value": self._loss(params, x, y)})["value"]
+            return self._mean(lambda x, y: {"value": self._loss(params, x, y)}, second_order=False)["value"]
 
     def average(self, metric: Callable[[Any, Tensor], Tensor | float], theta: ParamsLike | None = None) -> float:
         """(1/N) sum_b n_b metric(outputs_b, targets_b) at theta, streamed like the loss: e.g. the accuracy.
@@ -356,7 +369,7 @@ class Objective:
             return {"metric": torch.as_tensor(value, device=self.device, dtype=self.dtype)}
 
         with torch.no_grad():
-            return float(self._mean(per_batch)["metric"])
+            return float(self._mean(per_batch, second_order=False)["metric"])
 
     @overload
     def gradient(self, theta: Mapping[str, Tensor]) -> Params: ...
@@ -367,7 +380,9 @@ class Objective:
         return self.value_and_gradient(theta)[1]
 
     def value_and_gradient(self, theta: ParamsLike | None = None) -> tuple[Tensor, ParamsLike]:
-        """(f(theta), grad f(theta)) in one pass over the data."""
+        """(f(theta), grad f(theta)) in one pass over the data: per batch, one forward and one backward pass
+        (`torch.autograd` on detached copies of theta; torch.func's `grad` inside a torch.func transform), with the
+        model's own (possibly fused) kernels."""
         params = self._params(theta)
 
         def loss_with_value(p: Params, inputs: Inputs, targets: Tensor) -> tuple[Tensor, Tensor]:
@@ -375,10 +390,17 @@ class Objective:
             return loss, loss.detach()
 
         def per_batch(inputs: Inputs, targets: Tensor) -> Params:
-            g, loss = grad(loss_with_value, has_aux=True)(params, inputs, targets)
-            return {**g, _VALUE: loss}
+            try:
+                leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
+            except RuntimeError:  # inside a torch.func transform
+                g, loss = grad(loss_with_value, has_aux=True)(params, inputs, targets)
+                return {**g, _VALUE: loss}
+            with torch.enable_grad():
+                loss = self._loss(leaves, inputs, targets)
+                gradient = _derivatives(loss, leaves, create_graph=False)
+            return {**dict(zip(leaves, gradient, strict=True)), _VALUE: loss.detach()}
 
-        grads = self._mean(per_batch)
+        grads = self._mean(per_batch, second_order=False)
         value = grads.pop(_VALUE)
         return value, self._like(grads, theta)
 
@@ -466,13 +488,7 @@ class Objective:
             return lambda tangent: pullback(tangent)[0]
         with torch.enable_grad(), LeanDoubleBackward():
             loss = self._loss(leaves, inputs, targets)
-            gradient = (
-                torch.autograd.grad(
-                    loss, list(leaves.values()), create_graph=True, allow_unused=True, materialize_grads=True
-                )
-                if loss.requires_grad
-                else [torch.zeros_like(p) for p in leaves.values()]
-            )
+            gradient = _derivatives(loss, leaves, create_graph=True)
         tracked = [name for name, g in zip(leaves, gradient, strict=True) if g.requires_grad]
         outputs = [g for g in gradient if g.requires_grad]
 

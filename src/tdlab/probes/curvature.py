@@ -10,7 +10,9 @@ import torch
 from torch import Tensor
 
 from tdlab.curvature import (
+    DIFFERENCE_SCHEMES,
     STOPPING_CRITERIA,
+    DifferenceHessianOperator,
     EigResult,
     HessianOperator,
     LinearOperator,
@@ -22,6 +24,7 @@ from tdlab.oracles import Objective, parameter_blocks
 from tdlab.oracles.objective import Blocks
 from tdlab.probes.base import Probe, ProbeContext
 
+HVP_METHODS = ("exact", *DIFFERENCE_SCHEMES)  # how `Sharpness` multiplies by the Hessian
 _TRACE_METHODS = {"hutchinson": 2, "hutch++": 6}  # method of `hessian_trace`: its smallest number of samples
 
 
@@ -142,6 +145,13 @@ class Sharpness(Probe):
     probe runs the power iteration across measurements (see `_carried`), the cheapest tracker;
     `benchmarks/bench_probe_overhead.py` measures the overhead and the error against a tight reference.
 
+    Products (`hvp`): "exact" (default) differentiates the gradient once more (`HessianOperator`); "central" and
+    "forward" take differences of gradients (`tdlab.curvature.DifferenceHessianOperator`: two gradient passes per
+    product, or one plus one per measurement), which needs no double backward, so it runs through fused kernels
+    and custom operations without one and holds the memory of a training step, at an error of about 1e-5
+    (central) or a few 1e-4 (forward) relative in float32 that the exact products do not have. The ensemble
+    trainer measures the exact probe of all members at once and the others member by member.
+
     Example:
         >>> from torch import nn
         >>> model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
@@ -168,8 +178,11 @@ class Sharpness(Probe):
         batches: int | None = None,
         batch_size: int | None = None,
         warm_products: int | None = None,
+        hvp: str = "exact",
     ):
         super().__init__(every)
+        if hvp not in HVP_METHODS:
+            raise ValueError(f"hvp: expected one of {', '.join(map(repr, HVP_METHODS))}, got {hvp!r}")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k: expected a positive integer, got {k!r}")
         if warm_products is not None and (
@@ -194,15 +207,16 @@ class Sharpness(Probe):
         self.batches = batches
         self.batch_size = batch_size
         self.warm_products = warm_products
+        self.hvp = hvp
         self.v0: Tensor | None = None
         self.block_v0: dict[str, Tensor] = {}
 
     def measure(self, ctx: ProbeContext) -> dict[str, float]:
         objectives = _objectives(ctx, self.subset, self.seed, self.batches, self.batch_size)
         if self.batches is None and self.blocks is None:
-            op = HessianOperator(objectives[0])
+            op = self.hessian(objectives[0])
             return self.record(run_products(self.eigenpairs(op, ctx.step), op.matvec))
-        runs = [self._top(HessianOperator(obj), ctx.step, self.v0, self.k) for obj in objectives]
+        runs = [self._top(self.hessian(obj), ctx.step, self.v0, self.k) for obj in objectives]
         self._keep(runs[0][1], None)
         results = [result for result, _ in runs]
         tops = [r.eigenvalues.tolist() for r in results]
@@ -215,7 +229,7 @@ class Sharpness(Probe):
         if self.blocks is not None:
             for block, selection in parameter_blocks(ctx.model, self.blocks).items():
                 block_runs = [
-                    self._top(HessianOperator(obj.restricted(selection)), ctx.step, self.block_v0.get(block), 1)
+                    self._top(self.hessian(obj.restricted(selection)), ctx.step, self.block_v0.get(block), 1)
                     for obj in objectives
                 ]
                 self._keep(block_runs[0][1], block)
@@ -224,6 +238,12 @@ class Sharpness(Probe):
                 matvecs += sum(result.num_matvecs for result, _ in block_runs)
         metrics[f"{self.name}/matvecs"] = float(matvecs)
         return metrics
+
+    def hessian(self, objective: Objective) -> LinearOperator:
+        """The Hessian of `objective` as the operator `hvp` names: exact products or differences of gradients."""
+        if self.hvp == "exact":
+            return HessianOperator(objective)
+        return DifferenceHessianOperator(objective, scheme=self.hvp, seed=self.seed)
 
     def _top(self, op: LinearOperator, step: int, v0: Tensor | None, k: int) -> tuple[EigResult, Tensor]:
         return run_products(_carried(self._steps(op, step, v0, k)), op.matvec)
