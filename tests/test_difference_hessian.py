@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from tdlab import Objective
 from tdlab.curvature import DifferenceHessianOperator, HessianOperator, exact_hessian
@@ -118,6 +119,55 @@ def test_products_through_an_operation_without_double_backward():
     exact = HessianOperator(_objective(plain)) @ v
     approx = DifferenceHessianOperator(_objective(fused)) @ v
     assert float((approx - exact).norm() / exact.norm()) < 1e-8
+
+
+class _OnceDifferentiableTanh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        (y,) = ctx.saved_tensors
+        return grad_output * (1 - y * y)
+
+
+class _OnceDifferentiable(nn.Module):
+    def forward(self, x):
+        return _OnceDifferentiableTanh.apply(x)
+
+
+def test_products_through_a_once_differentiable_function_where_double_backward_is_silently_wrong():
+    """PyTorch raises no error when a double backward passes a backward marked `once_differentiable`: the terms
+    through its saved output are dropped, and the exact product is far off. Differences of gradients are right."""
+    plain, marked = _net(), _net()
+    marked[1] = _OnceDifferentiable()
+    v = torch.randn(_objective(plain).dim, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    truth = HessianOperator(_objective(plain)) @ v
+    dropped = HessianOperator(_objective(marked)) @ v
+    approx = DifferenceHessianOperator(_objective(marked)) @ v
+    assert float((dropped - truth).norm() / truth.norm()) > 0.1
+    assert float((approx - truth).norm() / truth.norm()) < 1e-8
+
+
+def test_a_piecewise_linear_loss_is_warned_about_once_and_a_smooth_one_is_not(recwarn):
+    torch.manual_seed(0)
+    relu = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3)).double()
+    pooled = nn.Sequential(nn.Unflatten(1, (1, 4)), nn.MaxPool1d(2), nn.Flatten(), nn.Linear(2, 3)).double()
+    for model in (relu, pooled):
+        obj = _objective(model)
+        op = DifferenceHessianOperator(obj)
+        with pytest.warns(UserWarning, match="piecewise linear"):
+            op @ torch.ones(obj.dim, dtype=torch.float64)
+        recwarn.clear()
+        op @ torch.ones(obj.dim, dtype=torch.float64)
+        assert not recwarn.list
+    obj = _objective(_net())
+    DifferenceHessianOperator(obj) @ torch.ones(obj.dim, dtype=torch.float64)
+    assert not recwarn.list
 
 
 def test_bad_arguments_are_refused_with_the_allowed_values():
