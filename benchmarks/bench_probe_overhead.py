@@ -15,6 +15,7 @@ fixed subset. The target of the issue is an overhead of at most 1.5x.
 
     python benchmarks/bench_probe_overhead.py [--device auto] [--steps 200] [--repeats 3] [--models mlp,transformer]
                                             [--rules 'ritz tol 1e-3,1 warm product (power step)']
+                                            [--regimes 'full batch,mini-batch']
 """
 
 from __future__ import annotations
@@ -147,6 +148,8 @@ RULES = {
     "1 warm product (forward differences)": {"warm_products": 1, "hvp": "forward"},
 }
 
+REGIMES = (("full batch", True), ("mini-batch, sharpness on a subset", False))
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -156,6 +159,7 @@ def main() -> None:
     parser.add_argument("--models", default="mlp,transformer")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--rules", default=",".join(RULES), help=f"comma-separated of {list(RULES)}")
+    parser.add_argument("--regimes", default="full batch,mini-batch", help="comma-separated of full batch, mini-batch")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -164,7 +168,7 @@ def main() -> None:
     columns = ("model", "regime", "stopping rule", "plain (s)", "with probe (s)", "ratio", "HVPs per warm", "error")
     for column in columns:
         table.add_column(column)
-    regimes = (("full batch", True), ("mini-batch, sharpness on a subset", False))
+    regimes = [regime for regime in REGIMES if regime[0].split(",")[0] in args.regimes.split(",")]
     for name in args.models.split(","):
         for (regime, full_batch), rule_name in itertools.product(regimes, args.rules.split(",")):
             m = measure(device, name, args.steps, args.repeats, full_batch, RULES[rule_name])
@@ -178,7 +182,7 @@ def main() -> None:
                 f"{m['warm_matvecs']:.1f}",
                 f"{m['median_error']:.1e} (worst {m['worst_error']:.1e})",
             )
-    Console().print(table)
+    Console(width=200).print(table)
     Console().print("target: ratio <= 1.5x")
 
 

@@ -53,6 +53,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
         ("probes=[{name: wobble}]", "probes[0].name: expected one of"),
         ("model.residual=gated", "model.residual: expected one of"),  # a builder's error names its config path
         ("probes=[{name: sharpness, k: 0}]", "probes[0].k: expected a positive integer"),
+        ("probes=[{name: sharpness, hvp: numeric}]", "probes[0].hvp: expected one of 'exact', 'central', 'forward'"),
     ]:
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump(CONFIG))

@@ -149,8 +149,11 @@ class Sharpness(Probe):
     "forward" take differences of gradients (`tdlab.curvature.DifferenceHessianOperator`: two gradient passes per
     product, or one plus one per measurement), which needs no double backward, so it runs through fused kernels
     and custom operations without one and holds the memory of a training step, at an error of about 1e-5
-    (central) or a few 1e-4 (forward) relative in float32 that the exact products do not have. The ensemble
-    trainer measures the exact probe of all members at once and the others member by member.
+    (central) or a few 1e-4 (forward) relative in float32 that the exact products do not have, for smooth losses
+    only (ReLU and max pooling make the gradient jump: the operator warns). Every 10 steps of full-batch training
+    with the ritz rule (tol 1e-3), forward differences cost 1.6x plain training on the benchmark's MLP and
+    transformer, against 1.7x and 2.0x with exact products. The ensemble trainer measures the exact probe of all
+    members at once and the others member by member.
 
     Example:
         >>> from torch import nn
