@@ -121,13 +121,7 @@ def test_products_through_an_operation_without_double_backward():
     assert float((approx - exact).norm() / exact.norm()) < 1e-8
 
 
-class _OnceDifferentiableTanh(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        y = torch.tanh(x)
-        ctx.save_for_backward(y)
-        return y
-
+class _OnceDifferentiableTanh(_TanhWithoutDoubleBackward):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
