@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tdlab import Objective
-from tdlab.curvature import hessian_density, hessian_eigs, hessian_trace
+from tdlab.curvature import DifferenceHessianOperator, hessian_density, hessian_eigs, hessian_trace
 
 NUM_EXAMPLES = 60
 SHARDS = (slice(0, 35), slice(35, NUM_EXAMPLES))  # unequal on purpose: the weighting by example counts matters
@@ -75,6 +75,7 @@ def measure(obj: Objective) -> dict[str, object]:
         "gradient": obj.gradient(),
         "gradient_of_pair": gradient,
         "hvp": obj.hvp(v),
+        "difference_hvp": DifferenceHessianOperator(obj, step=1e-4) @ v,  # rounding / h stays below TOL
         "ggn_vp": obj.ggn_vp(v),
         "value_at_theta": obj.value(theta),
         "hvp_at_theta": obj.hvp(v, theta),
