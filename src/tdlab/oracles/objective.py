@@ -194,11 +194,14 @@ class Objective:
     f_b is the mean loss of batch b with n_b examples (the first dimension of its targets). It equals the
     full-batch value to rounding whenever the model treats examples independently. Batches are streamed: one
     batch and its graph are in memory at a time, moved to the model's device as they come (floating-point
-    tensors cast to the model's dtype). All queries run with attention kernels that have double backward
-    (`differentiable_kernels`).
+    tensors cast to the model's dtype). Second-order queries run with attention kernels that have double
+    backward (`differentiable_kernels`); value and gradient queries keep the model's own (possibly fused) kernels.
 
     Queries take theta as a flat vector, a dict of named tensors, or `None` (the model's current parameters).
-    Results come back as the query's type: a dict for a dict, a flat vector otherwise.
+    Results come back as the query's type: a dict for a dict, a flat vector otherwise. They are detached values,
+    not functions of theta for autograd or torch.func to differentiate further (`torch.func.jacrev` of
+    `gradient` gives zeros): ask `hvp` or `ggn_vp` for second derivatives; `torch.func.vmap` over query points
+    works.
 
     Train and eval mode: the objective evaluates the model in the mode it is in at the time of the query.
     In eval mode BatchNorm uses its running statistics and dropout is off, so f is a deterministic function of
