@@ -277,6 +277,16 @@ def test_measure_together_equals_each_members_probes():
         warm = [s.probes[4].v0.clone() for s in sets]
 
 
+def test_sharpness_by_differences_of_gradients_is_left_to_each_member():
+    """The stacked products are exact: a probe asking for difference products is measured member by member."""
+    models = _models(activation="tanh")
+    ensemble = StackedModels.of(models)
+    X, y = torch.randn(30, 6, dtype=torch.float64), torch.randint(3, (30,))
+    sets = [ProbeSet([Sharpness(hvp="central")], m, nn.CrossEntropyLoss(), train=(X, y)) for m in models]
+    together = measure_together(1, sets[0].probes, ensemble, sets, member_losses(nn.CrossEntropyLoss()))
+    assert all(not metrics for metrics in together)
+
+
 def test_a_member_diverging_under_the_sharpness_probe_is_recorded_as_diverged(tmp_path):
     configs = members({"name": "sgd"})
     configs = [
