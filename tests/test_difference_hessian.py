@@ -11,7 +11,7 @@ from torch.autograd.function import once_differentiable
 
 from tdlab import Objective
 from tdlab.curvature import DifferenceHessianOperator, HessianOperator, exact_hessian
-from tdlab.probes import ProbeContext, Sharpness
+from tdlab.probes import HessianTrace, ProbeContext, Sharpness
 
 
 def _net(dtype: torch.dtype = torch.float64, dropout: float = 0.0) -> nn.Module:
@@ -172,8 +172,9 @@ def test_bad_arguments_are_refused_with_the_allowed_values():
         DifferenceHessianOperator(obj, step=0.0)
     with pytest.raises(ValueError, match="dtype: finite differences need float32 or float64"):
         DifferenceHessianOperator(_objective(_net(torch.bfloat16)))
-    with pytest.raises(ValueError, match="hvp: expected one of 'exact', 'central', 'forward'"):
-        Sharpness(hvp="numerical")
+    for probe in (Sharpness, HessianTrace):
+        with pytest.raises(ValueError, match="hvp: expected one of 'exact', 'central', 'forward'"):
+            probe(hvp="numerical")
 
 
 def test_sharpness_by_differences_equals_the_top_eigenvalue_of_the_exact_hessian():
@@ -186,3 +187,18 @@ def test_sharpness_by_differences_equals_the_top_eigenvalue_of_the_exact_hessian
     assert central.measure(ctx)["sharpness"] == pytest.approx(top, rel=1e-8)
     assert forward.measure(ctx)["sharpness"] == pytest.approx(top, rel=1e-6)
     assert central.measure(ctx)["sharpness/matvecs"] < 10  # warm-started like the exact probe
+
+
+def test_hessian_trace_by_differences_equals_the_exact_estimate_with_the_same_probes():
+    """The same Rademacher probes (seeded by step) through either product: the estimates of the trace, its standard
+    error and the block traces agree, and the estimate is within 4 standard errors of the dense Hessian's trace."""
+    model = _net()
+    obj = _objective(model)
+    ctx = ProbeContext(3, model, nn.CrossEntropyLoss(), train=obj.data.tensors)
+    exact = HessianTrace(samples=20, blocks="module").measure(ctx)
+    central = HessianTrace(samples=20, blocks="module", hvp="central").measure(ctx)
+    assert central.keys() == exact.keys() == {"hessian/trace", "hessian/trace_se", "hessian/trace/0", "hessian/trace/3"}
+    for key, value in exact.items():
+        assert central[key] == pytest.approx(value, rel=1e-6), key
+    dense = torch.linalg.eigvalsh(exact_hessian(obj)).sum().item()
+    assert abs(central["hessian/trace"] - dense) < 4 * central["hessian/trace_se"]

@@ -16,6 +16,7 @@ from tdlab.curvature import (
     EigResult,
     HessianOperator,
     LinearOperator,
+    TraceResult,
     eigs_steps,
     hessian_trace,
     run_products,
@@ -24,7 +25,7 @@ from tdlab.oracles import Objective, parameter_blocks
 from tdlab.oracles.objective import Blocks
 from tdlab.probes.base import Probe, ProbeContext
 
-HVP_METHODS = ("exact", *DIFFERENCE_SCHEMES)  # how `Sharpness` multiplies by the Hessian
+HVP_METHODS = ("exact", *DIFFERENCE_SCHEMES)  # how the curvature probes multiply by the Hessian
 _TRACE_METHODS = {"hutchinson": 2, "hutch++": 6}  # method of `hessian_trace`: its smallest number of samples
 
 
@@ -87,6 +88,20 @@ def _check_blocks(blocks: Blocks | None) -> None:
 def _check_subset(subset: int | None) -> None:
     if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
         raise ValueError(f"subset: expected a positive integer (train points) or None, got {subset!r}")
+
+
+def _check_hvp(hvp: str) -> None:
+    if hvp not in HVP_METHODS:
+        raise ValueError(f"hvp: expected one of {', '.join(map(repr, HVP_METHODS))}, got {hvp!r}")
+
+
+def hessian_operator(objective: Objective, hvp: str, seed: int) -> LinearOperator:
+    """The Hessian of `objective` by the products `hvp` names: "exact" (`HessianOperator`, the gradient
+    differentiated once more) or "central" / "forward" differences of gradients (`DifferenceHessianOperator`, its
+    dropout masks drawn from `seed`)."""
+    if hvp == "exact":
+        return HessianOperator(objective)
+    return DifferenceHessianOperator(objective, scheme=hvp, seed=seed)
 
 
 def _carried(run: Generator[Tensor, Tensor, EigResult]) -> Generator[Tensor, Tensor, tuple[EigResult, Tensor]]:
@@ -184,8 +199,7 @@ class Sharpness(Probe):
         hvp: str = "exact",
     ):
         super().__init__(every)
-        if hvp not in HVP_METHODS:
-            raise ValueError(f"hvp: expected one of {', '.join(map(repr, HVP_METHODS))}, got {hvp!r}")
+        _check_hvp(hvp)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k: expected a positive integer, got {k!r}")
         if warm_products is not None and (
@@ -243,10 +257,8 @@ class Sharpness(Probe):
         return metrics
 
     def hessian(self, objective: Objective) -> LinearOperator:
-        """The Hessian of `objective` as the operator `hvp` names: exact products or differences of gradients."""
-        if self.hvp == "exact":
-            return HessianOperator(objective)
-        return DifferenceHessianOperator(objective, scheme=self.hvp, seed=self.seed)
+        """The Hessian of `objective` as the operator `hvp` names (`hessian_operator`)."""
+        return hessian_operator(objective, self.hvp, self.seed)
 
     def _top(self, op: LinearOperator, step: int, v0: Tensor | None, k: int) -> tuple[EigResult, Tensor]:
         return run_products(_carried(self._steps(op, step, v0, k)), op.matvec)
@@ -332,6 +344,10 @@ class HessianTrace(Probe):
     the batch draw and Hutchinson's probes. Blocks (`blocks=`): the trace of each diagonal block H[S, S],
     "hessian/trace/<block>"; the block traces of a partition of the parameters sum to tr(H).
 
+    Products (`hvp`): "exact" (default), or "central" / "forward" differences of gradients, as in `Sharpness`
+    (for smooth losses: no double backward, the model's own kernels, one step's memory; column by column, where
+    exact products are vectorised over the probes).
+
     Metrics: "hessian/trace", "hessian/trace_se", "hessian/trace/<block>".
 
     Cost: `samples` Hessian-vector products (each about two forward and two backward passes over the train
@@ -358,8 +374,10 @@ class HessianTrace(Probe):
         blocks: Blocks | None = None,
         batches: int | None = None,
         batch_size: int | None = None,
+        hvp: str = "exact",
     ):
         super().__init__(every)
+        _check_hvp(hvp)
         if method not in _TRACE_METHODS:
             raise ValueError(f"method: expected one of 'hutchinson', 'hutch++', got {method!r}")
         smallest = _TRACE_METHODS[method]
@@ -375,20 +393,26 @@ class HessianTrace(Probe):
         self.blocks = blocks
         self.batches = batches
         self.batch_size = batch_size
+        self.hvp = hvp
 
     def measure(self, ctx: ProbeContext) -> dict[str, float]:
         objectives = _objectives(ctx, self.subset, self.seed, self.batches, self.batch_size)
         generator = _generator(self.seed, ctx.step)
-        results = [hessian_trace(obj, self.method, self.samples, generator=generator) for obj in objectives]
+        results = [self._trace(obj, generator) for obj in objectives]
         if self.batches is None:
             metrics = {"hessian/trace": float(results[0].estimate), "hessian/trace_se": float(results[0].std_error)}
         else:
             mean, error = mean_and_error([r.estimate for r in results])
             metrics = {"hessian/trace": mean, "hessian/trace_se": error}
         if self.blocks is not None:
+            selections = parameter_blocks(ctx.model, self.blocks)
             for obj in objectives:
-                blocks = hessian_trace(obj, self.method, self.samples, generator=generator, blocks=self.blocks)
-                for block, result in blocks.items():  # type: ignore[union-attr]
+                for block, selection in selections.items():
                     key = f"hessian/trace/{block}"
-                    metrics[key] = metrics.get(key, 0.0) + result.estimate / len(objectives)
+                    estimate = self._trace(obj.restricted(selection), generator).estimate
+                    metrics[key] = metrics.get(key, 0.0) + estimate / len(objectives)
         return metrics
+
+    def _trace(self, objective: Objective, generator: torch.Generator) -> TraceResult:
+        operator = hessian_operator(objective, self.hvp, self.seed)
+        return hessian_trace(operator, self.method, self.samples, generator=generator)  # type: ignore[return-value]
