@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -49,6 +50,29 @@ def wait_for(condition, what: str, timeout: float = 240) -> None:
     while not condition():
         assert time.time() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def stop_group(pgid: int) -> None:
+    """SIGSTOP the process group `pgid` and wait until every thread of every process in it has stopped: `killpg`
+    returns before that, and a thread inside a system call (a checkpoint being written) finishes the call first."""
+    os.killpg(pgid, signal.SIGSTOP)
+
+    def states() -> list[str]:
+        found = []
+        for task in [*Path("/proc").glob("[0-9]*/task/[0-9]*/stat")]:
+            try:
+                fields = task.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the task has just ended
+                continue
+            if int(fields[2]) == pgid:  # fields: state, ppid, pgrp, ...
+                found.append(fields[0])
+        return found
+
+    def stopped() -> bool:
+        found = states()
+        return bool(found) and all(state in "Tt" for state in found)
+
+    wait_for(stopped, f"process group {pgid} to stop")
 
 
 def snapshot(folder) -> dict[str, bytes]:
@@ -174,7 +198,7 @@ def test_resume_of_a_live_run_exits_2_naming_its_owner_and_touches_nothing(tmp_p
     live = tdlab("train", str(config), "--out", str(out), "--id", "live")
     try:
         wait_for(lambda: (out / "live" / "checkpoints" / "last.pt").exists(), "the first checkpoint")
-        os.killpg(live.pid, signal.SIGSTOP)  # alive and owning the run, but writing nothing while we look
+        stop_group(live.pid)  # alive and owning the run, but writing nothing while we look
         before = snapshot(out / "live")
         second = subprocess.run(
             [sys.executable, "-m", "tdlab", "train", "--resume", "live", "--out", str(out)],
@@ -244,7 +268,7 @@ def test_a_second_sweep_leaves_the_runs_of_a_live_one_to_it(tmp_path, sweep_spec
     first = tdlab("sweep", str(path), "--out", str(out))  # one worker: its own process owns the four runs
     try:
         wait_for(lambda: len(list(out.glob("twice/*/checkpoints/last.pt"))) == len(points), "four checkpoints")
-        os.killpg(first.pid, signal.SIGSTOP)
+        stop_group(first.pid)
         before = snapshot(out / "twice")
         second = subprocess.run(
             [sys.executable, "-m", "tdlab", "sweep", str(path), "--workers", "2", "--out", str(out)],
