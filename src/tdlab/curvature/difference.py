@@ -11,11 +11,10 @@ pass for g(theta) the first time (forward); nothing is differentiated twice. So 
 model's own kernels, including those without a double backward (fused attention on CUDA, custom autograd
 functions) and those whose double backward is silently wrong (PyTorch drops, without an error, the terms through a
 backward marked `once_differentiable`), and need the memory of one training step instead of a kept
-double-backward graph. The price is an
-error that the exact `HessianOperator` does not have: on the 40-128-128-128-10 tanh MLP and the 2-layer
-transformer of `benchmarks/bench_anchors.py`, in float32, central differences with the default h give the product
-with the top eigenvector to 2e-5 (MLP) and 7e-5 (transformer) of lambda_1, and the top eigenvalue to 1e-5;
-forward differences to 2e-4 and 4e-4.
+double-backward graph. The price is an error that the exact `HessianOperator` does not have: on the 78k-parameter
+tanh MLP and the 2-layer transformer of `benchmarks/bench_anchors.py`, in float32, central differences with the
+default h give the product with the top eigenvector to 2e-5 (MLP) and 7e-5 (transformer) of lambda_1, and the top
+eigenvalue to 1e-5; forward differences to 2e-4 and 4e-4.
 
 The loss must be smooth: where a piecewise-linear function (ReLU, max pooling, hard tanh) changes piece between
 theta and theta + h u, the gradient jumps and the difference picks the jump up, whatever h. On the ResNet of
