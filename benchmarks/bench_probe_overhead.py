@@ -145,6 +145,7 @@ RULES = {
     "1 warm product (power step)": {"warm_products": 1},
     "ritz tol 1e-3 (central differences)": {"criterion": "ritz", "tol": 1e-3, "hvp": "central"},
     "ritz tol 1e-3 (forward differences)": {"criterion": "ritz", "tol": 1e-3, "hvp": "forward"},
+    "2 warm products (forward differences)": {"warm_products": 2, "hvp": "forward"},
     "1 warm product (forward differences)": {"warm_products": 1, "hvp": "forward"},
 }
 

@@ -158,6 +158,7 @@ def test_a_piecewise_linear_loss_is_warned_about_once_and_a_smooth_one_is_not(re
             op @ torch.ones(obj.dim, dtype=torch.float64)
         recwarn.clear()
         op @ torch.ones(obj.dim, dtype=torch.float64)
+        DifferenceHessianOperator(obj) @ torch.ones(obj.dim, dtype=torch.float64)  # searched once per objective
         assert not recwarn.list
     obj = _objective(_net())
     DifferenceHessianOperator(obj) @ torch.ones(obj.dim, dtype=torch.float64)

@@ -19,12 +19,15 @@ eigenvalue to 1e-5; forward differences to 2e-4 and 4e-4.
 The loss must be smooth: where a piecewise-linear function (ReLU, max pooling, hard tanh) changes piece between
 theta and theta + h u, the gradient jumps and the difference picks the jump up, whatever h. On the ResNet of
 `benchmarks/bench_anchors.py` the top eigenvalue is then 12-14% off, on a width-8 ResNet in train mode 8x. The
-operator warns when its first gradient pass calls such a function; use the exact `HessianOperator` there.
+first operator on an objective warns when its first gradient pass calls such a function (the search runs once
+per objective, so a probe that builds an operator at each measurement pays for it once); use the exact
+`HessianOperator` there.
 """
 
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +39,7 @@ from tdlab.curvature.operators import LinearOperator, _ObjectiveOperator
 from tdlab.oracles import Objective
 
 DIFFERENCE_SCHEMES = ("central", "forward")
+_CHECKED: weakref.WeakSet[Objective] = weakref.WeakSet()  # objectives whose loss was searched for kinks
 _PIECEWISE_LINEAR = {"relu", "relu6", "leaky_relu", "prelu", "rrelu", "hardtanh", "hardswish", "hardsigmoid"}
 
 
@@ -108,7 +112,6 @@ class DifferenceHessianOperator(_ObjectiveOperator):
         self.step = default_difference_step(scheme, self.dtype) if step is None else float(step)
         self.seed = seed
         self._gradient_here: Tensor | None = None
-        self._checked = False
 
     def _gradient(self, theta: Tensor) -> Tensor:
         """g(theta), its random draws from `seed` (the generators of the CPU and the model's device only:
@@ -119,11 +122,11 @@ class DifferenceHessianOperator(_ObjectiveOperator):
             if cuda:
                 index = torch.cuda.current_device() if self.device.index is None else self.device.index
                 torch.cuda.default_generators[index].manual_seed(self.seed)
-            if self._checked:
+            if self.objective in _CHECKED:
                 return self.objective.gradient(theta)
             with _KinkFinder() as finder:
                 gradient = self.objective.gradient(theta)
-            self._checked = True
+            _CHECKED.add(self.objective)
             if finder.found:
                 warnings.warn(
                     f"DifferenceHessianOperator: the loss calls {', '.join(sorted(finder.found))}, piecewise linear:"

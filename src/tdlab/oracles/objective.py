@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
@@ -84,6 +85,17 @@ def _derivatives(loss: Tensor, leaves: Params, create_graph: bool) -> list[Tenso
             loss, list(leaves.values()), create_graph=create_graph, allow_unused=True, materialize_grads=True
         )
     )
+
+
+def _aliases(model: nn.Module) -> dict[str, list[str]]:
+    """Every name under which each parameter of `model` is reachable, by its first name (as in
+    `model.named_parameters()`): a tied parameter has several. Passing all of them to `functional_call` with
+    `tie_weights=False` ties them as its default would, without searching the module tree at every call."""
+    first: dict[int, str] = {}
+    aliases: dict[str, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        aliases.setdefault(first.setdefault(id(p), name), []).append(name)
+    return aliases
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -237,6 +249,7 @@ class Objective:
         self.loss_fn = loss_fn
         self.params: Params = select_parameters(model, params)
         self._fixed: Params = {name: p.detach() for name, p in model.named_parameters() if name not in self.params}
+        self._aliases = _aliases(model)
         reference = next(iter(self.params.values()))
         self.device = reference.device
         self.dtype = reference.dtype
@@ -294,8 +307,8 @@ class Objective:
     def outputs(self, theta: Params, inputs: Inputs) -> Any:
         """Model outputs at parameters `theta` (a dict), without touching the model's own parameters."""
         args, kwargs = call_args(inputs)
-        state = {**self._fixed, **theta, **dict(self.model.named_buffers())}
-        return functional_call(self.model, state, args, kwargs)
+        state = {alias: t for name, t in {**self._fixed, **theta}.items() for alias in self._aliases[name]}
+        return functional_call(self.model, state, args, kwargs, tie_weights=False)
 
     def _loss(self, theta: Params, inputs: Inputs, targets: Tensor) -> Tensor:
         return self.loss_fn(self.outputs(theta, inputs), targets)
@@ -331,18 +344,20 @@ class Objective:
 
         The sums are kept in float32 for half-precision models (float16 overflows at 65504, bfloat16 counts
         exactly only to 256) and in the model's dtype otherwise; the mean is returned in the model's dtype."""
-        wide = torch.float32 if self.dtype in (torch.float16, torch.bfloat16) else self.dtype
-        total: Params | None = None
-        count = 0
-        for n, part in parts:
-            if total is None:
-                total = {k: n * t.detach().to(wide) for k, t in part.items()}
-            else:
-                for k, t in part.items():
-                    total[k] += n * t.detach().to(wide)
-            count += n
-        if total is None:
+        parts = iter(parts)
+        first = next(parts, None)
+        if first is None:
             raise ValueError("data: gave no batch")
+        second = next(parts, None)
+        if second is None and not self.distributed:  # one batch: its mean is the answer
+            return {k: t.detach().to(self.dtype) for k, t in first[1].items()}
+        wide = torch.float32 if self.dtype in (torch.float16, torch.bfloat16) else self.dtype
+        count, part = first
+        total = {k: count * t.detach().to(wide) for k, t in part.items()}
+        for n, part in itertools.chain([] if second is None else [second], parts):
+            for k, t in part.items():
+                total[k] += n * t.detach().to(wide)
+            count += n
         names = list(total)
         *sums, examples = self._all_reduce(
             [*total.values(), torch.tensor(float(count), device=self.device, dtype=wide)]
