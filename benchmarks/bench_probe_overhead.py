@@ -4,7 +4,7 @@ Both loops run side by side in one process on the same model, data and batches, 
 the same steps inside `ProbeSet.step` with a `Sharpness` probe, stopped by its default rule (the estimated
 eigenvalue error, tol 1e-4), by the residual bound at tol 1e-3, by the change of the Ritz value (`criterion="ritz"`,
 tol 1e-3; see `tdlab.curvature.hessian_eigs`), or after a fixed budget of two products or one per warm measurement
-(`warm_products`; 1: the power iteration carried across measurements); the last three rules multiply by the Hessian
+(`warm_products`; 1: the power iteration carried across measurements); the last four rules multiply by the Hessian
 through differences of gradients (`hvp="central"` or `"forward"`, `tdlab.curvature.DifferenceHessianOperator`)
 instead of exact products. One more untimed run per rule measures a
 tight reference (residual rule, tol 1e-6) right after each measurement: the "error" column is the median (and
