@@ -43,7 +43,7 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from tdlab.ensemble import StackedModels, member_losses
+from tdlab.ensemble import Members, StackedModels, member_losses
 from tdlab.ensemble.updates import unsupported
 from tdlab.experiments.base import Check, Context, Experiment, ExperimentConfig
 from tdlab.experiments.tidy import select, series, value
@@ -271,7 +271,7 @@ def trainability(config: OrderToChaosConfig, context: Context, generator: torch.
             )
             for sw2 in config.heatmap_sigma_w2
         ]
-        module = _Members(StackedModels.of(nets, device=context.device))
+        module = Members(StackedModels.of(nets, device=context.device))
 
         def summed(outputs: Tensor, targets: Tensor) -> Tensor:
             losses = losses_of(outputs, targets.expand(members, *targets.shape))
@@ -303,20 +303,6 @@ def trainability(config: OrderToChaosConfig, context: Context, generator: torch.
                 }
             )
     return rows
-
-
-class _Members(nn.Module):
-    """Stacked members as one module for `fit`: forward(x) = every member's outputs (members, batch, out) on the
-    shared inputs x (batch, in); its parameters are the stacked tensors."""
-
-    def __init__(self, models: StackedModels):
-        super().__init__()
-        self.models = models
-        self.leaves = nn.ParameterList(models.params.values())
-        models.params.update(zip(models.params, self.leaves, strict=True))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.models.outputs(x)
 
 
 def checks(metrics: pd.DataFrame, config: OrderToChaosConfig) -> list[Check]:
