@@ -19,27 +19,29 @@ eigenvalue to 1e-5; forward differences to 2e-4 and 4e-4.
 The loss must be smooth: where a piecewise-linear function (ReLU, max pooling, hard tanh) changes piece between
 theta and theta + h u, the gradient jumps and the difference picks the jump up, whatever h. On the ResNet of
 `benchmarks/bench_anchors.py` the top eigenvalue is then 12-14% off, on a width-8 ResNet in train mode 8x. The
-first operator on an objective warns when its first gradient pass calls such a function (the search runs once
-per objective, so a probe that builds an operator at each measurement pays for it once); use the exact
+first operator on a model and loss warns when its first gradient pass calls such a function (the search runs once
+per model and loss, so a probe that builds an operator at each measurement pays for it once); use the exact
 `HessianOperator` there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 import weakref
 from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from tdlab.curvature.operators import LinearOperator, _ObjectiveOperator
 from tdlab.oracles import Objective
 
 DIFFERENCE_SCHEMES = ("central", "forward")
-_CHECKED: weakref.WeakSet[Objective] = weakref.WeakSet()  # objectives whose loss was searched for kinks
+# the losses searched for kinks, by model (a probe builds a new objective and operator at every measurement)
+_SEARCHED: weakref.WeakKeyDictionary[nn.Module, weakref.WeakSet] = weakref.WeakKeyDictionary()
 _PIECEWISE_LINEAR = {"relu", "relu6", "leaky_relu", "prelu", "rrelu", "hardtanh", "hardswish", "hardsigmoid"}
 
 
@@ -122,11 +124,13 @@ class DifferenceHessianOperator(_ObjectiveOperator):
             if cuda:
                 index = torch.cuda.current_device() if self.device.index is None else self.device.index
                 torch.cuda.default_generators[index].manual_seed(self.seed)
-            if self.objective in _CHECKED:
+            model, loss_fn = self.objective.model, self.objective.loss_fn
+            if loss_fn in _SEARCHED.get(model, ()):
                 return self.objective.gradient(theta)
             with _KinkFinder() as finder:
                 gradient = self.objective.gradient(theta)
-            _CHECKED.add(self.objective)
+            with contextlib.suppress(TypeError):  # a loss that cannot be weakly referenced is searched every time
+                _SEARCHED.setdefault(model, weakref.WeakSet()).add(loss_fn)
             if finder.found:
                 warnings.warn(
                     f"DifferenceHessianOperator: the loss calls {', '.join(sorted(finder.found))}, piecewise linear:"

@@ -36,9 +36,9 @@ Blocks = str | Mapping[str, Selection]
 
 
 @contextlib.contextmanager
-def _batch_statistics_without_updates(model: nn.Module) -> Iterator[None]:
-    """In train mode, let BatchNorm layers normalise with batch statistics without updating running ones."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+def _batch_statistics_without_updates(norms: Sequence[nn.modules.batchnorm._BatchNorm]) -> Iterator[None]:
+    """In train mode, let the BatchNorm layers `norms` normalise with batch statistics without updating running
+    ones."""
     saved = [m.track_running_stats for m in norms]
     try:
         for m in norms:
@@ -250,6 +250,7 @@ class Objective:
         self.params: Params = select_parameters(model, params)
         self._fixed: Params = {name: p.detach() for name, p in model.named_parameters() if name not in self.params}
         self._aliases = _aliases(model)
+        self._norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         reference = next(iter(self.params.values()))
         self.device = reference.device
         self.dtype = reference.dtype
@@ -291,6 +292,9 @@ class Objective:
 
     def batches(self) -> Iterator[tuple[Inputs, Tensor]]:
         """The (inputs, targets) batches of this process, moved to the model's device and dtype, one at a time."""
+        if self.data.tensors is not None:  # moved once, in __init__
+            yield from self.data
+            return
         for inputs, targets in self.data:
             yield to_device(inputs, self.device, self.dtype), to_device(targets, self.device, self.dtype)
 
@@ -334,7 +338,7 @@ class Objective:
         """(1/N) sum_b n_b per_batch(batch b), streamed over the batches and summed over processes; with
         `second_order`, under `differentiable_kernels` (first-order queries keep the fused kernels)."""
         kernels = differentiable_kernels() if second_order else contextlib.nullcontext()
-        with _batch_statistics_without_updates(self.model), kernels:
+        with _batch_statistics_without_updates(self._norms), kernels:
             return self._weighted_mean(
                 (targets.shape[0], per_batch(inputs, targets)) for inputs, targets in self.batches()
             )
@@ -466,7 +470,7 @@ class Objective:
         if not keep_graphs:
             return lambda v: self._hvp_recomputed(v, theta)
         params = self._params(theta)
-        with _batch_statistics_without_updates(self.model), differentiable_kernels():
+        with _batch_statistics_without_updates(self._norms), differentiable_kernels():
             pullbacks = [
                 (targets.shape[0], self._gradient_pullback(params, inputs, targets, keep=True))
                 for inputs, targets in self.batches()
