@@ -167,7 +167,7 @@ class Sharpness(Probe):
     (central) or a few 1e-4 (forward) relative in float32 that the exact products do not have, for smooth losses
     only (ReLU and max pooling make the gradient jump: the operator warns). Every 10 steps of full-batch training
     with the ritz rule (tol 1e-3), forward differences cost 1.5-1.7x plain training on the benchmark's MLP and
-    1.4-1.5x on its transformer, against 1.7-1.8x and 2.0x with exact products (CPU, 2 threads). The ensemble
+    1.4-1.6x on its transformer, against 1.7-1.8x and 1.9-2.0x with exact products (CPU, 2 threads). The ensemble
     trainer measures the exact probe of all members at once and the others member by member.
 
     Example:
